@@ -1,0 +1,81 @@
+#' Create an NPE engine
+#'
+#' An engine bundles the forward model (simulator, prior, noise model, likelihood) with
+#' the networks that will learn its posterior. Fit it with [fit.nbi_engine()], then call
+#' [predict.nbi_engine()] for any observation.
+#'
+#' @param simulator an R function `function(theta)` taking one named parameter vector and
+#'   returning one observation (a numeric vector). With `vectorized = TRUE` it takes an
+#'   n x d matrix and returns a list of n observations or an n-row matrix. This is the
+#'   expensive part of the forward model; its outputs are stored under `workdir`.
+#' @param prior an [nbi_prior()] (or a named list of marginals such as [prior_uniform()]).
+#' @param featurizer [featurizer_identity()] or [featurizer_mlp()].
+#' @param flow [flow_maf()].
+#' @param noise the cheap part of the forward model, applied afresh to every training batch
+#'   in every epoch: `function(x, theta)` taking a matrix of simulations (one per row) and
+#'   the matching parameter matrix, returning the noisy matrix (it may append columns, e.g.
+#'   per-object errors); or a number / numeric vector: independent Gaussian noise with that
+#'   sd per element.
+#' @param log_likelihood optional `function(x_obs, x_sim, theta, x_err)` returning
+#'   log p(x_obs | theta), used for importance weights.
+#' @param vectorized whether `simulator` takes a matrix of parameters.
+#' @param workdir folder where simulations are stored as they are produced (default: a new
+#'   folder under [tempdir()]).
+#' @return An object of class `nbi_engine`.
+#' @examples
+#' sim <- function(theta) theta[["mu"]] + stats::rnorm(5)
+#' eng <- nbi_engine(sim, nbi_prior(mu = prior_normal(0, 1)),
+#'                   flow = flow_maf(blocks = 2, hidden = 16))
+#' eng
+#' @export
+nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flow = flow_maf(),
+                       noise = NULL, log_likelihood = NULL, vectorized = FALSE,
+                       workdir = NULL) {
+  if (!is.function(simulator))
+    stop("`simulator` must be a function(theta) returning one observation", call. = FALSE)
+  if (missing(prior)) stop("`prior` is missing: give e.g. nbi_prior(A = prior_uniform(0, 1))",
+                           call. = FALSE)
+  prior <- as_nbi_prior(prior, arg = "prior")
+  if (!inherits(featurizer, "nbi_featurizer"))
+    stop("`featurizer` must come from featurizer_identity() or featurizer_mlp()", call. = FALSE)
+  if (!inherits(flow, "nbi_flow")) stop("`flow` must come from flow_maf()", call. = FALSE)
+  if (!is.null(noise) && !is.function(noise) &&
+      !(is.numeric(noise) && length(noise) >= 1 && all(is.finite(noise)) && all(noise >= 0)))
+    stop("`noise` must be NULL, a function(x, theta), or non-negative noise sd(s)", call. = FALSE)
+  if (!is.null(log_likelihood) && !is.function(log_likelihood))
+    stop("`log_likelihood` must be NULL or a function(x_obs, x_sim, theta, x_err)", call. = FALSE)
+  check_flag(vectorized, "vectorized")
+  if (is.null(workdir)) workdir <- tempfile("nbi-")
+  if (!is.character(workdir) || length(workdir) != 1 || is.na(workdir) || !nzchar(workdir))
+    stop("`workdir` must be a single folder path", call. = FALSE)
+  structure(list(simulator = simulator, prior = prior, featurizer = featurizer, flow = flow,
+                 noise = noise, log_likelihood = log_likelihood, vectorized = vectorized,
+                 workdir = workdir, model = NULL, history = NULL, x_dim = NULL),
+            class = "nbi_engine")
+}
+
+#' @export
+print.nbi_engine <- function(x, ...) {
+  cat("<nbi engine>\n")
+  cat(sprintf("  parameters : %s\n", paste(x$prior$names, collapse = ", ")))
+  cat("  featurizer : "); print(x$featurizer)
+  cat("  flow       : "); print(x$flow)
+  cat(sprintf("  noise      : %s\n", if (is.null(x$noise)) "none" else if (is.function(x$noise))
+    "function" else paste("Gaussian, sd", paste(format(utils::head(x$noise, 3)), collapse = ", "))))
+  if (is.null(x$model)) {
+    cat("  not fitted: call fit(engine, n_sims = ...)\n")
+  } else {
+    h <- x$history
+    cat(sprintf("  fitted     : %d simulations, %d parameters in the network, %d epoch(s), best validation loss %.4f\n",
+                sum(h$rounds$n_sims), length(x$model$params), nrow(h$epochs),
+                min(h$epochs$valid_loss)))
+  }
+  invisible(x)
+}
+
+check_fitted <- function(object, arg = "object") {
+  if (!inherits(object, "nbi_engine")) stop(sprintf("`%s` must be an nbi_engine", arg), call. = FALSE)
+  if (is.null(object$model))
+    stop(sprintf("`%s` is not fitted yet: call fit(%s, n_sims = ...) first", arg, arg), call. = FALSE)
+  invisible(object)
+}

@@ -1,0 +1,107 @@
+#' Network specifications
+#'
+#' Constructors for the two parts of the neural network: a featurizer that turns an
+#' observation into a conditioning vector, and the conditional flow that models the
+#' posterior given that vector. They only record hyperparameters; weights are created when
+#' the engine is fitted.
+#'
+#' `flow_maf()` is a conditional masked autoregressive flow (Papamakarios et al. 2017):
+#' `blocks - 1` affine MADE blocks followed by one autoregressive mixture-of-Gaussians block
+#' with `mixture` components per dimension. Each block has its own random ordering of the
+#' parameters, the conditioning vector enters every block, and every output (the first
+#' coordinate included) depends on it. Log-scales of the affine blocks are bounded smoothly
+#' to \[-`clamp`, `clamp`\]; log-sds of the mixture to \[-5, 5\] (in standardised units).
+#'
+#' @param blocks total number of blocks, including the final mixture block (>= 1).
+#' @param hidden units per hidden layer.
+#' @param layers hidden layers per block (>= 1).
+#' @param mixture mixture components per dimension in the final block.
+#' @param clamp bound of the affine log-scales.
+#' @param seed seed of the random orderings and of the initial weights (does not touch the
+#'   session's random number stream).
+#' @param activation `"relu"`, `"tanh"` or `"gelu"`.
+#' @return An object of class `nbi_flow` or `nbi_featurizer`.
+#' @examples
+#' flow_maf(blocks = 3, hidden = 32)
+#' featurizer_mlp(hidden = c(64, 64), dim_out = 16)
+#' @export
+flow_maf <- function(blocks = 5, hidden = 64, layers = 2, mixture = 4, clamp = 1, seed = 1,
+                     activation = "relu") {
+  check_count(blocks, "blocks", min = 1)
+  check_count(hidden, "hidden", min = 1)
+  check_count(layers, "layers", min = 1, max = 16)
+  check_count(mixture, "mixture", min = 1)
+  check_number(clamp, "clamp", lower = 0, inclusive = FALSE)
+  check_count(seed, "seed", min = 0)
+  act <- match_activation(activation, "activation")
+  structure(list(blocks = as.integer(blocks), hidden = as.integer(hidden),
+                 layers = as.integer(layers), mixture = as.integer(mixture),
+                 clamp = as.numeric(clamp), seed = as.numeric(seed), activation = act),
+            class = "nbi_flow")
+}
+
+#' @rdname flow_maf
+#' @export
+featurizer_identity <- function() {
+  structure(list(type = "identity"), class = "nbi_featurizer")
+}
+
+#' @rdname flow_maf
+#' @param dim_out size of the conditioning vector the featurizer produces.
+#' @export
+featurizer_mlp <- function(hidden = c(128, 128), dim_out = 64, activation = "gelu") {
+  if (!is.numeric(hidden) || anyNA(hidden) || any(hidden < 1) || any(hidden != round(hidden)) ||
+      length(hidden) > 16)
+    stop("featurizer_mlp(): `hidden` must be a vector of at most 16 positive whole numbers",
+         call. = FALSE)
+  check_count(dim_out, "dim_out", min = 1)
+  structure(list(type = "mlp", hidden = as.integer(hidden), dim_out = as.integer(dim_out),
+                 activation = match_activation(activation, "activation")),
+            class = "nbi_featurizer")
+}
+
+#' @export
+print.nbi_flow <- function(x, ...) {
+  cat(sprintf("<nbi flow: MAF, %d affine block(s) + mixture block (%d components), %d x %d hidden, %s, clamp %g>\n",
+              x$blocks - 1L, x$mixture, x$layers, x$hidden, x$activation, x$clamp))
+  invisible(x)
+}
+
+#' @export
+print.nbi_featurizer <- function(x, ...) {
+  if (x$type == "identity") cat("<nbi featurizer: identity>\n")
+  else cat(sprintf("<nbi featurizer: MLP %s -> %d, %s>\n",
+                   paste(x$hidden, collapse = " x "), x$dim_out, x$activation))
+  invisible(x)
+}
+
+activation_codes <- c(relu = 0L, tanh = 1L, gelu = 2L)
+
+match_activation <- function(x, arg) {
+  if (!is.character(x) || length(x) != 1 || !x %in% names(activation_codes))
+    stop(sprintf("`%s` must be one of \"relu\", \"tanh\", \"gelu\"", arg), call. = FALSE)
+  x
+}
+
+# Random orderings, one per block, drawn from `seed` without touching the session's RNG.
+flow_orders <- function(d, blocks, seed) {
+  with_seed(seed, unlist(lapply(seq_len(blocks), function(b) sample.int(d) - 1L)))
+}
+
+# The C-level spec of featurizer + flow for n_in observation features and d parameters.
+model_spec <- function(featurizer, flow, n_in, d) {
+  feat <- if (featurizer$type == "identity") {
+    list(type = 0L, n_in = as.integer(n_in), hidden = integer(0), n_out = as.integer(n_in),
+         act = 0L)
+  } else {
+    list(type = 1L, n_in = as.integer(n_in), hidden = featurizer$hidden,
+         n_out = featurizer$dim_out, act = activation_codes[[featurizer$activation]])
+  }
+  list(feat = feat,
+       flow = list(d = as.integer(d), nc = feat$n_out, hidden = flow$hidden,
+                   layers = flow$layers, blocks = flow$blocks, K = flow$mixture,
+                   act = activation_codes[[flow$activation]], clamp = flow$clamp,
+                   clamp_mix = 5, order = flow_orders(d, flow$blocks, flow$seed)))
+}
+
+model_init <- function(spec, seed) .Call(C_r_model_init, spec, as.numeric(seed))

@@ -1,0 +1,135 @@
+#' Posterior draws for an observation
+#'
+#' Draws from the fitted surrogate posterior q(theta | x_obs). Draws outside the prior's
+#' support are redrawn. `x_obs` may hold many observations (a list, or a matrix with one
+#' observation per row): they are sampled together in batched C calls and the result is an
+#' `nbi_posterior_list`.
+#'
+#' @param object a fitted [nbi_engine()].
+#' @param x_obs the observation, in the layout the network sees (the simulator's output,
+#'   or the noise function's output when it appends columns).
+#' @param x_err observational errors (used for importance weights in later versions).
+#' @param n_samples number of draws per observation.
+#' @param importance `NULL`, or `FALSE` for surrogate draws. Importance weighting is not
+#'   available in this version; `TRUE` is an error.
+#' @param seed optional seed for reproducible draws (or use [set.seed()]).
+#' @param threads threads for the C core.
+#' @param ... unused.
+#' @return An `nbi_posterior` (or `nbi_posterior_list`).
+#' @examples
+#' sim <- function(theta) theta[["mu"]] + stats::rnorm(3, sd = 0.5)
+#' eng <- nbi_engine(sim, nbi_prior(mu = prior_normal(0, 1)),
+#'                   flow = flow_maf(blocks = 2, hidden = 16, mixture = 2))
+#' eng <- fit(eng, n_sims = 500, n_epochs = 5, seed = 1)
+#' post <- predict(eng, c(0.5, 0.4, 0.7), n_samples = 500, seed = 2)
+#' post
+#' @export
+predict.nbi_engine <- function(object, x_obs, x_err = NULL, n_samples = 2000,
+                               importance = NULL, seed = NULL, threads = NULL, ...) {
+  check_fitted(object)
+  check_count(n_samples, "n_samples", min = 1)
+  if (isTRUE(importance))
+    stop("`importance = TRUE`: importance weighting is not available in this version",
+         call. = FALSE)
+  threads <- default_threads(threads)
+  obs <- check_observation(object, x_obs, "x_obs")
+  run <- function() {
+    draws <- sample_in_support(object, obs$x, n_samples, threads)
+    posts <- lapply(seq_len(nrow(obs$x)), function(i)
+      new_posterior(draws$theta[[i]], draws$log_q[[i]], obs$x[i, ], draws$acceptance[i]))
+    if (obs$single) posts[[1]] else structure(posts, class = "nbi_posterior_list")
+  }
+  if (is.null(seed)) run() else with_seed(seed, run())
+}
+
+#' Log-density of the surrogate posterior
+#'
+#' log q(theta | x_obs) of the fitted flow, in the parameters' own units (the
+#' standardisation Jacobian included).
+#' @param object a fitted [nbi_engine()].
+#' @param theta an n x d matrix (or one parameter vector).
+#' @param x_obs one observation, or a matrix of n observations (one per row of `theta`).
+#' @param threads threads for the C core.
+#' @return A numeric vector of n log-densities.
+#' @examples
+#' sim <- function(theta) theta[["mu"]] + stats::rnorm(3, sd = 0.5)
+#' eng <- nbi_engine(sim, nbi_prior(mu = prior_normal(0, 1)),
+#'                   flow = flow_maf(blocks = 2, hidden = 16, mixture = 2))
+#' eng <- fit(eng, n_sims = 500, n_epochs = 5, seed = 1)
+#' nbi_log_prob(eng, matrix(c(0, 0.5, 1)), c(0.5, 0.4, 0.7))
+#' @export
+nbi_log_prob <- function(object, theta, x_obs, threads = NULL) {
+  check_fitted(object)
+  threads <- default_threads(threads)
+  theta <- check_theta(object$prior, theta, "theta")
+  obs <- check_observation(object, x_obs, "x_obs")
+  if (nrow(obs$x) != 1 && nrow(obs$x) != nrow(theta))
+    stop("`x_obs` must be one observation or one per row of `theta`", call. = FALSE)
+  m <- object$model
+  z <- t(standardise(theta, list(mean = m$theta_mean, sd = m$theta_sd)))
+  xs <- t(standardise(obs$x, list(mean = m$x_mean, sd = m$x_sd)))
+  .Call(C_r_model_log_prob, m$spec, m$params, xs, z, threads) - sum(log(m$theta_sd))
+}
+
+# x_obs as a matrix with one observation per row, and whether it was a single one.
+check_observation <- function(object, x_obs, arg) {
+  p <- object$model$n_in
+  bad <- function(got) stop(sprintf("`%s` must be a numeric vector of length %d (one observation), or a matrix / list of such observations; got %s",
+                                    arg, p, got), call. = FALSE)
+  if (missing(x_obs) || is.null(x_obs)) bad("nothing")
+  single <- FALSE
+  if (is.data.frame(x_obs)) x_obs <- as.matrix(x_obs)
+  if (is.list(x_obs)) {
+    if (!all(vapply(x_obs, function(v) is.numeric(v) && length(v) == p, logical(1))))
+      bad("a list with elements of other lengths")
+    x <- matrix(unlist(x_obs, use.names = FALSE), ncol = p, byrow = TRUE)
+  } else if (is.numeric(x_obs) && is.null(dim(x_obs))) {
+    if (length(x_obs) != p) bad(sprintf("length %d", length(x_obs)))
+    x <- matrix(x_obs, nrow = 1)
+    single <- TRUE
+  } else if (is.numeric(x_obs) && is.matrix(x_obs)) {
+    if (ncol(x_obs) != p) bad(sprintf("a matrix with %d columns", ncol(x_obs)))
+    x <- x_obs
+  } else bad(class(x_obs)[1])
+  if (!all(is.finite(x))) stop(sprintf("`%s` has NA or non-finite values", arg), call. = FALSE)
+  storage.mode(x) <- "double"
+  list(x = x, single = single)
+}
+
+# Draws from q(theta | x) for each row of x, redrawing those outside the prior's support.
+sample_in_support <- function(object, x, n, threads) {
+  m <- object$model
+  xs <- t(standardise(x, list(mean = m$x_mean, sd = m$x_sd)))
+  n_obs <- nrow(x)
+  theta <- vector("list", n_obs)
+  log_q <- vector("list", n_obs)
+  drawn <- numeric(n_obs)
+  need <- rep(n, n_obs)
+  for (attempt in 1:20) {
+    todo <- which(need > 0)
+    if (!length(todo)) break
+    acc <- if (attempt == 1) 1 else pmax(0.05, (n - need[todo]) / pmax(1, drawn[todo]))
+    k <- as.integer(min(1e7 / length(todo), max(ceiling(1.2 * need[todo] / acc) + 8)))
+    if (attempt == 1) k <- n
+    z <- .Call(C_r_model_sample, m$spec, m$params, xs[, todo, drop = FALSE], k, draw_seed(),
+               threads)
+    th <- t(z * m$theta_sd + m$theta_mean)
+    colnames(th) <- m$names
+    lq <- attr(z, "log_prob") - sum(log(m$theta_sd))
+    ok <- in_support(object$prior, th)
+    for (j in seq_along(todo)) {
+      i <- todo[j]
+      rows <- (j - 1) * k + seq_len(k)
+      keep <- rows[ok[rows]]
+      keep <- keep[seq_len(min(length(keep), need[i]))]
+      theta[[i]] <- rbind(theta[[i]], th[keep, , drop = FALSE])
+      log_q[[i]] <- c(log_q[[i]], lq[keep])
+      drawn[i] <- drawn[i] + k
+      need[i] <- need[i] - length(keep)
+    }
+  }
+  if (any(need > 0))
+    warning(sprintf("only %d of %d draws fell inside the prior's support for %d observation(s)",
+                    min(n - need), n, sum(need > 0)), call. = FALSE)
+  list(theta = theta, log_q = log_q, acceptance = pmin(1, (n - need) / pmax(drawn, 1)))
+}

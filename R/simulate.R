@@ -1,0 +1,615 @@
+# Running the user's simulator: argument checks, chunking, parallel execution
+# through the user's future plan, per-simulation random number streams,
+# failure handling and on-disk chunk files.
+
+#' Run the simulator of an engine
+#'
+#' Draws parameter sets from the engine's prior (or takes the ones given in
+#' `theta`) and runs the engine's simulator on each of them, in chunks, in
+#' parallel over whatever [future::plan()] is active.
+#'
+#' @section Parallel execution and progress:
+#' The simulations are grouped into chunks of `chunk_size` parameter sets and
+#' the chunks are run with [future.apply::future_lapply()] over the current
+#' [future::plan()]; `nbi_simulate()` never changes the plan itself, so call,
+#' e.g., `future::plan("multisession")` beforehand to use several cores.
+#' Progress is reported through \pkg{progressr}, one step per chunk; as usual
+#' with \pkg{progressr} it is only shown inside
+#' [progressr::with_progress()] or after [progressr::handlers()] has been set
+#' with `global = TRUE`.
+#'
+#' @section Reproducibility:
+#' Every simulation gets its own L'Ecuyer-CMRG random number stream, derived
+#' from the state of R's random number generator when `nbi_simulate()` is
+#' called. After `set.seed()` the results are therefore identical whatever the
+#' plan, the number of workers and `chunk_size`. For vectorized simulators the
+#' stream is set once per chunk, so the results there also depend on
+#' `chunk_size` (give it explicitly to make them independent of the plan).
+#' The random number generator of the calling session is left in the same
+#' state whatever the plan.
+#'
+#' @section Failures:
+#' A simulation fails when the simulator throws an error, returns something
+#' that is not numeric (data frames need all-numeric columns), returns any
+#' `NA`, `NaN` or infinite value, or returns an output whose shape (length of a
+#' vector, `dim` of a matrix or array) differs from the expected one: the
+#' engine's `x_dim` when it is set, else the shape of the first successful
+#' simulation. Failed simulations are dropped. If some fail, one warning gives
+#' their number and the first failure; if more than half (or all) fail, the
+#' function stops with that information instead.
+#'
+#' @section Files:
+#' Each call writes its chunks to a new folder
+#' `<object$workdir>/sims/run_NNNN/`, one file `chunk_NNNNNN.rds` per chunk,
+#' saved as soon as the chunk's wave of futures (one chunk per worker) has
+#' finished. Each file holds a list with `theta` (the chunk's parameter sets,
+#' a matrix), `x` (a list of outputs, `NULL` for failed simulations),
+#' `failed` (logical), `reason` (character, `NA` for successes) and `index`
+#' (the rows of the chunk in the full `theta`). An interrupted run thus keeps
+#' the chunks it finished. The folder is returned as attribute `"sim_dir"`.
+#'
+#' @param object An `nbi_engine`, see [nbi_engine()].
+#' @param n Number of simulations: a single positive whole number. May be
+#'   missing or `NULL` when `theta` is given (then it must equal
+#'   `nrow(theta)` if given).
+#' @param theta Optional parameter sets to simulate at instead of prior draws:
+#'   a numeric matrix or data frame with one row per simulation and one column
+#'   per parameter of the prior. Named columns are matched to the prior's
+#'   parameter names (and reordered); unnamed columns are taken in the prior's
+#'   order. No missing or infinite values.
+#' @param chunk_size Number of simulations per chunk (one future each). The
+#'   default, `NULL`, uses `ceiling(n / (4 * future::nbrOfWorkers()))`,
+#'   capped at 1000.
+#' @param ... Not used; must be empty.
+#'
+#' @return A list with
+#'   \item{theta}{the parameter sets of the successful simulations, a matrix
+#'     with one named column per parameter;}
+#'   \item{x}{their outputs: a matrix with one row per simulation when every
+#'     output is a numeric vector of the same length, else a list of the
+#'     outputs (data frames are converted to numeric matrices);}
+#'   \item{n_failed}{the number of failed (dropped) simulations.}
+#'   The chunk folder is attached as attribute `"sim_dir"`.
+#'
+#' @examples
+#' eng <- nbi_engine(function(th) th[["a"]] + rnorm(3),
+#'                   nbi_prior(a = prior_uniform(0, 1)))
+#' s <- nbi_simulate(eng, 20)
+#' dim(s$x)
+#' head(s$theta)
+#'
+#' # given parameter sets, with a progress bar
+#' progressr::with_progress(
+#'   s2 <- nbi_simulate(eng, theta = cbind(a = c(0.1, 0.5, 0.9)))
+#' )
+#' s2$x
+#' @export
+nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
+  # ---- checks (nothing is run before they all pass) ----------------------
+  if (!inherits(object, "nbi_engine")) {
+    stop(sprintf("`object` must be an nbi_engine (see nbi_engine()), not %s.",
+                 sim_describe(object)), call. = FALSE)
+  }
+  dots <- list(...)
+  if (length(dots) > 0L) {
+    nm <- names(dots)
+    if (is.null(nm)) nm <- rep("", length(dots))
+    nm[nm == ""] <- "<unnamed>"
+    stop(sprintf("unused argument%s to nbi_simulate(): %s",
+                 if (length(dots) > 1L) "s" else "",
+                 paste(nm, collapse = ", ")), call. = FALSE)
+  }
+  simulator <- object[["simulator"]]
+  if (!is.function(simulator)) {
+    stop("`object$simulator` must be a function.", call. = FALSE)
+  }
+  prior <- object[["prior"]]
+  pnames <- prior[["names"]]
+  if (!is.character(pnames) || length(pnames) < 1L || anyNA(pnames)) {
+    stop("`object$prior` must be an nbi_prior with parameter names.",
+         call. = FALSE)
+  }
+  n_given <- !missing(n) && !is.null(n)
+  if (n_given) n <- sim_check_count(n, "n")
+  if (is.null(theta)) {
+    if (!n_given) {
+      stop("`n` must be given when `theta` is NULL.", call. = FALSE)
+    }
+  } else {
+    theta <- sim_check_theta(theta, pnames, "theta")
+    if (n_given && n != nrow(theta)) {
+      stop(sprintf("`n` (%d) must equal the number of rows of `theta` (%d).",
+                   n, nrow(theta)), call. = FALSE)
+    }
+    n <- nrow(theta)
+  }
+  if (!is.null(chunk_size)) {
+    chunk_size <- sim_check_count(chunk_size, "chunk_size")
+  }
+  expected <- sim_check_x_dim(object[["x_dim"]])
+  vectorized <- isTRUE(object[["vectorized"]])
+  workdir <- object[["workdir"]]
+  if (is.null(workdir)) workdir <- file.path(tempdir(), "nbi")
+  if (!is.character(workdir) || length(workdir) != 1L || is.na(workdir) ||
+      !nzchar(workdir)) {
+    stop("`object$workdir` must be a single folder path.", call. = FALSE)
+  }
+  run_dir <- sim_new_run_dir(file.path(workdir, "sims"))
+
+  # ---- parameter sets and random number streams ---------------------------
+  if (is.null(theta)) {
+    theta <- sim_check_theta(sample_prior(prior, n), pnames,
+                             "the output of sample_prior()")
+    if (nrow(theta) != n) {
+      stop(sprintf("sample_prior() returned %d rows instead of %d.",
+                   nrow(theta), n), call. = FALSE)
+    }
+  }
+  seeds <- sim_make_seeds(n)
+  # leave the caller's RNG where it is now, whatever the futures do with it
+  rng_state <- get(".Random.seed", envir = globalenv())
+  on.exit(assign(".Random.seed", rng_state, envir = globalenv()), add = TRUE)
+
+  # ---- chunks and waves ----------------------------------------------------
+  workers <- future::nbrOfWorkers()
+  finite_workers <- is.numeric(workers) && length(workers) == 1L &&
+    is.finite(workers) && workers >= 1
+  if (is.null(chunk_size)) {
+    w <- if (finite_workers) workers else 1
+    chunk_size <- min(1000L, max(1L, as.integer(ceiling(n / (4 * w)))))
+  }
+  chunk_size <- min(chunk_size, n)
+  chunk_of <- ceiling(seq_len(n) / chunk_size)
+  idx <- unname(split(seq_len(n), chunk_of))
+  n_chunks <- length(idx)
+  wave_size <- if (finite_workers) as.integer(workers) else n_chunks
+  waves <- unname(split(seq_len(n_chunks),
+                        ceiling(seq_len(n_chunks) / wave_size)))
+
+  p <- progressr::progressor(steps = n_chunks)
+
+  n_saved <- 0L
+  finished <- FALSE
+  on.exit(if (!finished && n_saved > 0L) {
+    message(sprintf(paste0("nbi_simulate() stopped early; %d of %d chunks ",
+                           "were saved in %s"), n_saved, n_chunks, run_dir))
+  }, add = TRUE)
+
+  # ---- run -----------------------------------------------------------------
+  ref <- expected
+  results <- vector("list", n_chunks)
+  for (wave in waves) {
+    tasks <- lapply(wave, function(k) {
+      list(chunk = k,
+           theta = theta[idx[[k]], , drop = FALSE],
+           seeds = seeds[idx[[k]], , drop = FALSE])
+    })
+    out <- future.apply::future_lapply(
+      tasks, sim_run_task,
+      simulator = simulator, vectorized = vectorized, expected = ref, p = p,
+      future.seed = TRUE, future.label = "nbi_simulate-%d"
+    )
+    for (j in seq_along(wave)) {
+      k <- wave[j]
+      res <- out[[j]]
+      if (is.null(ref)) {
+        ok <- which(!res$failed)
+        if (length(ok) > 0L) ref <- sim_shape(res$x[[ok[1L]]])
+      }
+      if (!is.null(ref)) res <- sim_enforce_shape(res, ref)
+      sim_save_chunk(list(theta = tasks[[j]]$theta, x = res$x,
+                          failed = res$failed, reason = res$reason,
+                          index = idx[[k]]),
+                     file.path(run_dir, sprintf("chunk_%06d.rds", k)))
+      n_saved <- n_saved + 1L
+      results[[k]] <- res
+    }
+  }
+  finished <- TRUE
+
+  # ---- collect ---------------------------------------------------------------
+  failed <- unlist(lapply(results, `[[`, "failed"), use.names = FALSE)
+  reason <- unlist(lapply(results, `[[`, "reason"), use.names = FALSE)
+  x_all <- do.call(c, lapply(results, `[[`, "x"))
+  n_failed <- sum(failed)
+  if (n_failed > 0L) {
+    i1 <- which(failed)[1L]
+    first <- sprintf("first failure at theta = (%s): %s",
+                     sim_format_theta(theta[i1, ], pnames), reason[i1])
+    if (n_failed == n) {
+      stop(sprintf("simulator failed for every parameter set (%d of %d); %s",
+                   n_failed, n, first), call. = FALSE)
+    }
+    if (n_failed > n / 2) {
+      stop(sprintf(paste0("simulator failed for %d of %d parameter sets ",
+                          "(more than half); %s"), n_failed, n, first),
+           call. = FALSE)
+    }
+    warning(sprintf(paste0("simulator failed for %d of %d parameter sets, ",
+                           "which were dropped; %s"), n_failed, n, first),
+            call. = FALSE)
+  }
+  keep <- !failed
+  theta_ok <- theta[keep, , drop = FALSE]
+  rownames(theta_ok) <- NULL
+  result <- list(theta = theta_ok, x = as_x_matrix(x_all[keep]),
+                 n_failed = as.integer(n_failed))
+  attr(result, "sim_dir") <- run_dir
+  result
+}
+
+#' Run one chunk of simulations
+#'
+#' Runs `simulator` on every row of `theta` (or once on the whole matrix when
+#' `vectorized`), catching errors and checking each output.
+#'
+#' @param simulator The user's simulator.
+#' @param theta Numeric matrix, one parameter set per row, named columns.
+#' @param vectorized Whether `simulator` takes the whole matrix.
+#' @param expected Optional shape every output must have (length of a vector
+#'   or `dim` of a matrix/array).
+#' @param seeds Optional integer matrix of L'Ecuyer-CMRG `.Random.seed`
+#'   values, one row per row of `theta` (only the first is used when
+#'   `vectorized`); the caller's RNG state is restored afterwards.
+#' @return `list(x = list of outputs or NULL per failure, failed = logical,
+#'   reason = character (NA for successes))`.
+#' @noRd
+simulate_chunk <- function(simulator, theta, vectorized = FALSE,
+                           expected = NULL, seeds = NULL) {
+  m <- nrow(theta)
+  nms <- colnames(theta)
+  x <- vector("list", m)
+  failed <- logical(m)
+  reason <- rep(NA_character_, m)
+  if (!is.null(seeds)) {
+    old_seed <- get0(".Random.seed", envir = globalenv(), inherits = FALSE)
+    on.exit(sim_restore_seed(old_seed), add = TRUE)
+  }
+  record <- function(i, chk) {
+    if (chk$ok) {
+      x[[i]] <<- chk$value
+    } else {
+      failed[i] <<- TRUE
+      reason[i] <<- chk$reason
+    }
+  }
+  if (isTRUE(vectorized)) {
+    if (!is.null(seeds)) {
+      assign(".Random.seed", seeds[1L, ], envir = globalenv())
+    }
+    out <- tryCatch(simulator(theta), error = sim_error)
+    parts <- sim_split_vectorized(out, m)
+    if (is.character(parts)) {
+      failed[] <- TRUE
+      reason[] <- parts
+    } else {
+      for (i in seq_len(m)) record(i, sim_check_output(parts[[i]], expected))
+    }
+  } else {
+    for (i in seq_len(m)) {
+      th <- theta[i, ]
+      names(th) <- nms
+      if (!is.null(seeds)) {
+        assign(".Random.seed", seeds[i, ], envir = globalenv())
+      }
+      out <- tryCatch(simulator(th), error = sim_error)
+      record(i, sim_check_output(out, expected))
+    }
+  }
+  list(x = x, failed = failed, reason = reason)
+}
+
+#' Stack simulator outputs
+#'
+#' @param x_list List of outputs.
+#' @return An n x p matrix when every element is a plain numeric vector of the
+#'   same length p (column names from the first element's names), else the
+#'   list itself, unnamed.
+#' @noRd
+as_x_matrix <- function(x_list) {
+  if (is.matrix(x_list)) return(x_list)
+  x_list <- unname(x_list)
+  if (length(x_list) == 0L) return(x_list)
+  plain <- vapply(x_list, function(o) is.numeric(o) && is.null(dim(o)),
+                  logical(1))
+  if (!all(plain)) return(x_list)
+  lens <- lengths(x_list)
+  if (any(lens != lens[1L])) return(x_list)
+  out <- matrix(as.double(unlist(x_list, use.names = FALSE)),
+                nrow = length(x_list), ncol = lens[1L], byrow = TRUE)
+  cn <- names(x_list[[1L]])
+  if (!is.null(cn)) colnames(out) <- cn
+  out
+}
+
+#' Read the chunk files of one nbi_simulate() run back
+#'
+#' @param dir A run folder (attribute `"sim_dir"` of a result).
+#' @return The same list as nbi_simulate() returns (no failure checks), for
+#'   the chunks present.
+#' @noRd
+read_sim_chunks <- function(dir) {
+  files <- sort(list.files(dir, pattern = "^chunk_[0-9]+\\.rds$",
+                           full.names = TRUE))
+  if (length(files) == 0L) {
+    stop(sprintf("no chunk files in %s", dir), call. = FALSE)
+  }
+  parts <- lapply(files, readRDS)
+  theta <- do.call(rbind, lapply(parts, `[[`, "theta"))
+  failed <- unlist(lapply(parts, `[[`, "failed"), use.names = FALSE)
+  x <- do.call(c, lapply(parts, `[[`, "x"))
+  keep <- !failed
+  theta <- theta[keep, , drop = FALSE]
+  rownames(theta) <- NULL
+  list(theta = theta, x = as_x_matrix(x[keep]),
+       n_failed = as.integer(sum(failed)))
+}
+
+# ---- internal helpers --------------------------------------------------------
+
+# What each future runs: one chunk, then one progress tick.
+sim_run_task <- function(task, simulator, vectorized, expected, p) {
+  res <- simulate_chunk(simulator, task$theta, vectorized,
+                        expected = expected, seeds = task$seeds)
+  if (is.function(p)) p()
+  res
+}
+
+sim_error <- function(e) {
+  structure(list(message = conditionMessage(e)), class = "nbi_sim_error")
+}
+
+# Turn a vectorized simulator's value into a list of m observations, or a
+# single failure reason (character) for the whole chunk.
+sim_split_vectorized <- function(out, m) {
+  if (inherits(out, "nbi_sim_error")) {
+    return(paste0("error: ", out$message))
+  }
+  if (is.data.frame(out)) {
+    if (!all(vapply(out, is.numeric, logical(1)))) {
+      return("vectorized simulator returned a data frame with non-numeric columns")
+    }
+    out <- as.matrix(out)
+  }
+  if (is.matrix(out) && nrow(out) == m) {
+    cn <- colnames(out)
+    return(lapply(seq_len(m), function(i) {
+      v <- out[i, ]
+      names(v) <- cn
+      v
+    }))
+  }
+  if (is.list(out) && length(out) == m) return(unname(out))
+  sprintf(paste0("vectorized simulator returned %s; expected a list of %d ",
+                 "observations or a matrix with %d rows"),
+          sim_describe(out), m, m)
+}
+
+# Check one output; returns list(ok, value, reason).
+sim_check_output <- function(out, expected = NULL) {
+  bad <- function(reason) list(ok = FALSE, value = NULL, reason = reason)
+  if (inherits(out, "nbi_sim_error")) return(bad(paste0("error: ", out$message)))
+  if (is.data.frame(out)) {
+    if (!all(vapply(out, is.numeric, logical(1)))) {
+      return(bad("returned a data frame with non-numeric columns"))
+    }
+    out <- as.matrix(out)
+  }
+  if (is.null(out)) return(bad("returned NULL"))
+  if (!is.numeric(out) || is.list(out)) {
+    return(bad(paste0("returned ", sim_describe(out))))
+  }
+  if (length(out) == 0L) return(bad("returned 0 values"))
+  if (length(dim(out)) == 1L) {
+    nm <- dimnames(out)[[1L]]
+    dim(out) <- NULL
+    names(out) <- nm
+  }
+  if (anyNA(out)) {
+    what <- if (any(is.nan(out))) "NaN" else "NA"
+    k <- sum(is.na(out))
+    return(bad(if (k == length(out)) {
+      paste0("returned ", what)
+    } else {
+      sprintf("returned %s (%d of %d values)", what, k, length(out))
+    }))
+  }
+  if (any(is.infinite(out))) {
+    return(bad(sprintf("returned infinite values (%d of %d values)",
+                       sum(is.infinite(out)), length(out))))
+  }
+  if (!is.null(expected)) {
+    msg <- sim_shape_mismatch(sim_shape(out), expected)
+    if (!is.null(msg)) return(bad(msg))
+  }
+  if (storage.mode(out) != "double") storage.mode(out) <- "double"
+  list(ok = TRUE, value = out, reason = NA_character_)
+}
+
+sim_shape <- function(v) {
+  d <- dim(v)
+  if (is.null(d)) length(v) else as.integer(d)
+}
+
+sim_describe_shape <- function(s) {
+  if (length(s) == 1L) {
+    sprintf("%d value%s", s, if (s == 1L) "" else "s")
+  } else {
+    sprintf("a %s %s", paste(s, collapse = " x "),
+            if (length(s) == 2L) "matrix" else "array")
+  }
+}
+
+sim_shape_mismatch <- function(shape, expected) {
+  if (identical(as.integer(shape), as.integer(expected))) return(NULL)
+  sprintf("returned %s, expected %s", sim_describe_shape(shape),
+          sim_describe_shape(expected))
+}
+
+# Mark the successes of a chunk result whose shape differs from `ref` failed.
+sim_enforce_shape <- function(res, ref) {
+  for (i in which(!res$failed)) {
+    msg <- sim_shape_mismatch(sim_shape(res$x[[i]]), ref)
+    if (!is.null(msg)) {
+      res$failed[i] <- TRUE
+      res$reason[i] <- msg
+      res$x[i] <- list(NULL)
+    }
+  }
+  res
+}
+
+sim_describe <- function(v) {
+  if (is.null(v)) return("NULL")
+  if (is.data.frame(v)) return("a data frame")
+  if (is.matrix(v)) {
+    return(sprintf("a %d x %d %s matrix", nrow(v), ncol(v), typeof(v)))
+  }
+  if (is.function(v)) return("a function")
+  if (is.list(v)) return(sprintf("a list of length %d", length(v)))
+  if (is.factor(v)) return("a factor")
+  if (is.atomic(v)) {
+    return(sprintf("a %s vector of length %d", typeof(v), length(v)))
+  }
+  sprintf("an object of class %s", paste(class(v), collapse = "/"))
+}
+
+sim_format_theta <- function(v, nms) {
+  vals <- vapply(as.numeric(v), function(z) format(signif(z, 4)), character(1))
+  paste(sprintf("%s = %s", nms, vals), collapse = ", ")
+}
+
+sim_check_count <- function(x, arg) {
+  ok <- is.numeric(x) && length(x) == 1L && !is.na(x) && is.finite(x) &&
+    x >= 1 && x == round(x)
+  if (!ok) {
+    shown <- if (is.atomic(x) && length(x) == 1L) {
+      format(x)
+    } else {
+      sim_describe(x)
+    }
+    stop(sprintf("`%s` must be a single positive whole number, not %s.",
+                 arg, shown), call. = FALSE)
+  }
+  as.integer(x)
+}
+
+# Validate / normalise a matrix of parameter sets against the prior's names.
+sim_check_theta <- function(theta, pnames, arg) {
+  d <- length(pnames)
+  lab <- if (grepl("^[A-Za-z_.][A-Za-z0-9_.]*$", arg)) sprintf("`%s`", arg) else arg
+  if (is.data.frame(theta)) {
+    if (!all(vapply(theta, is.numeric, logical(1)))) {
+      stop(sprintf("%s must have numeric columns only.", lab), call. = FALSE)
+    }
+    theta <- as.matrix(theta)
+  }
+  if (!is.matrix(theta) || !is.numeric(theta)) {
+    stop(sprintf(paste0("%s must be a numeric matrix or data frame with one ",
+                        "row per simulation and one column per parameter ",
+                        "(%s), not %s."),
+                 lab, paste(pnames, collapse = ", "), sim_describe(theta)),
+         call. = FALSE)
+  }
+  if (nrow(theta) < 1L) {
+    stop(sprintf("%s has no rows.", lab), call. = FALSE)
+  }
+  cn <- colnames(theta)
+  if (!is.null(cn)) {
+    if (!setequal(cn, pnames) || anyDuplicated(cn) || ncol(theta) != d) {
+      stop(sprintf(paste0("%s has columns (%s) that do not match the prior's ",
+                          "parameters (%s)."), lab,
+                   paste(cn, collapse = ", "), paste(pnames, collapse = ", ")),
+           call. = FALSE)
+    }
+    theta <- theta[, pnames, drop = FALSE]
+  } else {
+    if (ncol(theta) != d) {
+      stop(sprintf(paste0("%s has %d unnamed column%s but the prior has %d ",
+                          "parameter%s (%s)."), lab, ncol(theta),
+                   if (ncol(theta) == 1L) "" else "s", d,
+                   if (d == 1L) "" else "s", paste(pnames, collapse = ", ")),
+           call. = FALSE)
+    }
+    colnames(theta) <- pnames
+  }
+  if (anyNA(theta)) {
+    r <- which(rowSums(is.na(theta)) > 0)[1L]
+    stop(sprintf("%s contains missing values (first in row %d).", lab, r),
+         call. = FALSE)
+  }
+  if (any(is.infinite(theta))) {
+    r <- which(rowSums(is.infinite(theta)) > 0)[1L]
+    stop(sprintf("%s contains infinite values (first in row %d).", lab, r),
+         call. = FALSE)
+  }
+  storage.mode(theta) <- "double"
+  rownames(theta) <- NULL
+  theta
+}
+
+sim_check_x_dim <- function(x_dim) {
+  if (is.null(x_dim)) return(NULL)
+  if (!is.numeric(x_dim) || length(x_dim) < 1L || anyNA(x_dim) ||
+      any(x_dim < 1) || any(x_dim != round(x_dim))) {
+    stop("`object$x_dim` must be NULL or a vector of positive whole numbers.",
+         call. = FALSE)
+  }
+  as.integer(x_dim)
+}
+
+# A fresh folder <sims_dir>/run_NNNN for this call's chunk files.
+sim_new_run_dir <- function(sims_dir) {
+  if (!dir.exists(sims_dir) &&
+      !dir.create(sims_dir, recursive = TRUE, showWarnings = FALSE) &&
+      !dir.exists(sims_dir)) {
+    stop(sprintf("cannot create the folder %s (from `object$workdir`).",
+                 sims_dir), call. = FALSE)
+  }
+  old <- list.files(sims_dir, pattern = "^run_[0-9]+$")
+  k <- if (length(old)) max(as.integer(sub("^run_", "", old))) + 1L else 1L
+  for (attempt in seq_len(100L)) {
+    dir <- file.path(sims_dir, sprintf("run_%04d", k))
+    if (dir.create(dir, showWarnings = FALSE)) return(dir)
+    k <- k + 1L
+  }
+  stop(sprintf("cannot create a run folder under %s.", sims_dir),
+       call. = FALSE)
+}
+
+# Write via a temporary file so an interruption never leaves a broken chunk.
+sim_save_chunk <- function(value, file) {
+  tmp <- paste0(file, ".tmp")
+  saveRDS(value, tmp)
+  if (!file.rename(tmp, file)) {
+    unlink(tmp)
+    stop(sprintf("cannot write %s", file), call. = FALSE)
+  }
+  invisible(file)
+}
+
+# n independent L'Ecuyer-CMRG streams (rows of .Random.seed values), derived
+# from one draw of the caller's RNG; the caller's RNG kind is left unchanged.
+sim_make_seeds <- function(n) {
+  s <- sample.int(.Machine$integer.max, 1L)
+  old <- get(".Random.seed", envir = globalenv())
+  on.exit(assign(".Random.seed", old, envir = globalenv()), add = TRUE)
+  set.seed(s, kind = "L'Ecuyer-CMRG")
+  cur <- get(".Random.seed", envir = globalenv())
+  out <- matrix(0L, nrow = n, ncol = length(cur))
+  for (i in seq_len(n)) {
+    cur <- parallel::nextRNGStream(cur)
+    out[i, ] <- cur
+  }
+  out
+}
+
+sim_restore_seed <- function(old) {
+  if (is.null(old)) {
+    if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
+      rm(".Random.seed", envir = globalenv())
+    }
+  } else {
+    assign(".Random.seed", old, envir = globalenv())
+  }
+}

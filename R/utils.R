@@ -1,0 +1,51 @@
+# Argument checks shared by the exported functions; messages name the argument.
+
+check_count <- function(x, arg, min = 0, max = Inf) {
+  if (!is.numeric(x) || length(x) != 1 || is.na(x) || x != round(x) || x < min || x > max)
+    stop(sprintf("`%s` must be a whole number%s%s", arg,
+                 if (min > -Inf) sprintf(" >= %s", format(min)) else "",
+                 if (max < Inf) sprintf(" and <= %s", format(max)) else ""), call. = FALSE)
+  invisible(x)
+}
+
+check_number <- function(x, arg, lower = -Inf, upper = Inf, inclusive = TRUE) {
+  ok <- is.numeric(x) && length(x) == 1 && is.finite(x) &&
+    (if (inclusive) x >= lower && x <= upper else x > lower && x < upper)
+  if (!ok)
+    stop(sprintf("`%s` must be a finite number in %s%s, %s%s", arg, if (inclusive) "[" else "(",
+                 format(lower), format(upper), if (inclusive) "]" else ")"), call. = FALSE)
+  invisible(x)
+}
+
+check_flag <- function(x, arg) {
+  if (!is.logical(x) || length(x) != 1 || is.na(x))
+    stop(sprintf("`%s` must be TRUE or FALSE", arg), call. = FALSE)
+  invisible(x)
+}
+
+# Evaluate `code` with the RNG seeded, restoring the session's RNG state afterwards.
+with_seed <- function(seed, code) {
+  genv <- globalenv()
+  had <- exists(".Random.seed", envir = genv, inherits = FALSE)
+  if (had) old <- get(".Random.seed", envir = genv, inherits = FALSE)
+  on.exit(if (had) assign(".Random.seed", old, envir = genv)
+          else if (exists(".Random.seed", envir = genv, inherits = FALSE))
+            rm(".Random.seed", envir = genv))
+  set.seed(seed)
+  code
+}
+
+# A 52-bit seed for the C core, drawn from the session's RNG (so set.seed() reproduces it).
+draw_seed <- function(seed = NULL) {
+  if (!is.null(seed)) {
+    check_count(seed, "seed", min = 0)
+    return(with_seed(seed, draw_seed()))
+  }
+  floor(stats::runif(1) * 2^26) * 2^26 + floor(stats::runif(1) * 2^26)
+}
+
+default_threads <- function(threads = NULL) {
+  if (is.null(threads)) threads <- getOption("nbi.threads", 2L)
+  check_count(threads, "threads", min = 1, max = 1024)
+  as.integer(threads)
+}

@@ -1,0 +1,30 @@
+/* Featurizers: map a standardised observation (n_in values) to the flow's conditioning
+ * vector (n_out values). Identity, or an MLP (linear + activation per hidden layer, then a
+ * linear map to n_out). Later featurizers (ResNet-GRU, set transformer) join here. */
+#ifndef NBI_FEAT_H
+#define NBI_FEAT_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define FEAT_MAX_LAYERS 16
+enum { FEAT_IDENTITY = 0, FEAT_MLP = 1 };
+
+typedef struct {
+    int type, n_in, n_out, act, n_hidden;
+    int hidden[FEAT_MAX_LAYERS];
+    size_t n_params;
+} feat_layout;
+
+int feat_layout_init(feat_layout *F, int type, int n_in, int n_hidden, const int *hidden,
+                     int n_out, int act);
+void feat_init_params(const feat_layout *F, double *params, uint64_t seed);
+size_t feat_fwd_work(const feat_layout *F, int B);
+size_t feat_bwd_work(const feat_layout *F, int B);
+/* returns the B x n_out features (x itself for the identity) */
+const double *feat_forward(const feat_layout *F, const double *params, const double *x, int B,
+                           double *work, int threads);
+/* accumulates dparams from dfeat (B x n_out); fwd is the work of feat_forward */
+void feat_backward(const feat_layout *F, const double *params, const double *x, int B,
+                   const double *dfeat, double *dparams, const double *fwd, double *work,
+                   int threads);
+#endif

@@ -1,0 +1,102 @@
+#include <math.h>
+#include <string.h>
+#include "nn/nn.h"
+#include "feat/feat.h"
+#include "rng.h"
+
+/* width of layer l's output: hidden[l] for l < n_hidden, n_out for the last */
+static int width(const feat_layout *F, int l) {
+    return l < F->n_hidden ? F->hidden[l] : F->n_out;
+}
+static int width_in(const feat_layout *F, int l) { return l == 0 ? F->n_in : F->hidden[l - 1]; }
+
+int feat_layout_init(feat_layout *F, int type, int n_in, int n_hidden, const int *hidden,
+                     int n_out, int act) {
+    memset(F, 0, sizeof(*F));
+    if (n_in < 1) return 1;
+    F->type = type; F->n_in = n_in; F->act = act;
+    if (type == FEAT_IDENTITY) { F->n_out = n_in; return 0; }
+    if (type != FEAT_MLP) return 2;
+    if (n_hidden < 0 || n_hidden > FEAT_MAX_LAYERS) return 3;
+    if (n_out < 1) return 4;
+    if (act < 0 || act > 2) return 5;
+    F->n_hidden = n_hidden; F->n_out = n_out;
+    for (int l = 0; l < n_hidden; l++) {
+        if (hidden[l] < 1) return 3;
+        F->hidden[l] = hidden[l];
+    }
+    for (int l = 0; l <= n_hidden; l++)
+        F->n_params += (size_t)width(F, l) * width_in(F, l) + width(F, l);
+    return 0;
+}
+
+void feat_init_params(const feat_layout *F, double *params, uint64_t seed) {
+    rng_t r = rng_stream(seed, 1);
+    double *q = params;
+    if (F->type == FEAT_IDENTITY) return;
+    for (int l = 0; l <= F->n_hidden; l++) {
+        const int OC = width(F, l), C = width_in(F, l);
+        const double s = 1.0 / sqrt((double)C);
+        for (size_t i = 0; i < (size_t)OC * C; i++) q[i] = s * (2.0 * rng_unif(&r) - 1.0);
+        q += (size_t)OC * C;
+        for (int o = 0; o < OC; o++) q[o] = 0.0;
+        q += OC;
+    }
+}
+
+size_t feat_fwd_work(const feat_layout *F, int B) {
+    size_t n = 0;
+    if (F->type == FEAT_IDENTITY) return 0;
+    for (int l = 0; l < F->n_hidden; l++) n += 2 * (size_t)B * F->hidden[l];
+    return n + (size_t)B * F->n_out;
+}
+
+size_t feat_bwd_work(const feat_layout *F, int B) {
+    int m = F->n_out;
+    for (int l = 0; l < F->n_hidden; l++) if (F->hidden[l] > m) m = F->hidden[l];
+    return F->type == FEAT_IDENTITY ? 0 : 2 * (size_t)B * m;
+}
+
+/* work holds, per hidden layer, pre then post activations, then the output */
+const double *feat_forward(const feat_layout *F, const double *params, const double *x, int B,
+                           double *work, int threads) {
+    if (F->type == FEAT_IDENTITY) return x;
+    const double *in = x, *q = params;
+    for (int l = 0; l <= F->n_hidden; l++) {
+        const int OC = width(F, l), C = width_in(F, l);
+        double *pre = work;
+        linear_forward(pre, in, q, q + (size_t)OC * C, B, C, OC);
+        q += (size_t)OC * C + OC;
+        if (l == F->n_hidden) return pre;
+        double *post = pre + (size_t)B * OC;
+        act_forward(post, pre, (size_t)B * OC, F->act, threads);
+        in = post;
+        work = post + (size_t)B * OC;
+    }
+    return NULL; /* not reached */
+}
+
+void feat_backward(const feat_layout *F, const double *params, const double *x, int B,
+                   const double *dfeat, double *dparams, const double *fwd, double *work,
+                   int threads) {
+    if (F->type == FEAT_IDENTITY) return;
+    size_t off_p[FEAT_MAX_LAYERS + 1], off_w[FEAT_MAX_LAYERS + 1], po = 0, wo = 0;
+    for (int l = 0; l <= F->n_hidden; l++) {
+        off_p[l] = po; off_w[l] = wo;
+        po += (size_t)width(F, l) * width_in(F, l) + width(F, l);
+        wo += 2 * (size_t)B * width(F, l);
+    }
+    double *g = work, *gin = work + feat_bwd_work(F, B) / 2;
+    memcpy(g, dfeat, (size_t)B * F->n_out * sizeof(double));
+    for (int l = F->n_hidden; l >= 0; l--) {
+        const int OC = width(F, l), C = width_in(F, l);
+        const double *in = l == 0 ? x : fwd + off_w[l - 1] + (size_t)B * C;
+        const double *w = params + off_p[l];
+        double *dw = dparams + off_p[l];
+        linear_backward(l > 0 ? gin : NULL, dw, dw + (size_t)OC * C, g, in, w, B, C, OC);
+        if (l > 0) {  /* through the activation of layer l-1 */
+            const double *pre = fwd + off_w[l - 1], *post = pre + (size_t)B * C;
+            act_backward(g, gin, pre, post, (size_t)B * C, F->act, threads);
+        }
+    }
+}

@@ -1,0 +1,54 @@
+/* Conditional masked autoregressive flow (Papamakarios et al. 2017) with a final
+ * autoregressive mixture-of-Gaussians block (MADE-MoG), as used by nbi (seed 000).
+ *
+ * Density direction: x -> block 0 -> ... -> block blocks-2 (affine) -> z, then
+ * log q(x|c) = sum_b logdet_b + sum_j log MoG_j(z_j | z_<j, c).
+ * Every block's first layer sees the conditioning vector c through an unmasked weight, and
+ * hidden unit h has MADE degree h mod d in 0..d-1: units of degree 0 see only c, so the
+ * first coordinate of every block depends on c, and d = 1 works. */
+#ifndef NBI_FLOW_H
+#define NBI_FLOW_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define FLOW_MAX_LAYERS 16
+
+typedef struct {
+    int d, nc, hidden, layers, blocks, K, act;
+    double clamp, clamp_mix;  /* soft bounds of affine log-scales and of mixture log-sds */
+    const int *order;         /* blocks x d: order[b*d + t] = coordinate at step t (0-based) */
+    int *rank;                /* blocks x d: rank[b*d + j] = step of coordinate j */
+    size_t size_affine, size_mog, n_params;
+} flow_layout;
+
+/* pointers into one block's parameters */
+typedef struct {
+    double *Win, *Wc, *b1, *Wh[FLOW_MAX_LAYERS], *bh[FLOW_MAX_LAYERS], *Wout, *bout;
+} made_params;
+
+int flow_layout_init(flow_layout *L, int d, int nc, int hidden, int layers, int blocks, int K,
+                     int act, double clamp, double clamp_mix, const int *order, int *rank_buf);
+int flow_out_dim(const flow_layout *L, int b);
+size_t flow_block_offset(const flow_layout *L, int b);
+made_params flow_block_params(const flow_layout *L, double *params, int b);
+void flow_mask(const flow_layout *L, double *v);
+void flow_init_params(const flow_layout *L, double *params, uint64_t seed);
+
+size_t flow_fwd_work(const flow_layout *L, int B);
+size_t flow_bwd_work(const flow_layout *L, int B);
+size_t flow_sample_work(const flow_layout *L, int B);
+
+/* params must be masked (flow_mask). ctx has ctx_rows = B or 1 (broadcast) rows.
+ * work keeps the activations that flow_backward needs. */
+void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
+                  int ctx_rows, int B, double *logq, double *work, int threads);
+/* g[b] = dLoss/dlogq[b]. Accumulates dparams (then masked); writes dctx (B x nc) and dx
+ * (B x d) when not NULL. ctx must have B rows. */
+void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,
+                   const double *g, double *dparams, double *dctx, double *dx,
+                   const double *fwd, double *work, int threads);
+/* B draws; row i uses the random stream (seed, index0 + i). logq may be NULL. */
+void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
+                 int B, uint64_t seed, uint64_t index0, double *x, double *logq, double *work,
+                 int threads);
+#endif

@@ -1,0 +1,124 @@
+#include <math.h>
+#include <string.h>
+#include "flow/flow.h"
+#include "rng.h"
+
+int flow_out_dim(const flow_layout *L, int b) {
+    return b == L->blocks - 1 ? 3 * L->K * L->d : 2 * L->d;
+}
+
+static size_t block_size(int d, int nc, int H, int layers, int OD) {
+    return (size_t)H * d + (size_t)H * nc + H + (size_t)(layers - 1) * ((size_t)H * H + H) +
+           (size_t)OD * H + OD;
+}
+
+/* Returns 0 on success, a positive code naming the first bad field otherwise. */
+int flow_layout_init(flow_layout *L, int d, int nc, int hidden, int layers, int blocks, int K,
+                     int act, double clamp, double clamp_mix, const int *order, int *rank_buf) {
+    if (d < 1) return 1;
+    if (nc < 0) return 2;
+    if (hidden < 1) return 3;
+    if (layers < 1 || layers > FLOW_MAX_LAYERS) return 4;
+    if (blocks < 1) return 5;
+    if (K < 1) return 6;
+    if (act < 0 || act > 2) return 7;
+    if (!(clamp > 0) || !isfinite(clamp) || !(clamp_mix > 0) || !isfinite(clamp_mix)) return 8;
+    L->d = d; L->nc = nc; L->hidden = hidden; L->layers = layers; L->blocks = blocks;
+    L->K = K; L->act = act; L->clamp = clamp; L->clamp_mix = clamp_mix;
+    L->order = order; L->rank = rank_buf;
+    for (int b = 0; b < blocks; b++) {  /* each block's order must be a permutation */
+        int *rk = rank_buf + (size_t)b * d;
+        for (int j = 0; j < d; j++) rk[j] = -1;
+        for (int t = 0; t < d; t++) {
+            int j = order[(size_t)b * d + t];
+            if (j < 0 || j >= d || rk[j] != -1) return 9;
+            rk[j] = t;
+        }
+    }
+    L->size_affine = block_size(d, nc, hidden, layers, 2 * d);
+    L->size_mog = block_size(d, nc, hidden, layers, 3 * K * d);
+    L->n_params = (size_t)(blocks - 1) * L->size_affine + L->size_mog;
+    return 0;
+}
+
+size_t flow_block_offset(const flow_layout *L, int b) { return (size_t)b * L->size_affine; }
+
+made_params flow_block_params(const flow_layout *L, double *params, int b) {
+    made_params p;
+    const int d = L->d, H = L->hidden;
+    double *q = params + flow_block_offset(L, b);
+    p.Win = q;  q += (size_t)H * d;
+    p.Wc = q;   q += (size_t)H * L->nc;
+    p.b1 = q;   q += H;
+    for (int l = 1; l < L->layers; l++) {
+        p.Wh[l] = q; q += (size_t)H * H;
+        p.bh[l] = q; q += H;
+    }
+    p.Wout = q; q += (size_t)flow_out_dim(L, b) * H;
+    p.bout = q;
+    return p;
+}
+
+/* MADE degrees: input j has degree rank_j + 1; hidden unit h has degree h mod d;
+ * an output of coordinate j may see hidden units of degree <= rank_j. */
+static inline int hdeg(int h, int d) { return h % d; }
+static inline int out_coord(const flow_layout *L, int b, int o) {
+    return b == L->blocks - 1 ? o / (3 * L->K) : o % L->d;
+}
+
+void flow_mask(const flow_layout *L, double *v) {
+    const int d = L->d, H = L->hidden;
+    for (int b = 0; b < L->blocks; b++) {
+        made_params p = flow_block_params(L, v, b);
+        const int *rk = L->rank + (size_t)b * d;
+        for (int h = 0; h < H; h++)
+            for (int j = 0; j < d; j++)
+                if (hdeg(h, d) < rk[j] + 1) p.Win[(size_t)h * d + j] = 0.0;
+        for (int l = 1; l < L->layers; l++)
+            for (int h2 = 0; h2 < H; h2++)
+                for (int h1 = 0; h1 < H; h1++)
+                    if (hdeg(h2, d) < hdeg(h1, d)) p.Wh[l][(size_t)h2 * H + h1] = 0.0;
+        const int OD = flow_out_dim(L, b);
+        for (int o = 0; o < OD; o++) {
+            int j = out_coord(L, b, o);
+            for (int h = 0; h < H; h++)
+                if (hdeg(h, d) > rk[j]) p.Wout[(size_t)o * H + h] = 0.0;
+        }
+    }
+}
+
+static void fill_unif(double *w, size_t n, double scale, rng_t *r) {
+    for (size_t i = 0; i < n; i++) w[i] = scale * (2.0 * rng_unif(r) - 1.0);
+}
+
+/* Uniform(+-1/sqrt(fan_in)) weights, small output layers (each block starts near the
+ * identity), and mixture components spread over (-1, 1) with total variance about 1. */
+void flow_init_params(const flow_layout *L, double *params, uint64_t seed) {
+    const int d = L->d, H = L->hidden, K = L->K;
+    rng_t r = rng_stream(seed, 0);
+    memset(params, 0, L->n_params * sizeof(double));
+    for (int b = 0; b < L->blocks; b++) {
+        made_params p = flow_block_params(L, params, b);
+        const int OD = flow_out_dim(L, b);
+        double s1 = 1.0 / sqrt((double)(d + L->nc));
+        fill_unif(p.Win, (size_t)H * d, s1, &r);
+        fill_unif(p.Wc, (size_t)H * L->nc, s1, &r);
+        for (int l = 1; l < L->layers; l++) fill_unif(p.Wh[l], (size_t)H * H, 1.0 / sqrt((double)H), &r);
+        fill_unif(p.Wout, (size_t)OD * H, 0.1 / sqrt((double)H), &r);
+        if (b == L->blocks - 1) {
+            double m2 = 0.0;
+            for (int k = 0; k < K; k++) { double m = -1.0 + 2.0 * (k + 0.5) / K; m2 += m * m / K; }
+            if (K == 1) m2 = 0.0;
+            double logsd = 0.5 * log(fmax(0.1, 1.0 - m2));
+            double raw = L->clamp_mix * atanh(logsd / L->clamp_mix);
+            for (int j = 0; j < d; j++)
+                for (int k = 0; k < K; k++) {
+                    double *bo = p.bout + ((size_t)j * K + k) * 3;
+                    bo[0] = K == 1 ? 0.0 : -1.0 + 2.0 * (k + 0.5) / K;
+                    bo[1] = raw;
+                    bo[2] = 0.0;
+                }
+        }
+    }
+    flow_mask(L, params);
+}

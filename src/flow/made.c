@@ -1,0 +1,49 @@
+/* One MADE network (Germain et al. 2015) with a conditioning input: the shared body of the
+ * affine and mixture blocks. Weights must already be masked. */
+#include <string.h>
+#include "nn/nn.h"
+#include "flow/made.h"
+
+/* cbase = ctx Wc^T + b1, for rows rows of ctx */
+void made_context(const flow_layout *L, made_params p, const double *ctx, int rows, double *cbase) {
+    linear_forward(cbase, ctx, p.Wc, p.b1, rows, L->nc, L->hidden);
+}
+
+/* pre[l], post[l] (B x H each, layer l at l*B*H) and out (B x OD) */
+void made_forward(const flow_layout *L, made_params p, int OD, const double *z,
+                  const double *cbase, int cb_rows, int B, double *pre, double *post,
+                  double *out, int threads) {
+    const int H = L->hidden;
+    const size_t BH = (size_t)B * H;
+    linear_forward(pre, z, p.Win, NULL, B, L->d, H);
+    for (int b = 0; b < B; b++) {
+        const double *cb = cbase + (cb_rows == 1 ? 0 : (size_t)b * H);
+        double *pb = pre + (size_t)b * H;
+        for (int h = 0; h < H; h++) pb[h] += cb[h];
+    }
+    act_forward(post, pre, BH, L->act, threads);
+    for (int l = 1; l < L->layers; l++) {
+        linear_forward(pre + l * BH, post + (l - 1) * BH, p.Wh[l], p.bh[l], B, H, H);
+        act_forward(post + l * BH, pre + l * BH, BH, L->act, threads);
+    }
+    linear_forward(out, post + (L->layers - 1) * BH, p.Wout, p.bout, B, H, OD);
+}
+
+/* From dout (B x OD): accumulates parameter gradients into g, writes dz (B x d) and adds
+ * to dctx (B x nc) when not NULL. work: 2 * B * H doubles. */
+void made_backward(const flow_layout *L, made_params p, made_params g, int OD, const double *z,
+                   const double *ctx, int B, const double *pre, const double *post,
+                   const double *dout, double *dz, double *dctx, double *work, int threads) {
+    const int H = L->hidden;
+    const size_t BH = (size_t)B * H;
+    double *dh = work, *da = work + BH;
+    linear_backward(dh, g.Wout, g.bout, dout, post + (L->layers - 1) * BH, p.Wout, B, H, OD);
+    for (int l = L->layers - 1; l >= 1; l--) {
+        act_backward(da, dh, pre + l * BH, post + l * BH, BH, L->act, threads);
+        linear_backward(dh, g.Wh[l], g.bh[l], da, post + (l - 1) * BH, p.Wh[l], B, H, H);
+    }
+    act_backward(da, dh, pre, post, BH, L->act, threads);
+    linear_backward(dz, g.Win, g.b1, da, z, p.Win, B, L->d, H);
+    linear_backward(NULL, g.Wc, NULL, da, ctx, p.Wc, B, L->nc, H);
+    if (dctx) linear_backward_input_add(dctx, da, p.Wc, B, L->nc, H);
+}

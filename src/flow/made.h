@@ -1,0 +1,11 @@
+#ifndef NBI_MADE_H
+#define NBI_MADE_H
+#include "flow/flow.h"
+void made_context(const flow_layout *L, made_params p, const double *ctx, int rows, double *cbase);
+void made_forward(const flow_layout *L, made_params p, int OD, const double *z,
+                  const double *cbase, int cb_rows, int B, double *pre, double *post,
+                  double *out, int threads);
+void made_backward(const flow_layout *L, made_params p, made_params g, int OD, const double *z,
+                   const double *ctx, int B, const double *pre, const double *post,
+                   const double *dout, double *dz, double *dctx, double *work, int threads);
+#endif

@@ -1,0 +1,245 @@
+/* MAF log-density, its gradient, and sampling. See flow.h for the model. */
+#include <math.h>
+#include <string.h>
+#include "nn/nn.h"
+#include "flow/made.h"
+#include "rng.h"
+
+#define LOG_SQRT_2PI 0.91893853320467274178
+#define PAR_ROWS 256
+
+typedef struct { double *zin, *pre, *post, *out; } block_cache;
+
+static size_t cache_size(const flow_layout *L, int B, int b) {
+    return (size_t)B * (L->d + 2 * (size_t)L->layers * L->hidden + flow_out_dim(L, b));
+}
+
+static block_cache cache_at(const flow_layout *L, double *work, int B, int b) {
+    block_cache c;
+    for (int i = 0; i < b; i++) work += cache_size(L, B, i);
+    const size_t BH = (size_t)B * L->hidden;
+    c.zin = work;
+    c.pre = c.zin + (size_t)B * L->d;
+    c.post = c.pre + L->layers * BH;
+    c.out = c.post + L->layers * BH;
+    return c;
+}
+
+size_t flow_fwd_work(const flow_layout *L, int B) {
+    size_t n = (size_t)B * L->hidden;  /* cbase */
+    for (int b = 0; b < L->blocks; b++) n += cache_size(L, B, b);
+    return n;
+}
+
+size_t flow_bwd_work(const flow_layout *L, int B) {
+    return (size_t)B * (3 * L->K * L->d + 2 * L->d + 2 * L->hidden);
+}
+
+size_t flow_sample_work(const flow_layout *L, int B) {
+    return (size_t)B * (2 * L->d + 2 * (size_t)L->layers * L->hidden + 3 * L->K + 2) +
+           (size_t)B * L->hidden;
+}
+
+/* soft clamp: c * tanh(raw / c) lies in (-c, c) and is the identity near 0 */
+static inline double soft_clamp(double raw, double c) { return c * tanh(raw / c); }
+
+/* log of sum_k pi_k N(z; m_k, s_k) for one coordinate; o holds (mean, raw log-sd, logit) x K */
+static double mog_logpdf(const double *o, int K, double cm, double z) {
+    double rmax = -INFINITY, cmax = -INFINITY;
+    for (int k = 0; k < K; k++) rmax = fmax(rmax, o[3 * k + 2]);
+    double sr = 0.0;
+    for (int k = 0; k < K; k++) sr += exp(o[3 * k + 2] - rmax);
+    const double lser = rmax + log(sr);
+    for (int k = 0; k < K; k++) {
+        double a = soft_clamp(o[3 * k + 1], cm), u = (z - o[3 * k]) * exp(-a);
+        cmax = fmax(cmax, o[3 * k + 2] - lser - a - 0.5 * u * u);
+    }
+    double s = 0.0;
+    for (int k = 0; k < K; k++) {
+        double a = soft_clamp(o[3 * k + 1], cm), u = (z - o[3 * k]) * exp(-a);
+        s += exp(o[3 * k + 2] - lser - a - 0.5 * u * u - cmax);
+    }
+    return cmax + log(s) - LOG_SQRT_2PI;
+}
+
+/* gradient of g * mog_logpdf wrt the 3K outputs (into dout) and wrt z (returned) */
+static double mog_backward(const double *o, int K, double cm, double z, double g, double *dout) {
+    const double lp = mog_logpdf(o, K, cm, z) + LOG_SQRT_2PI;
+    double rmax = -INFINITY, sr = 0.0, dz = 0.0;
+    for (int k = 0; k < K; k++) rmax = fmax(rmax, o[3 * k + 2]);
+    for (int k = 0; k < K; k++) sr += exp(o[3 * k + 2] - rmax);
+    const double lser = rmax + log(sr);
+    for (int k = 0; k < K; k++) {
+        double a = soft_clamp(o[3 * k + 1], cm), s = exp(a), u = (z - o[3 * k]) / s;
+        double lpi = o[3 * k + 2] - lser;
+        double gam = exp(lpi - a - 0.5 * u * u - lp);  /* responsibility of component k */
+        dout[3 * k] = g * gam * u / s;
+        dout[3 * k + 1] = g * gam * (u * u - 1.0) * (1.0 - (a / cm) * (a / cm));
+        dout[3 * k + 2] = g * (gam - exp(lpi));
+        dz -= gam * u / s;
+    }
+    return g * dz;
+}
+
+void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
+                  int ctx_rows, int B, double *logq, double *work, int threads) {
+    const int d = L->d, K = L->K, nb = L->blocks;
+    double *cbase = work;
+    double *caches = work + (size_t)B * L->hidden;
+    memcpy(cache_at(L, caches, B, 0).zin, x, (size_t)B * d * sizeof(double));
+    for (int i = 0; i < B; i++) logq[i] = 0.0;
+    for (int b = 0; b < nb; b++) {
+        made_params p = flow_block_params(L, (double *)params, b);
+        block_cache c = cache_at(L, caches, B, b);
+        const int OD = flow_out_dim(L, b);
+        made_context(L, p, ctx, ctx_rows, cbase);
+        made_forward(L, p, OD, c.zin, cbase, ctx_rows, B, c.pre, c.post, c.out, threads);
+        if (b < nb - 1) {
+            double *zn = cache_at(L, caches, B, b + 1).zin;
+            #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
+            for (int i = 0; i < B; i++) {
+                const double *o = c.out + (size_t)i * OD, *zi = c.zin + (size_t)i * d;
+                double *zo = zn + (size_t)i * d, ld = 0.0;
+                for (int j = 0; j < d; j++) {  /* u = (z - mu) exp(-alpha) */
+                    double a = soft_clamp(o[d + j], L->clamp);
+                    zo[j] = (zi[j] - o[j]) * exp(-a);
+                    ld -= a;
+                }
+                logq[i] += ld;
+            }
+        } else {
+            #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
+            for (int i = 0; i < B; i++) {
+                double s = 0.0;
+                for (int j = 0; j < d; j++)
+                    s += mog_logpdf(c.out + (size_t)i * OD + (size_t)j * 3 * K, K, L->clamp_mix,
+                                    c.zin[(size_t)i * d + j]);
+                logq[i] += s;
+            }
+        }
+    }
+}
+
+void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,
+                   const double *g, double *dparams, double *dctx, double *dx,
+                   const double *fwd, double *work, int threads) {
+    const int d = L->d, K = L->K, nb = L->blocks;
+    double *caches = (double *)fwd + (size_t)B * L->hidden;
+    double *dout = work, *G = dout + (size_t)B * 3 * K * d, *dzn = G + (size_t)B * d;
+    double *mwork = dzn + (size_t)B * d;
+    if (dctx) memset(dctx, 0, (size_t)B * L->nc * sizeof(double));
+    for (int b = nb - 1; b >= 0; b--) {
+        made_params p = flow_block_params(L, (double *)params, b);
+        made_params gp = flow_block_params(L, dparams, b);
+        block_cache c = cache_at(L, caches, B, b);
+        const int OD = flow_out_dim(L, b);
+        if (b == nb - 1) {
+            #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
+            for (int i = 0; i < B; i++)
+                for (int j = 0; j < d; j++) {
+                    size_t oj = (size_t)i * OD + (size_t)j * 3 * K;
+                    G[(size_t)i * d + j] = mog_backward(c.out + oj, K, L->clamp_mix,
+                                                        c.zin[(size_t)i * d + j], g[i], dout + oj);
+                }
+        } else {
+            const double *zn = cache_at(L, caches, B, b + 1).zin;
+            #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
+            for (int i = 0; i < B; i++) {
+                const double *o = c.out + (size_t)i * OD;
+                double *Gi = G + (size_t)i * d, *di = dout + (size_t)i * OD;
+                for (int j = 0; j < d; j++) {
+                    double a = soft_clamp(o[d + j], L->clamp), e = exp(-a);
+                    double dalpha = -Gi[j] * zn[(size_t)i * d + j] - g[i];
+                    di[j] = -Gi[j] * e;
+                    di[d + j] = dalpha * (1.0 - (a / L->clamp) * (a / L->clamp));
+                    Gi[j] *= e;  /* direct path dz_out/dz_in */
+                }
+            }
+        }
+        made_backward(L, p, gp, OD, c.zin, ctx, B, c.pre, c.post, dout, dzn, dctx, mwork, threads);
+        for (size_t i = 0; i < (size_t)B * d; i++) G[i] += dzn[i];
+    }
+    if (dx) memcpy(dx, G, (size_t)B * d * sizeof(double));
+    flow_mask(L, dparams);
+}
+
+/* hidden layers of block p at inputs z, leaving the last activation in post + (layers-1)*B*H */
+static double *hidden_forward(const flow_layout *L, made_params p, const double *z,
+                              const double *cbase, int cb_rows, int B, double *pre, double *post,
+                              int threads) {
+    const int H = L->hidden;
+    const size_t BH = (size_t)B * H;
+    linear_forward(pre, z, p.Win, NULL, B, L->d, H);
+    for (int i = 0; i < B; i++) {
+        const double *cb = cbase + (cb_rows == 1 ? 0 : (size_t)i * H);
+        for (int h = 0; h < H; h++) pre[(size_t)i * H + h] += cb[h];
+    }
+    act_forward(post, pre, BH, L->act, threads);
+    for (int l = 1; l < L->layers; l++) {
+        linear_forward(pre + l * BH, post + (l - 1) * BH, p.Wh[l], p.bh[l], B, H, H);
+        act_forward(post + l * BH, pre + l * BH, BH, L->act, threads);
+    }
+    return post + (L->layers - 1) * BH;
+}
+
+void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
+                 int B, uint64_t seed, uint64_t index0, double *x, double *logq, double *work,
+                 int threads) {
+    const int d = L->d, K = L->K, H = L->hidden, nb = L->blocks;
+    double *z = work, *y = z + (size_t)B * d;
+    double *pre = y + (size_t)B * d, *post = pre + (size_t)L->layers * B * H;
+    double *o = post + (size_t)L->layers * B * H, *o2 = o + (size_t)B * 3 * K;
+    double *lq = o2 + (size_t)B, *cbase = lq + (size_t)B;
+    for (int i = 0; i < B; i++) lq[i] = 0.0;
+    /* final block: draw z coordinate by coordinate from the mixture */
+    {
+        made_params p = flow_block_params(L, (double *)params, nb - 1);
+        const int *ord = L->order + (size_t)(nb - 1) * d;
+        memset(z, 0, (size_t)B * d * sizeof(double));
+        made_context(L, p, ctx, ctx_rows, cbase);
+        for (int t = 0; t < d; t++) {
+            const int j = ord[t], K3 = 3 * K;
+            double *h = hidden_forward(L, p, z, cbase, ctx_rows, B, pre, post, threads);
+            linear_forward(o, h, p.Wout + (size_t)j * K3 * H, p.bout + (size_t)j * K3, B, H, K3);
+            const uint64_t key = seed + 0xD1B54A32D192ED03ULL * (uint64_t)(t + 1);
+            #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
+            for (int i = 0; i < B; i++) {
+                const double *oi = o + (size_t)i * K3;
+                rng_t r = rng_stream(key, index0 + i);
+                double rmax = -INFINITY, sr = 0.0;
+                for (int k = 0; k < K; k++) rmax = fmax(rmax, oi[3 * k + 2]);
+                for (int k = 0; k < K; k++) sr += exp(oi[3 * k + 2] - rmax);
+                double u = rng_unif(&r) * sr, acc = 0.0;
+                int kk = K - 1;
+                for (int k = 0; k < K; k++) {
+                    acc += exp(oi[3 * k + 2] - rmax);
+                    if (u < acc) { kk = k; break; }
+                }
+                double zj = oi[3 * kk] + exp(soft_clamp(oi[3 * kk + 1], L->clamp_mix)) * rng_norm(&r);
+                z[(size_t)i * d + j] = zj;
+                lq[i] += mog_logpdf(oi, K, L->clamp_mix, zj);
+            }
+        }
+    }
+    /* affine blocks in reverse: x_j = u_j exp(alpha_j) + mu_j, coordinate by coordinate */
+    for (int b = nb - 2; b >= 0; b--) {
+        made_params p = flow_block_params(L, (double *)params, b);
+        const int *ord = L->order + (size_t)b * d;
+        double *tmp = y; y = z; z = tmp;  /* y: output of block b; z: its input, to solve for */
+        memset(z, 0, (size_t)B * d * sizeof(double));
+        made_context(L, p, ctx, ctx_rows, cbase);
+        for (int t = 0; t < d; t++) {
+            const int j = ord[t];
+            double *h = hidden_forward(L, p, z, cbase, ctx_rows, B, pre, post, threads);
+            linear_forward(o, h, p.Wout + (size_t)j * H, p.bout + j, B, H, 1);
+            linear_forward(o2, h, p.Wout + (size_t)(d + j) * H, p.bout + d + j, B, H, 1);
+            for (int i = 0; i < B; i++) {
+                double a = soft_clamp(o2[i], L->clamp);
+                z[(size_t)i * d + j] = y[(size_t)i * d + j] * exp(a) + o[i];
+                lq[i] -= a;
+            }
+        }
+    }
+    memcpy(x, z, (size_t)B * d * sizeof(double));
+    if (logq) memcpy(logq, lq, (size_t)B * sizeof(double));
+}

@@ -1,0 +1,32 @@
+#define R_NO_REMAP
+#include <R.h>
+#include <Rinternals.h>
+#include <R_ext/Rdynload.h>
+
+SEXP r_model_init(SEXP, SEXP);
+SEXP r_model_n_params(SEXP);
+SEXP r_model_log_prob(SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_model_sample(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_flow_grad(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_model_nll_grad(SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
+SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
+
+static const R_CallMethodDef call_methods[] = {
+    {"r_model_init", (DL_FUNC)&r_model_init, 2},
+    {"r_model_n_params", (DL_FUNC)&r_model_n_params, 1},
+    {"r_model_log_prob", (DL_FUNC)&r_model_log_prob, 5},
+    {"r_model_sample", (DL_FUNC)&r_model_sample, 6},
+    {"r_flow_grad", (DL_FUNC)&r_flow_grad, 6},
+    {"r_model_nll_grad", (DL_FUNC)&r_model_nll_grad, 5},
+    {"r_train", (DL_FUNC)&r_train, 10},
+    {"r_nn_linear", (DL_FUNC)&r_nn_linear, 4},
+    {"r_nn_act", (DL_FUNC)&r_nn_act, 4},
+    {NULL, NULL, 0}};
+
+void R_init_nbi(DllInfo *dll) {
+    R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
+    R_useDynamicSymbols(dll, FALSE);
+    R_forceSymbols(dll, TRUE);
+}

@@ -1,0 +1,43 @@
+#include <math.h>
+#include "nn/nn.h"
+
+#define PAR_MIN 16384 /* below this many elements a parallel region costs more than it saves */
+
+static inline double gelu(double x) { return 0.5 * x * (1.0 + erf(x * M_SQRT1_2)); }
+/* d/dx [x Phi(x)] = Phi(x) + x phi(x) */
+static inline double gelu_grad(double x) {
+    return 0.5 * (1.0 + erf(x * M_SQRT1_2)) + x * exp(-0.5 * x * x) * 0.3989422804014327;
+}
+
+void act_forward(double *out, const double *in, size_t n, int act, int threads) {
+    switch (act) {
+    case ACT_RELU:
+        #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0 ? in[i] : 0.0;
+        break;
+    case ACT_TANH:
+        #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = tanh(in[i]);
+        break;
+    default:
+        #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = gelu(in[i]);
+    }
+}
+
+void act_backward(double *din, const double *dout, const double *pre, const double *out,
+                  size_t n, int act, int threads) {
+    switch (act) {
+    case ACT_RELU:
+        #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+        for (size_t i = 0; i < n; i++) din[i] = pre[i] > 0.0 ? dout[i] : 0.0;
+        break;
+    case ACT_TANH:
+        #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+        for (size_t i = 0; i < n; i++) din[i] = dout[i] * (1.0 - out[i] * out[i]);
+        break;
+    default:
+        #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+        for (size_t i = 0; i < n; i++) din[i] = dout[i] * gelu_grad(pre[i]);
+    }
+}

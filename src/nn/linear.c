@@ -1,0 +1,54 @@
+#define USE_FC_LEN_T
+#include <R_ext/BLAS.h>
+#ifndef FCONE
+#define FCONE
+#endif
+#include "nn/nn.h"
+
+/* out[b,o] = sum_c in[b,c] * w[o,c] + bias[o]        (B rows, C in, OC out) */
+void linear_forward(double *out, const double *in, const double *w, const double *bias,
+                    int B, int C, int OC) {
+    const double one = 1.0, zero = 0.0;
+    if (B <= 0 || OC <= 0) return;
+    if (C <= 0) {
+        for (size_t i = 0; i < (size_t)B * OC; i++) out[i] = 0.0;
+    } else {
+        /* column-major view: out(OC x B) = w(C x OC)^T * in(C x B) */
+        F77_CALL(dgemm)("T", "N", &OC, &B, &C, &one, w, &C, in, &C, &zero, out, &OC FCONE FCONE);
+    }
+    if (bias)
+        for (int b = 0; b < B; b++)
+            for (int o = 0; o < OC; o++) out[(size_t)b * OC + o] += bias[o];
+}
+
+void linear_accumulate(double *out, const double *in, const double *w, int B, int C, int OC) {
+    const double one = 1.0;
+    if (B <= 0 || OC <= 0 || C <= 0) return;
+    F77_CALL(dgemm)("T", "N", &OC, &B, &C, &one, w, &C, in, &C, &one, out, &OC FCONE FCONE);
+}
+
+/* din = dout * w;  dw += dout^T * in;  dbias += column sums of dout.  din, dw may be NULL. */
+void linear_backward(double *din, double *dw, double *dbias, const double *dout,
+                     const double *in, const double *w, int B, int C, int OC) {
+    const double one = 1.0, zero = 0.0;
+    if (B <= 0 || C <= 0 || OC <= 0) {
+        if (dbias && B > 0 && OC > 0) colsum_add(dbias, dout, B, OC);
+        return;
+    }
+    if (din) F77_CALL(dgemm)("N", "N", &C, &B, &OC, &one, w, &C, dout, &OC, &zero, din, &C FCONE FCONE);
+    if (dw) F77_CALL(dgemm)("N", "T", &C, &OC, &B, &one, in, &C, dout, &OC, &one, dw, &C FCONE FCONE);
+    if (dbias) colsum_add(dbias, dout, B, OC);
+}
+
+void colsum_add(double *s, const double *x, int B, int OC) {
+    for (int b = 0; b < B; b++) {
+        const double *xb = x + (size_t)b * OC;
+        for (int o = 0; o < OC; o++) s[o] += xb[o];
+    }
+}
+
+void linear_backward_input_add(double *din, const double *dout, const double *w, int B, int C, int OC) {
+    const double one = 1.0;
+    if (B <= 0 || C <= 0 || OC <= 0) return;
+    F77_CALL(dgemm)("N", "N", &C, &B, &OC, &one, w, &C, dout, &OC, &one, din, &C FCONE FCONE);
+}

@@ -1,0 +1,151 @@
+/* .Call entries for the model: initialise, log-density, sampling, gradients. */
+#include <string.h>
+#include "r_util.h"
+#include "flow/made.h"
+
+#define CHUNK 1024
+
+SEXP r_model_init(SEXP spec, SEXP seed) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    uint64_t s = need_seed(seed);
+    SEXP out = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)M.n_params));
+    feat_init_params(&M.F, REAL(out), s);
+    flow_init_params(&M.L, REAL(out) + M.F.n_params, s);
+    UNPROTECT(1);
+    return out;
+}
+
+SEXP r_model_n_params(SEXP spec) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    return Rf_ScalarReal((double)M.n_params);
+}
+
+static double *masked_copy(const model_layout *M, SEXP params) {
+    double *p = (double *)R_alloc(M->n_params > 0 ? M->n_params : 1, sizeof(double));
+    const double *src = need_real(params, (R_xlen_t)M->n_params, "params");
+    for (size_t i = 0; i < M->n_params; i++)
+        if (!R_FINITE(src[i])) Rf_error("'params' has non-finite values");
+    memcpy(p, src, M->n_params * sizeof(double));
+    model_mask(M, p);
+    return p;
+}
+
+/* x: n_in x (1 or n) standardised observations; theta: d x n */
+SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    double *p = masked_copy(&M, params);
+    int nt = need_threads(threads);
+    int n = need_cols(theta, M.L.d, "theta"), nx = need_cols(x, M.F.n_in, "x");
+    if (nx != 1 && nx != n) Rf_error("'x' must have 1 column or as many as 'theta' (%d)", n);
+    int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
+    double *work = (double *)R_alloc(model_fwd_work(&M, B), sizeof(double));
+    SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
+    for (int i0 = 0; i0 < n; i0 += B) {
+        int b = n - i0 < B ? n - i0 : B;
+        model_log_prob(&M, p, REAL(x) + (nx == 1 ? 0 : (size_t)i0 * M.F.n_in), nx == 1 ? 1 : b,
+                       REAL(theta) + (size_t)i0 * M.L.d, b, REAL(out) + i0, work, nt);
+        R_CheckUserInterrupt();
+    }
+    UNPROTECT(1);
+    return out;
+}
+
+/* n draws for each column of x (n_in x n_obs): a d x (n * n_obs) matrix, observation-major,
+ * with attribute "log_prob". Row k of the output uses the random stream (seed, k). */
+SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, SEXP threads) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    double *p = masked_copy(&M, params);
+    int nt = need_threads(threads), n = need_count(n_samples, "n_samples");
+    int nobs = need_cols(x, M.F.n_in, "x");
+    uint64_t s = need_seed(seed);
+    const int d = M.L.d, nc = M.L.nc;
+    double total = (double)n * nobs;
+    if (total * d > 4e9) Rf_error("'n_samples' x observations is too large");
+    /* features of every observation, in chunks */
+    double *feat = (double *)R_alloc((size_t)nobs * nc + 1, sizeof(double));
+    {
+        int B = nobs < CHUNK ? (nobs > 0 ? nobs : 1) : CHUNK;
+        double *fw = (double *)R_alloc(feat_fwd_work(&M.F, B) + 1, sizeof(double));
+        for (int i0 = 0; i0 < nobs; i0 += B) {
+            int b = nobs - i0 < B ? nobs - i0 : B;
+            const double *f = feat_forward(&M.F, p, REAL(x) + (size_t)i0 * M.F.n_in, b, fw, nt);
+            memcpy(feat + (size_t)i0 * nc, f, (size_t)b * nc * sizeof(double));
+        }
+    }
+    const R_xlen_t N = (R_xlen_t)n * nobs;
+    SEXP out = PROTECT(Rf_allocMatrix(REALSXP, d, (int)N));
+    SEXP lq = PROTECT(Rf_allocVector(REALSXP, N));
+    int B = N < CHUNK ? (N > 0 ? (int)N : 1) : CHUNK;
+    double *work = (double *)R_alloc(flow_sample_work(&M.L, B), sizeof(double));
+    double *ctx = (double *)R_alloc((size_t)B * nc + 1, sizeof(double));
+    const double *flow_p = p + M.F.n_params;
+    for (R_xlen_t k0 = 0; k0 < N; k0 += B) {
+        int b = N - k0 < B ? (int)(N - k0) : B;
+        int o0 = (int)(k0 / n), o1 = (int)((k0 + b - 1) / n);
+        const double *c = feat + (size_t)o0 * nc;
+        int rows = 1;
+        if (o1 != o0) {  /* rows from several observations: one context row per draw */
+            for (int i = 0; i < b; i++)
+                memcpy(ctx + (size_t)i * nc, feat + (size_t)((k0 + i) / n) * nc, nc * sizeof(double));
+            c = ctx; rows = b;
+        }
+        flow_sample(&M.L, flow_p, c, rows, b, s, (uint64_t)k0, REAL(out) + (size_t)k0 * d,
+                    REAL(lq) + k0, work, nt);
+        R_CheckUserInterrupt();
+    }
+    Rf_setAttrib(out, Rf_install("log_prob"), lq);
+    UNPROTECT(2);
+    return out;
+}
+
+/* Flow alone: logq and the gradient of sum_i g_i logq_i wrt flow params, context, theta. */
+SEXP r_flow_grad(SEXP spec, SEXP params, SEXP theta, SEXP context, SEXP g, SEXP threads) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    const flow_layout *L = &M.L;
+    int nt = need_threads(threads);
+    int n = need_cols(theta, L->d, "theta");
+    if (need_cols(context, L->nc, "context") != n) Rf_error("'context' must have %d columns", n);
+    double *gg = need_real(g, n, "g");
+    double *p = (double *)R_alloc(L->n_params, sizeof(double));
+    memcpy(p, need_real(params, (R_xlen_t)L->n_params, "params"), L->n_params * sizeof(double));
+    flow_mask(L, p);
+    double *fw = (double *)R_alloc(flow_fwd_work(L, n), sizeof(double));
+    double *bw = (double *)R_alloc(flow_bwd_work(L, n), sizeof(double));
+    SEXP lq = PROTECT(Rf_allocVector(REALSXP, n));
+    SEXP dp = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)L->n_params));
+    SEXP dc = PROTECT(Rf_allocMatrix(REALSXP, L->nc, n));
+    SEXP dt = PROTECT(Rf_allocMatrix(REALSXP, L->d, n));
+    memset(REAL(dp), 0, L->n_params * sizeof(double));
+    flow_forward(L, p, REAL(theta), REAL(context), n, n, REAL(lq), fw, nt);
+    flow_backward(L, p, REAL(context), n, gg, REAL(dp), REAL(dc), REAL(dt), fw, bw, nt);
+    SEXP out = PROTECT(Rf_allocVector(VECSXP, 4));
+    SET_VECTOR_ELT(out, 0, lq); SET_VECTOR_ELT(out, 1, dp);
+    SET_VECTOR_ELT(out, 2, dc); SET_VECTOR_ELT(out, 3, dt);
+    UNPROTECT(5);
+    return out;
+}
+
+/* Featurizer + flow: mean negative log-density of the batch and its parameter gradient. */
+SEXP r_model_nll_grad(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    int nt = need_threads(threads);
+    int n = need_cols(theta, M.L.d, "theta");
+    if (n < 1) Rf_error("'theta' must have at least one column");
+    if (need_cols(x, M.F.n_in, "x") != n) Rf_error("'x' must have %d columns", n);
+    double *p = masked_copy(&M, params);
+    double *work = (double *)R_alloc(model_grad_work(&M, n), sizeof(double));
+    SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
+    SEXP gr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)M.n_params));
+    memset(REAL(gr), 0, M.n_params * sizeof(double));
+    double loss = model_nll_grad(&M, p, REAL(x), REAL(theta), n, REAL(gr), work, nt);
+    SET_VECTOR_ELT(out, 0, Rf_ScalarReal(loss));
+    SET_VECTOR_ELT(out, 1, gr);
+    UNPROTECT(2);
+    return out;
+}

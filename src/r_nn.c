@@ -1,0 +1,43 @@
+/* Test entries for single layers: forward and backward of linear and activation layers,
+ * so that R tests can check them against matrix algebra and finite differences. */
+#include <string.h>
+#include "r_util.h"
+#include "nn/nn.h"
+
+/* x: C x B, w: C x OC (column-major = OC x C row-major), b: OC, dout: OC x B */
+SEXP r_nn_linear(SEXP x, SEXP w, SEXP b, SEXP dout) {
+    int C = Rf_nrows(x), B = Rf_ncols(x), OC = (int)XLENGTH(b);
+    need_real(x, -1, "x");
+    need_real(w, (R_xlen_t)C * OC, "w");
+    need_real(b, OC, "b");
+    need_real(dout, (R_xlen_t)OC * B, "dout");
+    SEXP out = PROTECT(Rf_allocMatrix(REALSXP, OC, B));
+    SEXP din = PROTECT(Rf_allocMatrix(REALSXP, C, B));
+    SEXP dw = PROTECT(Rf_allocMatrix(REALSXP, C, OC));
+    SEXP db = PROTECT(Rf_allocVector(REALSXP, OC));
+    memset(REAL(dw), 0, sizeof(double) * C * OC);
+    memset(REAL(db), 0, sizeof(double) * OC);
+    linear_forward(REAL(out), REAL(x), REAL(w), REAL(b), B, C, OC);
+    linear_backward(REAL(din), REAL(dw), REAL(db), REAL(dout), REAL(x), REAL(w), B, C, OC);
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, 4));
+    SET_VECTOR_ELT(res, 0, out); SET_VECTOR_ELT(res, 1, din);
+    SET_VECTOR_ELT(res, 2, dw); SET_VECTOR_ELT(res, 3, db);
+    UNPROTECT(5);
+    return res;
+}
+
+SEXP r_nn_act(SEXP x, SEXP dout, SEXP act, SEXP threads) {
+    R_xlen_t n = XLENGTH(x);
+    need_real(x, -1, "x");
+    need_real(dout, n, "dout");
+    int a = Rf_asInteger(act), nt = need_threads(threads);
+    if (a == NA_INTEGER || a < 0 || a > 2) Rf_error("'act' must be 0 (relu), 1 (tanh) or 2 (gelu)");
+    SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
+    SEXP din = PROTECT(Rf_allocVector(REALSXP, n));
+    act_forward(REAL(out), REAL(x), n, a, nt);
+    act_backward(REAL(din), REAL(dout), REAL(x), REAL(out), n, a, nt);
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, 2));
+    SET_VECTOR_ELT(res, 0, out); SET_VECTOR_ELT(res, 1, din);
+    UNPROTECT(3);
+    return res;
+}

@@ -1,0 +1,107 @@
+#include <string.h>
+#include <math.h>
+#include "r_util.h"
+
+SEXP list_get(SEXP list, const char *name, const char *arg) {
+    if (TYPEOF(list) != VECSXP) Rf_error("'%s' must be a list", arg);
+    SEXP nm = Rf_getAttrib(list, R_NamesSymbol);
+    if (TYPEOF(nm) != STRSXP) Rf_error("'%s' must be a named list", arg);
+    for (R_xlen_t i = 0; i < XLENGTH(list); i++)
+        if (strcmp(CHAR(STRING_ELT(nm, i)), name) == 0) return VECTOR_ELT(list, i);
+    Rf_error("'%s' has no element '%s'", arg, name);
+    return R_NilValue;
+}
+
+int list_int(SEXP list, const char *name, const char *arg) {
+    SEXP v = list_get(list, name, arg);
+    if (XLENGTH(v) != 1 || (TYPEOF(v) != INTSXP && TYPEOF(v) != REALSXP))
+        Rf_error("'%s$%s' must be a single number", arg, name);
+    double x = Rf_asReal(v);
+    if (!R_FINITE(x) || x != floor(x) || fabs(x) > 1e9)
+        Rf_error("'%s$%s' must be a whole number", arg, name);
+    return (int)x;
+}
+
+double list_real(SEXP list, const char *name, const char *arg) {
+    SEXP v = list_get(list, name, arg);
+    if (XLENGTH(v) != 1 || (TYPEOF(v) != INTSXP && TYPEOF(v) != REALSXP))
+        Rf_error("'%s$%s' must be a single number", arg, name);
+    return Rf_asReal(v);
+}
+
+double *need_real(SEXP x, R_xlen_t len, const char *arg) {
+    if (TYPEOF(x) != REALSXP) Rf_error("'%s' must be a double vector", arg);
+    if (len >= 0 && XLENGTH(x) != len)
+        Rf_error("'%s' has length %lld, expected %lld", arg, (long long)XLENGTH(x), (long long)len);
+    return REAL(x);
+}
+
+int need_cols(SEXP x, int rows, const char *arg) {
+    if (TYPEOF(x) != REALSXP) Rf_error("'%s' must be a double matrix", arg);
+    if (rows <= 0) Rf_error("'%s': expected a positive number of rows", arg);
+    R_xlen_t n = XLENGTH(x);
+    if (n % rows != 0 || n / rows > INT_MAX)
+        Rf_error("'%s' must have %d values per column, got %lld values", arg, rows, (long long)n);
+    SEXP dim = Rf_getAttrib(x, R_DimSymbol);
+    if (!Rf_isNull(dim) && (XLENGTH(dim) != 2 || INTEGER(dim)[0] != rows))
+        Rf_error("'%s' must have %d rows", arg, rows);
+    return (int)(n / rows);
+}
+
+int need_threads(SEXP threads) {
+    if (XLENGTH(threads) != 1) Rf_error("'threads' must be a single number");
+    int t = Rf_asInteger(threads);
+    if (t == NA_INTEGER || t < 1 || t > 1024) Rf_error("'threads' must be a positive integer");
+    return t;
+}
+
+int need_count(SEXP x, const char *arg) {
+    if (XLENGTH(x) != 1) Rf_error("'%s' must be a single number", arg);
+    double v = Rf_asReal(x);
+    if (!R_FINITE(v) || v < 0 || v != floor(v) || v > INT_MAX)
+        Rf_error("'%s' must be a non-negative whole number", arg);
+    return (int)v;
+}
+
+uint64_t need_seed(SEXP seed) {
+    if (XLENGTH(seed) != 1) Rf_error("'seed' must be a single number");
+    double s = Rf_asReal(seed);
+    if (!R_FINITE(s) || s < 0 || s != floor(s) || s > 9007199254740992.0)
+        Rf_error("'seed' must be a whole number in [0, 2^53]");
+    return (uint64_t)s;
+}
+
+static const char *feat_err[] = {"", "n_in must be >= 1", "unknown featurizer type",
+                                 "bad hidden sizes", "n_out must be >= 1", "unknown activation"};
+static const char *flow_err[] = {"", "d must be >= 1", "nc must be >= 0", "hidden must be >= 1",
+                                 "layers must be in 1..16", "blocks must be >= 1",
+                                 "mixture must be >= 1", "unknown activation",
+                                 "clamp must be positive and finite",
+                                 "order must hold a permutation of 0..d-1 per block"};
+
+void model_from_spec(model_layout *M, SEXP spec) {
+    SEXP fs = list_get(spec, "feat", "spec"), ls = list_get(spec, "flow", "spec");
+    SEXP hid = list_get(fs, "hidden", "spec$feat");
+    if (TYPEOF(hid) != INTSXP) Rf_error("'spec$feat$hidden' must be an integer vector");
+    int nh = (int)XLENGTH(hid);
+    if (nh > FEAT_MAX_LAYERS) Rf_error("'spec$feat$hidden': at most %d layers", FEAT_MAX_LAYERS);
+    int rc = feat_layout_init(&M->F, list_int(fs, "type", "spec$feat"),
+                              list_int(fs, "n_in", "spec$feat"), nh, INTEGER(hid),
+                              list_int(fs, "n_out", "spec$feat"), list_int(fs, "act", "spec$feat"));
+    if (rc) Rf_error("malformed featurizer spec: %s", feat_err[rc]);
+    int d = list_int(ls, "d", "spec$flow"), blocks = list_int(ls, "blocks", "spec$flow");
+    SEXP ord = list_get(ls, "order", "spec$flow");
+    if (TYPEOF(ord) != INTSXP || d < 1 || blocks < 1 || (double)d * blocks > 1e8 ||
+        XLENGTH(ord) != (R_xlen_t)d * blocks)
+        Rf_error("'spec$flow$order' must be an integer vector of length d * blocks");
+    int *rank = (int *)R_alloc((size_t)d * blocks, sizeof(int));
+    rc = flow_layout_init(&M->L, d, list_int(ls, "nc", "spec$flow"),
+                          list_int(ls, "hidden", "spec$flow"), list_int(ls, "layers", "spec$flow"),
+                          blocks, list_int(ls, "K", "spec$flow"), list_int(ls, "act", "spec$flow"),
+                          list_real(ls, "clamp", "spec$flow"), list_real(ls, "clamp_mix", "spec$flow"),
+                          INTEGER(ord), rank);
+    if (rc) Rf_error("malformed flow spec: %s", flow_err[rc]);
+    if (model_layout_link(M))
+        Rf_error("malformed spec: the flow's context size (%d) differs from the featurizer's output (%d)",
+                 M->L.nc, M->F.n_out);
+}

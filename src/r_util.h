@@ -1,0 +1,19 @@
+/* Glue helpers: argument checks that raise R errors naming the argument. */
+#ifndef NBI_R_UTIL_H
+#define NBI_R_UTIL_H
+#define R_NO_REMAP
+#include <R.h>
+#include <Rinternals.h>
+#include <stdint.h>
+#include "train/model.h"
+
+SEXP list_get(SEXP list, const char *name, const char *arg);
+int list_int(SEXP list, const char *name, const char *arg);
+double list_real(SEXP list, const char *name, const char *arg);
+double *need_real(SEXP x, R_xlen_t len, const char *arg);          /* len < 0: any length */
+int need_cols(SEXP x, int rows, const char *arg);                  /* a rows x n real matrix: n */
+int need_threads(SEXP threads);
+int need_count(SEXP x, const char *arg);
+uint64_t need_seed(SEXP seed);
+void model_from_spec(model_layout *M, SEXP spec);
+#endif

@@ -1,0 +1,30 @@
+#include <math.h>
+#include "train/adam.h"
+
+/* Kingma & Ba (2015), Algorithm 1, with bias-corrected moments; step t >= 1 */
+void adam_update(double *w, const double *g, double *m, double *v, size_t n, double lr, int t,
+                 double beta1, double beta2, double eps) {
+    const double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
+    for (size_t i = 0; i < n; i++) {
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
+        w[i] -= lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps);
+    }
+}
+
+/* rescales g to norm at most max_norm; returns the norm before clipping */
+double clip_grad_norm(double *g, size_t n, double max_norm) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += g[i] * g[i];
+    s = sqrt(s);
+    if (max_norm > 0 && s > max_norm)
+        for (size_t i = 0; i < n; i++) g[i] *= max_norm / s;
+    return s;
+}
+
+/* cosine decay from lr at epoch 0 towards lr * floor at the last epoch */
+double cosine_lr(double lr, int epoch, int epochs, double floor) {
+    if (epochs <= 1) return lr;
+    double c = 0.5 * (1.0 + cos(M_PI * epoch / (double)(epochs - 1)));
+    return lr * (floor + (1.0 - floor) * c);
+}

@@ -1,0 +1,41 @@
+/* A model = featurizer + flow with one parameter vector [featurizer | flow]. */
+#ifndef NBI_MODEL_H
+#define NBI_MODEL_H
+#include "feat/feat.h"
+#include "flow/flow.h"
+
+typedef struct { feat_layout F; flow_layout L; size_t n_params; } model_layout;
+
+int model_layout_link(model_layout *M);  /* checks F and L fit together, sets n_params */
+size_t model_fwd_work(const model_layout *M, int B);
+size_t model_grad_work(const model_layout *M, int B);
+/* log q(theta_i | x_i); x has x_rows = B or 1 rows (one observation for every theta) */
+void model_log_prob(const model_layout *M, const double *params, const double *x, int x_rows,
+                    const double *theta, int B, double *logq, double *work, int threads);
+/* mean negative log-density of the batch; adds its gradient into grad */
+double model_nll_grad(const model_layout *M, const double *params, const double *x,
+                      const double *theta, int B, double *grad, double *work, int threads);
+void model_mask(const model_layout *M, double *v);
+
+typedef struct {
+    int epochs, batch, patience, threads;
+    double lr, clip;
+    uint64_t seed;
+    const double *noise_sd;  /* per observation feature (standardised units), or NULL */
+    /* optional: called before each epoch to refill x_train (e.g. a fresh noise draw) */
+    int (*prepare_epoch)(void *cb, int epoch, double *x_train);
+    void (*check_interrupt)(void *cb);
+    void (*report)(void *cb, int epoch, double train, double valid, double lr);
+    void *cb;
+} train_options;
+
+size_t train_work(const model_layout *M, int n_train, int n_valid, int batch);
+/* Adam with cosine decay, reshuffled minibatches, early stopping on the validation loss.
+ * params: start values in, best values out. m, v: Adam moments (in/out). hist_*: epochs long.
+ * Returns 0, or 1 if an epoch had no finite loss, 2 if prepare_epoch failed. */
+int train_model(const model_layout *M, double *params, double *m, double *v, int *adam_step,
+                int n_train, double *x_train, const double *th_train, int n_valid,
+                const double *x_valid, const double *th_valid, const train_options *o,
+                double *hist_train, double *hist_valid, double *hist_lr, int *epochs_run,
+                int *best_epoch, int *perm, double *work);
+#endif
