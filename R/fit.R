@@ -9,16 +9,23 @@
 #'
 #' @param object an [nbi_engine()].
 #' @param n_sims number of simulations per round (>= 2), unless `theta` and `x` are given.
-#' @param n_rounds number of rounds; only 1 (amortised) is available in this version.
+#' @param n_rounds number of rounds. 1: amortised NPE on prior simulations. More, with
+#'   `x_obs`: SNPE-IS (seed 000, Algorithm 1): each round proposes from the current
+#'   surrogate posterior at `x_obs`, simulates, computes importance weights and n_eff from
+#'   those same simulations, and trains on the kept rounds; it stops (reverting to the best
+#'   surrogate) when n_eff drops or reaches `neff_target`. `history$rounds$n_eff` is the
+#'   n_eff of the proposal used in each round (the prior in round 1).
 #' @param n_epochs maximum number of epochs.
-#' @param x_obs,x_err the observation and its errors, for sequential rounds.
+#' @param x_obs,x_err the observation and its errors (for the default Gaussian
+#'   likelihood), for sequential rounds.
 #' @param theta,x a precomputed training set instead of simulating: an n x d parameter
 #'   matrix and an n x p matrix of simulator outputs (one per row).
 #' @param batch_size minibatch size.
 #' @param lr initial learning rate.
 #' @param valid_fraction fraction of simulations held out for early stopping.
 #' @param patience epochs without validation improvement before stopping.
-#' @param n_reuse,neff_target settings of sequential rounds.
+#' @param n_reuse number of most recent rounds to train on (-1: all).
+#' @param neff_target stop the rounds once a proposal reaches this n_eff.
 #' @param threads threads for the C core (default `getOption("nbi.threads", 2)`).
 #' @param seed optional seed: the whole fit (simulations, split, noise, training) is
 #'   reproducible from it. Without it, [set.seed()] before `fit()` does the same.
@@ -41,9 +48,6 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
                            verbose = interactive(), ...) {
   if (!inherits(object, "nbi_engine")) stop("`object` must be an nbi_engine", call. = FALSE)
   check_count(n_rounds, "n_rounds", min = 1)
-  if (n_rounds > 1)
-    stop("`n_rounds` > 1 (sequential SNPE-IS) is not available in this version; use n_rounds = 1",
-         call. = FALSE)
   check_count(n_epochs, "n_epochs", min = 1)
   check_count(batch_size, "batch_size", min = 1)
   check_number(lr, "lr", lower = 0, upper = 1, inclusive = FALSE)
@@ -60,6 +64,22 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
     if (is.null(n_sims)) stop("`n_sims` is missing: how many simulations to train on?", call. = FALSE)
     check_count(n_sims, "n_sims", min = 2)
   }
+  sequential <- n_rounds > 1
+  if (sequential) {
+    if (is.null(x_obs) || !is.numeric(x_obs) || !all(is.finite(x_obs)))
+      stop("`x_obs` (one numeric observation) is needed when `n_rounds` > 1", call. = FALSE)
+    if (!has_likelihood(object, x_err))
+      stop("`n_rounds` > 1 needs a likelihood: give `x_err`, numeric `noise`, or `log_likelihood` to the engine",
+           call. = FALSE)
+    default_x_err(object, x_err)
+    check_count(n_reuse, "n_reuse", min = -1)
+    if (n_reuse == 0) stop("`n_reuse` must be -1 (all rounds) or a positive number of rounds",
+                           call. = FALSE)
+    if (!is.null(neff_target)) check_number(neff_target, "neff_target", lower = 0)
+  }
+  train <- function(obj, theta, x, round, t0, warm)
+    train_engine(obj, theta, x, n_epochs, batch_size, lr, valid_fraction, patience, clip,
+                 threads, verbose, round = round, t0 = t0, warm = warm)
   run <- function() {
     t0 <- proc.time()[["elapsed"]]
     data <- if (is.null(theta)) {
@@ -68,10 +88,74 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
       list(theta = check_theta(object$prior, theta, "theta"), x = x)
     }
     xm <- as_training_x(data$x, nrow(data$theta))
-    train_engine(object, data$theta, xm, n_epochs, batch_size, lr, valid_fraction, patience,
-                 clip, threads, verbose, round = 1L, t0 = t0)
+    if (!sequential) {
+      object <- train(object, data$theta, xm, 1L, t0, FALSE)
+      object$history$rounds <- round_row(1L, nrow(xm), NA_real_, t0, object)
+      return(object)
+    }
+    snpe_is(object, data$theta, xm, n_sims = nrow(xm), n_rounds, x_obs, x_err, n_reuse,
+            neff_target, threads, verbose, train, t0)
   }
   if (is.null(seed)) run() else with_seed(seed, run())
+}
+
+round_row <- function(round, n_sims, n_eff, t0, object) {
+  data.frame(round = round, n_sims = n_sims, n_eff = n_eff, efficiency = n_eff / n_sims,
+             seconds = proc.time()[["elapsed"]] - t0,
+             best_epoch = if (is.null(object$history$best_epoch)) NA_integer_
+                          else object$history$best_epoch)
+}
+
+# SNPE-IS (seed 000, Algorithm 1). Round i proposes from the surrogate of round i - 1 (the
+# prior for i = 1), simulates, weighs those simulations against the exact likelihood (no
+# extra simulator calls) and records n_eff; it stops, reverting to the best surrogate, when
+# n_eff drops, and otherwise trains on the kept rounds with the plain NLL, warm-started.
+snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse, neff_target,
+                    threads, verbose, train, t0) {
+  pool <- list()
+  rounds <- NULL
+  best <- NULL
+  prev_neff <- 0
+  theta_r <- theta1
+  x_r <- x1
+  log_q <- log_prior(object$prior, theta1)  # round 1 proposes from the prior: w ∝ likelihood
+  acc <- 1
+  for (r in seq_len(n_rounds)) {
+    if (r > 1) {
+      t0 <- proc.time()[["elapsed"]]
+      obs <- check_observation(object, x_obs, "x_obs")
+      draws <- sample_in_support(object, obs$x, n_sims, threads)
+      sims <- nbi_simulate(object, theta = draws$theta[[1]])
+      theta_r <- sims$theta
+      x_r <- as_training_x(sims$x, nrow(theta_r))
+      log_q <- draws$log_q[[1]][sims$kept]
+      acc <- draws$acceptance[1]
+    }
+    ll <- eval_log_lik(object, x_obs, x_r, theta_r, x_err)
+    st <- suppressWarnings(importance_stats(ll, log_prior(object$prior, theta_r), log_q - log(acc)))
+    if (verbose) message(sprintf("round %d: %d simulations, n_eff %.1f (efficiency %.1f%%)", r,
+                                 nrow(theta_r), st$n_eff, 100 * st$efficiency))
+    if (r > 1 && st$n_eff < prev_neff) {
+      rounds <- rbind(rounds, round_row(r, nrow(theta_r), st$n_eff, t0, object))
+      if (verbose) message("n_eff dropped: reverting to the surrogate of round ", r - 1)
+      object <- best
+      break
+    }
+    prev_neff <- st$n_eff
+    if (r > 1) best <- object
+    pool[[length(pool) + 1]] <- list(theta = theta_r, x = x_r)
+    if (n_reuse > 0 && length(pool) > n_reuse) pool <- utils::tail(pool, n_reuse)
+    done <- !is.null(neff_target) && st$n_eff >= neff_target && r > 1
+    if (!done) {
+      all_theta <- do.call(rbind, lapply(pool, `[[`, "theta"))
+      all_x <- do.call(rbind, lapply(pool, `[[`, "x"))
+      object <- train(object, all_theta, all_x, r, t0, warm = r > 1)
+    }
+    rounds <- rbind(rounds, round_row(r, nrow(theta_r), st$n_eff, t0, object))
+    if (done) break
+  }
+  object$history$rounds <- rounds
+  object
 }
 
 # Simulator outputs as an n x p numeric matrix (vector observations).
@@ -140,8 +224,10 @@ column_scale <- function(m) {
 
 standardise <- function(m, sc) t((t(m) - sc$mean) / sc$sd)
 
+# Trains on (theta, x). With `warm = TRUE` the engine's current network, standardisation
+# and history are kept and training continues from its parameters (later SNPE rounds).
 train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fraction, patience,
-                         clip, threads, verbose, round, t0) {
+                         clip, threads, verbose, round, t0, warm = FALSE) {
   n <- nrow(theta)
   n_valid <- if (valid_fraction > 0) max(1L, floor(valid_fraction * n)) else 0L
   if (n - n_valid < 1) stop("too few simulations for the validation split", call. = FALSE)
@@ -152,11 +238,20 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   x_train_raw <- x[it, , drop = FALSE]
   th_train <- theta[it, , drop = FALSE]
   xn_train <- apply_noise(noise, x_train_raw, th_train)
-  xs <- column_scale(xn_train)
-  ts <- column_scale(th_train)
+  if (warm) {
+    m <- object$model
+    xs <- list(mean = m$x_mean, sd = m$x_sd)
+    ts <- list(mean = m$theta_mean, sd = m$theta_sd)
+    spec <- m$spec
+    params <- m$params
+    if (ncol(xn_train) != m$n_in) stop("the noise output changed size between rounds", call. = FALSE)
+  } else {
+    xs <- column_scale(xn_train)
+    ts <- column_scale(th_train)
+    spec <- model_spec(object$featurizer, object$flow, n_in = ncol(xn_train), d = ncol(theta))
+    params <- model_init(spec, object$flow$seed)
+  }
   n_in <- ncol(xn_train)
-  spec <- model_spec(object$featurizer, object$flow, n_in = n_in, d = ncol(theta))
-  params <- model_init(spec, object$flow$seed)
   noise_sd <- NULL
   prepare <- NULL
   x_train_std <- t(standardise(if (is.numeric(noise)) x_train_raw else xn_train, xs))
@@ -179,11 +274,9 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
                        theta_sd = ts$sd, x_mean = xs$mean, x_sd = xs$sd, n_in = n_in,
                        names = colnames(theta))
   object$x_dim <- ncol(x)
-  object$data <- list(theta = theta, x = x)
-  object$history <- list(
-    rounds = data.frame(round = round, n_sims = n, n_eff = NA_real_, efficiency = NA_real_,
-                        seconds = proc.time()[["elapsed"]] - t0, best_epoch = res$best_epoch),
-    epochs = data.frame(round = round, epoch = seq_along(res$train_loss),
-                        train_loss = res$train_loss, valid_loss = res$valid_loss, lr = res$lr))
+  epochs <- data.frame(round = round, epoch = seq_along(res$train_loss),
+                       train_loss = res$train_loss, valid_loss = res$valid_loss, lr = res$lr)
+  object$history$epochs <- if (warm) rbind(object$history$epochs, epochs) else epochs
+  object$history$best_epoch <- res$best_epoch
   object
 }

@@ -1,17 +1,22 @@
 #' Posterior draws for an observation
 #'
-#' Draws from the fitted surrogate posterior q(theta | x_obs). Draws outside the prior's
-#' support are redrawn. `x_obs` may hold many observations (a list, or a matrix with one
+#' Draws from the fitted surrogate posterior q(theta | x_obs); draws outside the prior's
+#' support are redrawn. When a likelihood is available (`x_err`, a numeric `noise`, or the
+#' engine's `log_likelihood`), the simulator is run at the draws (in parallel through the
+#' user's [future::plan()]) and importance weights
+#' w ∝ p(x_obs | theta) p(theta) / q(theta | x_obs) make the result asymptotically exact;
+#' `n_eff`, `efficiency`, `log_evidence` (with its standard error) and `pareto_k` say how
+#' far to trust it (seed 000, Algorithm 1). `x_obs` may hold many observations (a list, or a matrix with one
 #' observation per row): they are sampled together in batched C calls and the result is an
 #' `nbi_posterior_list`.
 #'
 #' @param object a fitted [nbi_engine()].
 #' @param x_obs the observation, in the layout the network sees (the simulator's output,
 #'   or the noise function's output when it appends columns).
-#' @param x_err observational errors (used for importance weights in later versions).
+#' @param x_err observational errors for the default Gaussian likelihood (one per element
+#'   of the observation, or one for all).
 #' @param n_samples number of draws per observation.
-#' @param importance `NULL`, or `FALSE` for surrogate draws. Importance weighting is not
-#'   available in this version; `TRUE` is an error.
+#' @param importance `NULL` (weigh when a likelihood is available), `TRUE` or `FALSE`.
 #' @param seed optional seed for reproducible draws (or use [set.seed()]).
 #' @param threads threads for the C core.
 #' @param ... unused.
@@ -28,15 +33,21 @@ predict.nbi_engine <- function(object, x_obs, x_err = NULL, n_samples = 2000,
                                importance = NULL, seed = NULL, threads = NULL, ...) {
   check_fitted(object)
   check_count(n_samples, "n_samples", min = 1)
-  if (isTRUE(importance))
-    stop("`importance = TRUE`: importance weighting is not available in this version",
-         call. = FALSE)
+  if (!is.null(importance)) check_flag(importance, "importance")
   threads <- default_threads(threads)
   obs <- check_observation(object, x_obs, "x_obs")
+  weigh <- if (is.null(importance)) has_likelihood(object, x_err) else importance
+  if (weigh && !has_likelihood(object, x_err))
+    stop("`importance = TRUE` needs a likelihood: give `x_err`, numeric `noise`, or `log_likelihood` to the engine",
+         call. = FALSE)
+  if (weigh) default_x_err(object, x_err)  # validates x_err before any simulation
   run <- function() {
     draws <- sample_in_support(object, obs$x, n_samples, threads)
-    posts <- lapply(seq_len(nrow(obs$x)), function(i)
-      new_posterior(draws$theta[[i]], draws$log_q[[i]], obs$x[i, ], draws$acceptance[i]))
+    posts <- lapply(seq_len(nrow(obs$x)), function(i) {
+      if (weigh) weigh_proposals(object, obs$x[i, ], x_err, draws$theta[[i]], draws$log_q[[i]],
+                                 draws$acceptance[i])
+      else new_posterior(draws$theta[[i]], draws$log_q[[i]], obs$x[i, ], draws$acceptance[i])
+    })
     if (obs$single) posts[[1]] else structure(posts, class = "nbi_posterior_list")
   }
   if (is.null(seed)) run() else with_seed(seed, run())

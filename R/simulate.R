@@ -68,7 +68,8 @@
 #'   \item{x}{their outputs: a matrix with one row per simulation when every
 #'     output is a numeric vector of the same length, else a list of the
 #'     outputs (data frames are converted to numeric matrices);}
-#'   \item{n_failed}{the number of failed (dropped) simulations.}
+#'   \item{n_failed}{the number of failed (dropped) simulations;}
+#'   \item{kept}{the rows of the requested `theta` that were kept.}
 #'   The chunk folder is attached as attribute `"sim_dir"`.
 #'
 #' @examples
@@ -233,7 +234,7 @@ nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
   theta_ok <- theta[keep, , drop = FALSE]
   rownames(theta_ok) <- NULL
   result <- list(theta = theta_ok, x = as_x_matrix(x_all[keep]),
-                 n_failed = as.integer(n_failed))
+                 n_failed = as.integer(n_failed), kept = which(keep))
   attr(result, "sim_dir") <- run_dir
   result
 }

@@ -12,6 +12,7 @@ SEXP r_model_nll_grad(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
+SEXP r_importance(SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
     {"r_model_init", (DL_FUNC)&r_model_init, 2},
@@ -23,6 +24,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_train", (DL_FUNC)&r_train, 10},
     {"r_nn_linear", (DL_FUNC)&r_nn_linear, 4},
     {"r_nn_act", (DL_FUNC)&r_nn_act, 4},
+    {"r_importance", (DL_FUNC)&r_importance, 3},
     {NULL, NULL, 0}};
 
 void R_init_nbi(DllInfo *dll) {

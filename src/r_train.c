@@ -23,7 +23,8 @@ static int cb_prepare(void *cb, int epoch, double *x) {
 
 static void cb_report(void *cb, int epoch, double tl, double vl, double lr) {
     train_cb *c = (train_cb *)cb;
-    if (c->verbose) Rprintf("epoch %4d  train %.4f  valid %.4f  lr %.2e\n", epoch + 1, tl, vl, lr);
+    if (c->verbose && (epoch == 0 || (epoch + 1) % 10 == 0))
+        Rprintf("epoch %4d  train %.4f  valid %.4f  lr %.2e\n", epoch + 1, tl, vl, lr);
 }
 
 /* opts: c(epochs, batch, patience, threads, lr, clip, seed, verbose) */

@@ -1,0 +1,109 @@
+# Importance weights make the surrogate's answer exact: checked on a linear Gaussian model
+# with a deliberately poor surrogate, against its analytic posterior and evidence.
+
+A <- matrix(c(1, 0.2, 1, 0.5, 1, -1), 3, 2)
+s_noise <- 0.5
+x_obs <- c(0.9, -0.3, 1.6)
+lin_engine <- function(...) {
+  nbi_engine(function(theta) as.vector(A %*% theta),
+             nbi_prior(a = prior_normal(0, 1), b = prior_normal(0, 1)),
+             flow = flow_maf(blocks = 2, hidden = 16, mixture = 2), noise = s_noise, ...)
+}
+poor <- fit(lin_engine(), n_sims = 300, n_epochs = 3, seed = 1, verbose = FALSE)
+S <- solve(diag(2) + crossprod(A) / s_noise^2)
+mu <- as.vector(S %*% t(A) %*% x_obs / s_noise^2)
+
+test_that("weighted posterior of a poor surrogate matches the analytic one", {
+  post <- predict(poor, x_obs, n_samples = 20000, seed = 2)
+  w <- post$weights
+  expect_equal(sum(w), 1)
+  m <- colSums(w * post$theta)
+  sdw <- sqrt(colSums(w * t(t(post$theta) - m)^2))
+  mc_se <- sqrt(diag(S) / post$n_eff)        # Monte Carlo error of a weighted mean
+  expect_true(all(abs(m - mu) < 4 * mc_se + 1e-3))
+  expect_true(all(abs(sdw / sqrt(diag(S)) - 1) < 0.05))
+  # the surrogate alone is visibly off, so the test has teeth
+  expect_gt(max(abs(colMeans(post$theta) - mu) / sqrt(diag(S))) +
+              max(abs(apply(post$theta, 2, sd) / sqrt(diag(S)) - 1)), 0.05)
+  expect_output(print(post), "n_eff")
+})
+
+test_that("log evidence matches the analytic marginal likelihood within 3 s.e.", {
+  post <- predict(poor, x_obs, n_samples = 20000, seed = 3)
+  Sx <- A %*% t(A) + s_noise^2 * diag(3)
+  logz <- -0.5 * (drop(t(x_obs) %*% solve(Sx) %*% x_obs) + drop(determinant(2 * pi * Sx)$modulus))
+  expect_lt(abs(post$log_evidence - logz), 3 * post$log_evidence_se + 1e-3)
+  expect_gt(post$log_evidence_se, 0)
+})
+
+test_that("n_eff is n - 1 for equal weights and 0 for one nonzero weight", {
+  n <- 100
+  s <- .Call(C_r_importance, rep(0, n), rep(0, n), rep(0, n))
+  expect_equal(s$n_eff, n - 1)
+  expect_equal(s$weights, rep(1 / n, n))
+  s1 <- .Call(C_r_importance, c(0, rep(-Inf, n - 1)), rep(0, n), rep(0, n))
+  expect_equal(s1$n_eff, 0)
+  expect_equal(s1$weights, c(1, rep(0, n - 1)))
+  expect_warning(s0 <- importance_stats(rep(-Inf, 5), rep(0, 5), rep(0, 5)), "zero")
+  expect_equal(s0$n_eff, 0)
+  expect_false(anyNA(s0$weights))
+  expect_equal(s0$log_evidence, -Inf)
+})
+
+test_that("weights are 0 outside a bounded prior, never NaN", {
+  pr <- nbi_prior(a = prior_uniform(0, 1))
+  th <- matrix(c(-0.5, 0.2, 0.7, 1.5), ncol = 1, dimnames = list(NULL, "a"))
+  s <- importance_stats(rep(0, 4), log_prior(pr, th), rep(0, 4))
+  expect_equal(s$weights, c(0, 0.5, 0.5, 0))
+  expect_equal(s$n_zero, 2L)
+  s2 <- .Call(C_r_importance, c(NaN, 0, Inf, 0), c(0, 0, 0, -Inf), rep(0, 4))
+  expect_equal(s2$weights, c(0, 1, 0, 0))
+})
+
+test_that("Pareto k is small for light tails and large for heavy ones", {
+  set.seed(1)
+  expect_lt(pareto_k(rnorm(4000, sd = 0.3)), 0.5)
+  expect_gt(pareto_k(log(abs(rcauchy(4000)))), 0.7)
+  expect_gt(gpd_k(sort(abs(rcauchy(2000)))), 0.7)   # our own fit, without loo
+  expect_lt(gpd_k(sort(rexp(2000))), 0.3)
+})
+
+test_that("SNPE-IS rounds record n_eff and improve on the prior", {
+  eng <- fit(lin_engine(), n_sims = 800, n_rounds = 3, n_epochs = 20, x_obs = x_obs, seed = 1,
+             verbose = FALSE)
+  r <- eng$history$rounds
+  expect_true(all(c("n_sims", "n_eff", "efficiency", "seconds") %in% names(r)))
+  expect_gt(nrow(r), 1)
+  expect_gt(r$n_eff[2], r$n_eff[1])        # the surrogate beats the prior as a proposal
+  expect_equal(r$efficiency, r$n_eff / r$n_sims)
+})
+
+test_that("the round loop reverts when n_eff drops", {
+  # a likelihood far sharper than the simulator's noise: later rounds train on ever
+  # narrower proposals and overshoot, so n_eff must drop and the loop revert
+  sharp <- function(x_obs, x_sim, theta, x_err) -0.5 * sum(((x_obs - x_sim) / 0.02)^2)
+  eng <- nbi_engine(function(theta) as.vector(A %*% theta),
+                    nbi_prior(a = prior_normal(0, 1), b = prior_normal(0, 1)),
+                    flow = flow_maf(blocks = 2, hidden = 16, mixture = 2), noise = 1,
+                    log_likelihood = sharp)
+  fitted <- fit(eng, n_sims = 400, n_rounds = 6, n_epochs = 10, x_obs = x_obs, seed = 2,
+                verbose = FALSE)
+  r <- fitted$history$rounds
+  dropped <- which(diff(r$n_eff) < 0)
+  expect_true(length(dropped) >= 1)
+  last <- nrow(r)
+  expect_lt(r$n_eff[last], r$n_eff[last - 1])   # stopped at the first drop
+  expect_lt(last, 6 + 1)
+})
+
+test_that("importance arguments are checked", {
+  eng <- fit(nbi_engine(function(theta) as.vector(A %*% theta),
+                        nbi_prior(a = prior_normal(0, 1), b = prior_normal(0, 1)),
+                        flow = flow_maf(blocks = 2, hidden = 8, mixture = 1)),
+             n_sims = 100, n_epochs = 1, seed = 1, verbose = FALSE)
+  expect_null(predict(eng, x_obs, n_samples = 10, seed = 1)$weights)   # no likelihood
+  expect_error(predict(eng, x_obs, importance = TRUE), "likelihood")
+  expect_error(predict(eng, x_obs, x_err = -1, n_samples = 10), "x_err")
+  expect_false(is.null(predict(eng, x_obs, x_err = 0.5, n_samples = 50, seed = 1)$weights))
+  expect_error(fit(lin_engine(), n_sims = 50, n_rounds = 2), "x_obs")
+})
