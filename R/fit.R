@@ -77,9 +77,10 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
                            call. = FALSE)
     if (!is.null(neff_target)) check_number(neff_target, "neff_target", lower = 0)
   }
+  rescale <- if (is.null(dots$rescale)) TRUE else dots$rescale
   train <- function(obj, theta, x, round, t0, warm)
     train_engine(obj, theta, x, n_epochs, batch_size, lr, valid_fraction, patience, clip,
-                 threads, verbose, round = round, t0 = t0, warm = warm)
+                 threads, verbose, round = round, t0 = t0, warm = warm, rescale = rescale || !warm)
   run <- function() {
     t0 <- proc.time()[["elapsed"]]
     data <- if (is.null(theta)) {
@@ -227,7 +228,7 @@ standardise <- function(m, sc) t((t(m) - sc$mean) / sc$sd)
 # Trains on (theta, x). With `warm = TRUE` the engine's current network, standardisation
 # and history are kept and training continues from its parameters (later SNPE rounds).
 train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fraction, patience,
-                         clip, threads, verbose, round, t0, warm = FALSE) {
+                         clip, threads, verbose, round, t0, warm = FALSE, rescale = !warm) {
   n <- nrow(theta)
   n_valid <- if (valid_fraction > 0) max(1L, floor(valid_fraction * n)) else 0L
   if (n - n_valid < 1) stop("too few simulations for the validation split", call. = FALSE)
@@ -240,16 +241,19 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   xn_train <- apply_noise(noise, x_train_raw, th_train)
   if (warm) {
     m <- object$model
-    xs <- list(mean = m$x_mean, sd = m$x_sd)
-    ts <- list(mean = m$theta_mean, sd = m$theta_sd)
     spec <- m$spec
     params <- m$params
     if (ncol(xn_train) != m$n_in) stop("the noise output changed size between rounds", call. = FALSE)
   } else {
-    xs <- column_scale(xn_train)
-    ts <- column_scale(th_train)
     spec <- model_spec(object$featurizer, object$flow, n_in = ncol(xn_train), d = ncol(theta))
     params <- model_init(spec, object$flow$seed)
+  }
+  if (rescale) {
+    xs <- column_scale(xn_train)
+    ts <- column_scale(th_train)
+  } else {
+    xs <- list(mean = m$x_mean, sd = m$x_sd)
+    ts <- list(mean = m$theta_mean, sd = m$theta_sd)
   }
   n_in <- ncol(xn_train)
   noise_sd <- NULL

@@ -142,9 +142,8 @@ corner_contour <- function(x, y, w, xlim, ylim, bins, levels, col, truth_x, trut
   if (sum(H) > 0) {
     lev <- sort(unique(hpd_thresholds(H, sort(levels))))
     if (length(lev) && max(H) > max(lev)) {
-      shades <- grDevices::adjustcolor(col, alpha.f = 0.15)
-      if (length(lev) > 1)
-        shades <- grDevices::adjustcolor(col, alpha.f = seq(0.15, 0.6, length.out = length(lev)))
+      alpha <- if (length(lev) > 1) seq(0.15, 0.6, length.out = length(lev)) else 0.3
+      shades <- vapply(alpha, function(a) grDevices::adjustcolor(col, alpha.f = a), "")
       graphics::.filled.contour(mx, my, H, levels = c(lev, max(H) * (1 + 1e-9)), col = shades)
     }
     if (length(lev))
