@@ -343,7 +343,7 @@ read_sim_chunks <- function(dir) {
   theta <- theta[keep, , drop = FALSE]
   rownames(theta) <- NULL
   list(theta = theta, x = as_x_matrix(x[keep]),
-       n_failed = as.integer(sum(failed)))
+       n_failed = as.integer(sum(failed)), kept = which(keep))
 }
 
 # ---- internal helpers --------------------------------------------------------

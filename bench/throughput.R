@@ -1,0 +1,194 @@
+# Throughput of the C core of nbi's masked autoregressive flow (MAF), next to PyTorch.
+#
+#   Rscript bench/throughput.R            # after R CMD INSTALL .
+#   NBI_BENCH_SECONDS=5 Rscript bench/throughput.R   # longer timings (default 2 s each)
+#
+# For three flow shapes (parameters d, context size, hidden units, blocks, mixture
+# components, batch size), each with 2 hidden layers per MADE block and an identity
+# featurizer, and at 1 and 2 threads, it prints
+#   train/s   training samples per second: forward + backward + Adam step, through the
+#             same C entry point fit() uses (random standardised data, no validation set);
+#   sample/s  posterior draws per second for one observation;
+#   logq/s    log-densities per second, one context per draw (as in training);
+#   logq1/s   log-densities per second, one shared context (as in importance sampling);
+#   gemm      GFLOP/s of a (batch x hidden) %*% (hidden x hidden) product through R's BLAS,
+#             timed in the same run: what the hardware and BLAS give for that shape;
+#   train GF  estimated GFLOP/s of training: the MADE weight-matrix products only, 2 flops
+#             per weight per sample forward and twice that backward;
+#   /torch    the ratio of nbi's rate to the PyTorch reference figure in the column before.
+# "threads" is nbi's `threads` (OpenMP) and, where OpenBLAS lets itself be set from R, the
+# number of BLAS threads too (see the "BLAS threads" line).
+#
+# OpenMP threads that spin while waiting lose badly when another process holds a core:
+# compare with  OMP_WAIT_POLICY=passive Rscript bench/throughput.R  (the policy is read
+# when the OpenMP runtime loads, so it must be set before R starts).
+#
+# The machine may be shared: the load average is printed before and after. Each rate comes
+# from one run of about NBI_BENCH_SECONDS seconds, sized by shorter calibration runs.
+
+suppressPackageStartupMessages(library(nbi))
+options(matprod = "blas")  # %*% straight to BLAS, no NaN scan, like the C core
+
+target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS", "2"))
+if (!is.finite(target) || target <= 0) target <- 2
+
+configs <- data.frame(
+  d       = c(3L, 8L, 12L),
+  context = c(64L, 256L, 16L),
+  hidden  = c(32L, 256L, 500L),
+  blocks  = c(10L, 20L, 15L),
+  mixture = c(8L, 8L, 8L),
+  batch   = c(256L, 512L, 50L)
+)
+# PyTorch reference figures (samples/s) for the same three shapes, in the same order.
+torch_ref <- data.frame(train = c(51000, 7000, 1240), sample = c(136000, 3950, 950),
+                        logq = c(293000, 21400, 11700))
+thread_counts <- c(1L, 2L)
+layers <- 2L
+
+# ---- BLAS threads -------------------------------------------------------------------
+# OpenBLAS exports openblas_set_num_threads_(int *), callable through .C once its shared
+# object (already loaded by R) is opened by name. Other BLAS libraries: left alone.
+blas_threads_settable <- local({
+  ok <- FALSE
+  lib <- tryCatch(La_library(), error = function(e) "")
+  if (grepl("openblas", lib, ignore.case = TRUE) && file.exists(lib)) {
+    ok <- tryCatch({
+      dyn.load(lib, local = TRUE, now = TRUE)
+      is.loaded("openblas_set_num_threads_")
+    }, error = function(e) FALSE)
+  }
+  ok
+})
+set_blas_threads <- function(n) {
+  if (blas_threads_settable) invisible(.C("openblas_set_num_threads_", as.integer(n)))
+}
+
+# ---- timing ---------------------------------------------------------------------------
+elapsed <- function(expr) {
+  t0 <- proc.time()[["elapsed"]]
+  force(expr)
+  proc.time()[["elapsed"]] - t0
+}
+# `run(size)` does `size` units of work and returns the seconds it took. Starting from
+# `size0`, the size is scaled up until one run takes at least half of `target` seconds;
+# the rate (units per second) of that last run is returned.
+measure <- function(run, size0, max_size = Inf) {
+  size <- size0
+  for (attempt in 1:5) {
+    s <- run(size)
+    if (s >= 0.5 * target || size >= max_size) break
+    size <- min(max_size, ceiling(size * min(50, 1.1 * target / max(s, 1e-3))))
+  }
+  size / max(s, 1e-6)
+}
+
+loadavg <- function() {
+  la <- tryCatch(readLines("/proc/loadavg", n = 1, warn = FALSE), error = function(e) "")
+  if (length(la) && nzchar(la)) paste(strsplit(la, " ")[[1]][1:3], collapse = " ") else "n/a"
+}
+
+# Entries of the weight matrices of all MADE blocks: the multiply-adds of one forward pass
+# of one sample through the flow (biases and activations not counted).
+made_weights <- function(d, nc, H, layers, blocks, K) {
+  per_block <- function(OD) H * d + H * nc + (layers - 1) * H * H + OD * H
+  (blocks - 1) * per_block(2 * d) + per_block(3 * K * d)
+}
+
+cat("nbi throughput benchmark\n")
+cat(sprintf("nbi %s | %s | %d cores\n", utils::packageVersion("nbi"), R.version.string,
+            parallel::detectCores()))
+cat("BLAS:   ", extSoftVersion()[["BLAS"]], "\n")
+cat("LAPACK: ", La_library(), "\n")
+cat(sprintf("BLAS threads: %s\n", if (blas_threads_settable)
+  "set to `threads` for each row (OpenBLAS)" else
+  "not settable from R; whatever OPENBLAS_NUM_THREADS / OMP_NUM_THREADS give"))
+omp_env <- Sys.getenv(c("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
+cat("environment: ", paste0(names(omp_env), "=", ifelse(nzchar(omp_env), omp_env, "(unset)"),
+                           collapse = " "), "\n", sep = "")
+cat(sprintf("about %.1f s per measurement; load average at start: %s\n\n", target, loadavg()))
+
+rows <- list()
+t_start <- proc.time()[["elapsed"]]
+set.seed(1)
+for (i in seq_len(nrow(configs))) {
+  cf <- configs[i, ]
+  spec <- nbi:::model_spec(featurizer_identity(),
+                           flow_maf(blocks = cf$blocks, hidden = cf$hidden, layers = layers,
+                                    mixture = cf$mixture),
+                           n_in = cf$context, d = cf$d)
+  params <- nbi:::model_init(spec, 1)
+  np <- length(params)
+  W <- made_weights(cf$d, cf$context, cf$hidden, layers, cf$blocks, cf$mixture)
+  n_train <- 4L * cf$batch                      # four batches per epoch
+  x <- matrix(stats::rnorm(cf$context * n_train), cf$context, n_train)
+  theta <- matrix(stats::rnorm(cf$d * n_train), cf$d, n_train)
+  x1 <- matrix(stats::rnorm(cf$context), cf$context, 1)
+  n_eval <- 2048L                               # draws per log-density call
+  x_eval <- matrix(stats::rnorm(cf$context * n_eval), cf$context, n_eval)
+  theta_eval <- matrix(stats::rnorm(cf$d * n_eval), cf$d, n_eval)
+  adam <- list(numeric(np), numeric(np), 0L)
+  a <- matrix(stats::rnorm(cf$batch * cf$hidden), cf$batch, cf$hidden)
+  b <- matrix(stats::rnorm(cf$hidden * cf$hidden), cf$hidden, cf$hidden)
+
+  for (th in thread_counts) {
+    set_blas_threads(th)
+    used_per_epoch <- floor(n_train / cf$batch) * cf$batch
+    train <- measure(function(epochs) {
+      opts <- c(epochs, cf$batch, 1000, th, 1e-4, 5, 1, 0)
+      s <- elapsed(res <- .Call(nbi:::C_r_train, spec, params, adam, x, theta,
+                                NULL, NULL, NULL, NULL, opts))
+      if (res$status != 0) stop("training returned status ", res$status)
+      s
+    }, 1) * used_per_epoch
+    sample <- measure(function(n) {
+      elapsed(.Call(nbi:::C_r_model_sample, spec, params, x1, as.integer(n), 1, th))
+    }, 256, max_size = 5e6)
+    logq <- measure(function(reps) {
+      elapsed(for (r in seq_len(reps))
+        .Call(nbi:::C_r_model_log_prob, spec, params, x_eval, theta_eval, th))
+    }, 1) * n_eval
+    logq1 <- measure(function(reps) {
+      elapsed(for (r in seq_len(reps))
+        .Call(nbi:::C_r_model_log_prob, spec, params, x1, theta_eval, th))
+    }, 1) * n_eval
+    gemm <- measure(function(reps) {
+      elapsed(for (r in seq_len(reps)) a %*% b)
+    }, 10) * 2 * cf$batch * cf$hidden * cf$hidden / 1e9
+    rows[[length(rows) + 1]] <- data.frame(
+      config = i, d = cf$d, ctx = cf$context, hid = cf$hidden, blk = cf$blocks,
+      K = cf$mixture, batch = cf$batch, threads = th, params = np,
+      `train/s` = train, `sample/s` = sample, `logq/s` = logq,
+      `logq1/s` = logq1, gemm = gemm, `train GF` = train * 6 * W / 1e9,
+      check.names = FALSE)
+    cat(sprintf("  config %d, %d thread(s) done (%.0f s so far)\n", i, th,
+                proc.time()[["elapsed"]] - t_start))
+  }
+}
+set_blas_threads(max(thread_counts))
+tab <- do.call(rbind, rows)
+
+fmt_rate <- function(v) formatC(round(v), format = "d", big.mark = ",")
+fmt_ratio <- function(v) sprintf("%.2f", v)
+ref <- torch_ref[tab$config, ]
+out <- data.frame(
+  cfg = sprintf("%d: d=%d ctx=%d H=%d blk=%d K=%d B=%d", tab$config, tab$d, tab$ctx,
+                tab$hid, tab$blk, tab$K, tab$batch),
+  thr = tab$threads,
+  params = fmt_rate(tab$params),
+  `train/s` = fmt_rate(tab$`train/s`), `/torch` = fmt_ratio(tab$`train/s` / ref$train),
+  `sample/s` = fmt_rate(tab$`sample/s`), `/torch ` = fmt_ratio(tab$`sample/s` / ref$sample),
+  `logq/s` = fmt_rate(tab$`logq/s`), `/torch  ` = fmt_ratio(tab$`logq/s` / ref$logq),
+  `logq1/s` = fmt_rate(tab$`logq1/s`),
+  `gemm GF/s` = sprintf("%.1f", tab$gemm), `train GF/s` = sprintf("%.1f", tab$`train GF`),
+  check.names = FALSE)
+
+cat("\nThroughput (samples per second; '/torch' = nbi / PyTorch reference)\n")
+print(out, row.names = FALSE, right = TRUE)
+
+cat("\nPyTorch reference (samples/s):\n")
+print(data.frame(config = seq_len(nrow(torch_ref)),
+                 train = fmt_rate(torch_ref$train), sample = fmt_rate(torch_ref$sample),
+                 logq = fmt_rate(torch_ref$logq)), row.names = FALSE)
+cat(sprintf("\ntotal %.0f s; load average at end: %s\n", proc.time()[["elapsed"]] - t_start,
+            loadavg()))
