@@ -9,7 +9,8 @@
 #'   n x d matrix and returns a list of n observations or an n-row matrix. This is the
 #'   expensive part of the forward model; its outputs are stored under `workdir`.
 #' @param prior an [nbi_prior()] (or a named list of marginals such as [prior_uniform()]).
-#' @param featurizer [featurizer_identity()] or [featurizer_mlp()].
+#' @param featurizer [featurizer_identity()], [featurizer_mlp()] or
+#'   [featurizer_resnet_gru()] (sequences: light curves, spectra).
 #' @param flow [flow_maf()].
 #' @param noise the cheap part of the forward model, applied afresh to every training batch
 #'   in every epoch: `function(x, theta)` taking a matrix of simulations (one per row) and
@@ -37,7 +38,8 @@ nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flo
                            call. = FALSE)
   prior <- as_nbi_prior(prior, arg = "prior")
   if (!inherits(featurizer, "nbi_featurizer"))
-    stop("`featurizer` must come from featurizer_identity() or featurizer_mlp()", call. = FALSE)
+    stop("`featurizer` must come from featurizer_identity(), featurizer_mlp() or featurizer_resnet_gru()",
+         call. = FALSE)
   if (!inherits(flow, "nbi_flow")) stop("`flow` must come from flow_maf()", call. = FALSE)
   if (!is.null(noise) && !is.function(noise) &&
       !(is.numeric(noise) && length(noise) >= 1 && all(is.finite(noise)) && all(noise >= 0)))

@@ -113,6 +113,7 @@ round_row <- function(round, n_sims, n_eff, t0, object) {
 # n_eff drops, and otherwise trains on the kept rounds with the plain NLL, warm-started.
 snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse, neff_target,
                     threads, verbose, train, t0) {
+  x_obs <- flatten_obs(x_obs)
   pool <- list()
   rounds <- NULL
   best <- NULL
@@ -163,9 +164,10 @@ snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse,
 as_training_x <- function(x, n) {
   if (is.data.frame(x)) x <- as.matrix(x)
   if (is.list(x)) {
+    x <- lapply(x, flatten_obs)
     lens <- lengths(x)
     if (!all(vapply(x, is.numeric, logical(1))) || length(unique(lens)) != 1)
-      stop("`x`: observations must be numeric vectors of one length for this featurizer",
+      stop("`x`: observations must all have the same shape (numeric vectors of one length, or matrices of one size)",
            call. = FALSE)
     x <- matrix(unlist(x, use.names = FALSE), nrow = length(x), byrow = TRUE)
   }
@@ -216,6 +218,23 @@ apply_noise <- function(noise, x, theta) {
   out
 }
 
+# One observation as a vector; a length x channels matrix becomes position-major (the
+# channels of each position together), the layout of the sequence featurizer.
+flatten_obs <- function(o) {
+  if (is.data.frame(o)) o <- as.matrix(o)
+  if (is.matrix(o)) as.vector(t(o)) else o
+}
+
+# Standardisation constants of the network input: per column, or per channel (pooled over
+# positions) for sequence featurizers.
+input_scale <- function(m, featurizer) {
+  if (featurizer$type != "resnet_gru" || featurizer$channels == 0) return(column_scale(m))
+  C <- featurizer$channels
+  ch <- (seq_len(ncol(m)) - 1L) %% C
+  per <- lapply(0:(C - 1), function(k) column_scale(matrix(m[, ch == k], ncol = 1)))
+  list(mean = vapply(per, `[[`, 0, "mean")[ch + 1L], sd = vapply(per, `[[`, 0, "sd")[ch + 1L])
+}
+
 column_scale <- function(m) {
   mu <- colMeans(m)
   s <- sqrt(pmax(colMeans(m^2) - mu^2, 0) * nrow(m) / max(1, nrow(m) - 1))
@@ -249,7 +268,7 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
     params <- model_init(spec, object$flow$seed)
   }
   if (rescale) {
-    xs <- column_scale(xn_train)
+    xs <- input_scale(xn_train, object$featurizer)
     ts <- column_scale(th_train)
   } else {
     xs <- list(mean = m$x_mean, sd = m$x_sd)

@@ -60,6 +60,33 @@ featurizer_mlp <- function(hidden = c(128, 128), dim_out = 64, activation = "gel
             class = "nbi_featurizer")
 }
 
+#' @rdname flow_maf
+#' @param channels input channels of a sequence observation (1 for a plain vector; an
+#'   observation is then a numeric vector, otherwise a length x channels matrix).
+#' @param depth residual convolution blocks.
+#' @param kernel convolution kernel width (odd).
+#' @param dim_conv_min,dim_conv_max channels of the first block, doubling per block up to
+#'   `dim_conv_max`.
+#' @param n_rnn GRU layers after the convolutions (their hidden size is the last block's
+#'   channel count); the last state feeds a linear map to `dim_out`.
+#' @export
+featurizer_resnet_gru <- function(channels = 1, depth = 3, kernel = 3, dim_conv_min = 32,
+                                  dim_conv_max = 256, n_rnn = 2, dim_out = 128) {
+  check_count(channels, "channels", min = 1)
+  check_count(depth, "depth", min = 1, max = 16)
+  check_count(kernel, "kernel", min = 1, max = 1001)
+  if (kernel %% 2 == 0) stop("`kernel` must be odd ('same' padding)", call. = FALSE)
+  check_count(dim_conv_min, "dim_conv_min", min = 1)
+  check_count(dim_conv_max, "dim_conv_max", min = dim_conv_min)
+  check_count(n_rnn, "n_rnn", min = 1, max = 16)
+  check_count(dim_out, "dim_out", min = 1)
+  structure(list(type = "resnet_gru", channels = as.integer(channels), depth = as.integer(depth),
+                 kernel = as.integer(kernel), dim_conv_min = as.integer(dim_conv_min),
+                 dim_conv_max = as.integer(dim_conv_max), n_rnn = as.integer(n_rnn),
+                 dim_out = as.integer(dim_out)),
+            class = "nbi_featurizer")
+}
+
 #' @export
 print.nbi_flow <- function(x, ...) {
   cat(sprintf("<nbi flow: MAF, %d affine block(s) + mixture block (%d components), %d x %d hidden, %s, clamp %g>\n",
@@ -70,6 +97,9 @@ print.nbi_flow <- function(x, ...) {
 #' @export
 print.nbi_featurizer <- function(x, ...) {
   if (x$type == "identity") cat("<nbi featurizer: identity>\n")
+  else if (x$type == "resnet_gru")
+    cat(sprintf("<nbi featurizer: ResNet-GRU, %d channel(s), %d blocks (%d..%d channels, kernel %d), %d GRU layer(s) -> %d>\n",
+                x$channels, x$depth, x$dim_conv_min, x$dim_conv_max, x$kernel, x$n_rnn, x$dim_out))
   else cat(sprintf("<nbi featurizer: MLP %s -> %d, %s>\n",
                    paste(x$hidden, collapse = " x "), x$dim_out, x$activation))
   invisible(x)
@@ -90,7 +120,15 @@ flow_orders <- function(d, blocks, seed) {
 
 # The C-level spec of featurizer + flow for n_in observation features and d parameters.
 model_spec <- function(featurizer, flow, n_in, d) {
-  feat <- if (featurizer$type == "identity") {
+  feat <- if (featurizer$type == "resnet_gru") {
+    if (n_in %% featurizer$channels != 0)
+      stop(sprintf("observations have %d values, not a multiple of `channels` = %d",
+                   n_in, featurizer$channels), call. = FALSE)
+    list(type = 2L, n_in = as.integer(n_in), seq_len = as.integer(n_in / featurizer$channels),
+         channels = featurizer$channels, depth = featurizer$depth, kernel = featurizer$kernel,
+         dim_conv_min = featurizer$dim_conv_min, dim_conv_max = featurizer$dim_conv_max,
+         n_rnn = featurizer$n_rnn, n_out = featurizer$dim_out)
+  } else if (featurizer$type == "identity") {
     list(type = 0L, n_in = as.integer(n_in), hidden = integer(0), n_out = as.integer(n_in),
          act = 0L)
   } else {

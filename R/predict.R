@@ -90,7 +90,11 @@ check_observation <- function(object, x_obs, arg) {
   if (missing(x_obs) || is.null(x_obs)) bad("nothing")
   single <- FALSE
   if (is.data.frame(x_obs)) x_obs <- as.matrix(x_obs)
+  ch <- if (object$featurizer$type == "resnet_gru") object$featurizer$channels else 1L
+  if (is.matrix(x_obs) && ch > 1 && ncol(x_obs) == ch && length(x_obs) == p)
+    x_obs <- flatten_obs(x_obs)  # one length x channels sequence
   if (is.list(x_obs)) {
+    x_obs <- lapply(x_obs, flatten_obs)
     if (!all(vapply(x_obs, function(v) is.numeric(v) && length(v) == p, logical(1))))
       bad("a list with elements of other lengths")
     x <- matrix(unlist(x_obs, use.names = FALSE), ncol = p, byrow = TRUE)

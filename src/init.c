@@ -13,6 +13,10 @@ SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
 SEXP r_importance(SEXP, SEXP, SEXP);
+SEXP r_nn_conv1d(SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_nn_layernorm(SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_nn_maxpool2(SEXP, SEXP, SEXP);
+SEXP r_nn_gru(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
     {"r_model_init", (DL_FUNC)&r_model_init, 2},
@@ -25,6 +29,10 @@ static const R_CallMethodDef call_methods[] = {
     {"r_nn_linear", (DL_FUNC)&r_nn_linear, 4},
     {"r_nn_act", (DL_FUNC)&r_nn_act, 4},
     {"r_importance", (DL_FUNC)&r_importance, 3},
+    {"r_nn_conv1d", (DL_FUNC)&r_nn_conv1d, 5},
+    {"r_nn_layernorm", (DL_FUNC)&r_nn_layernorm, 5},
+    {"r_nn_maxpool2", (DL_FUNC)&r_nn_maxpool2, 3},
+    {"r_nn_gru", (DL_FUNC)&r_nn_gru, 7},
     {NULL, NULL, 0}};
 
 void R_init_nbi(DllInfo *dll) {

@@ -79,27 +79,49 @@ static const char *flow_err[] = {"", "d must be >= 1", "nc must be >= 0", "hidde
                                  "clamp must be positive and finite",
                                  "order must hold a permutation of 0..d-1 per block"};
 
-void model_from_spec(model_layout *M, SEXP spec) {
-    SEXP fs = list_get(spec, "feat", "spec"), ls = list_get(spec, "flow", "spec");
+static void resnet_gru_from_spec(feat_layout *F, SEXP fs) {
+    int seq_len = list_int(fs, "seq_len", "spec$feat"), ch = list_int(fs, "channels", "spec$feat");
+    int cmax = list_int(fs, "dim_conv_max", "spec$feat"), k = list_int(fs, "kernel", "spec$feat");
+    if (seq_len < 1 || ch < 1 || (double)seq_len * ch > 1e8 || cmax > 100000 || k > 1001)
+        Rf_error("malformed featurizer spec: sizes out of range");
+    if (list_int(fs, "n_in", "spec$feat") != seq_len * ch)
+        Rf_error("malformed featurizer spec: n_in must equal seq_len * channels");
+    int rc = feat_layout_init_resnet_gru(F, seq_len, ch, list_int(fs, "depth", "spec$feat"), k,
+                                         list_int(fs, "dim_conv_min", "spec$feat"), cmax,
+                                         list_int(fs, "n_rnn", "spec$feat"),
+                                         list_int(fs, "n_out", "spec$feat"));
+    if (rc) Rf_error("malformed featurizer spec: bad ResNet-GRU sizes (code %d)", rc);
+}
+
+static void feat_from_spec(feat_layout *F, SEXP fs) {
+    if (list_int(fs, "type", "spec$feat") == FEAT_RESNET_GRU) {
+        resnet_gru_from_spec(F, fs);
+        return;
+    }
     SEXP hid = list_get(fs, "hidden", "spec$feat");
     if (TYPEOF(hid) != INTSXP) Rf_error("'spec$feat$hidden' must be an integer vector");
     int nh = (int)XLENGTH(hid);
     if (nh > FEAT_MAX_LAYERS) Rf_error("'spec$feat$hidden': at most %d layers", FEAT_MAX_LAYERS);
-    int rc = feat_layout_init(&M->F, list_int(fs, "type", "spec$feat"),
+    int rc = feat_layout_init(F, list_int(fs, "type", "spec$feat"),
                               list_int(fs, "n_in", "spec$feat"), nh, INTEGER(hid),
                               list_int(fs, "n_out", "spec$feat"), list_int(fs, "act", "spec$feat"));
     if (rc) Rf_error("malformed featurizer spec: %s", feat_err[rc]);
+}
+
+void model_from_spec(model_layout *M, SEXP spec) {
+    SEXP fs = list_get(spec, "feat", "spec"), ls = list_get(spec, "flow", "spec");
+    feat_from_spec(&M->F, fs);
     int d = list_int(ls, "d", "spec$flow"), blocks = list_int(ls, "blocks", "spec$flow");
     SEXP ord = list_get(ls, "order", "spec$flow");
     if (TYPEOF(ord) != INTSXP || d < 1 || blocks < 1 || (double)d * blocks > 1e8 ||
         XLENGTH(ord) != (R_xlen_t)d * blocks)
         Rf_error("'spec$flow$order' must be an integer vector of length d * blocks");
     int *rank = (int *)R_alloc((size_t)d * blocks, sizeof(int));
-    rc = flow_layout_init(&M->L, d, list_int(ls, "nc", "spec$flow"),
-                          list_int(ls, "hidden", "spec$flow"), list_int(ls, "layers", "spec$flow"),
-                          blocks, list_int(ls, "K", "spec$flow"), list_int(ls, "act", "spec$flow"),
-                          list_real(ls, "clamp", "spec$flow"), list_real(ls, "clamp_mix", "spec$flow"),
-                          INTEGER(ord), rank);
+    int rc = flow_layout_init(&M->L, d, list_int(ls, "nc", "spec$flow"),
+                              list_int(ls, "hidden", "spec$flow"), list_int(ls, "layers", "spec$flow"),
+                              blocks, list_int(ls, "K", "spec$flow"), list_int(ls, "act", "spec$flow"),
+                              list_real(ls, "clamp", "spec$flow"), list_real(ls, "clamp_mix", "spec$flow"),
+                              INTEGER(ord), rank);
     if (rc) Rf_error("malformed flow spec: %s", flow_err[rc]);
     if (model_layout_link(M))
         Rf_error("malformed spec: the flow's context size (%d) differs from the featurizer's output (%d)",

@@ -7,16 +7,22 @@
 #include <stdint.h>
 
 #define FEAT_MAX_LAYERS 16
-enum { FEAT_IDENTITY = 0, FEAT_MLP = 1 };
+enum { FEAT_IDENTITY = 0, FEAT_MLP = 1, FEAT_RESNET_GRU = 2 };
 
 typedef struct {
     int type, n_in, n_out, act, n_hidden;
     int hidden[FEAT_MAX_LAYERS];
+    /* ResNet-GRU: sequence length, input channels, conv blocks (channels of each), kernel,
+     * GRU layers (hidden size = channels of the last block) */
+    int seq_len, channels, depth, kernel, n_rnn;
+    int conv[FEAT_MAX_LAYERS];
     size_t n_params;
 } feat_layout;
 
 int feat_layout_init(feat_layout *F, int type, int n_in, int n_hidden, const int *hidden,
                      int n_out, int act);
+int feat_layout_init_resnet_gru(feat_layout *F, int seq_len, int channels, int depth, int kernel,
+                                int dim_conv_min, int dim_conv_max, int n_rnn, int n_out);
 void feat_init_params(const feat_layout *F, double *params, uint64_t seed);
 size_t feat_fwd_work(const feat_layout *F, int B);
 size_t feat_bwd_work(const feat_layout *F, int B);
@@ -27,4 +33,15 @@ const double *feat_forward(const feat_layout *F, const double *params, const dou
 void feat_backward(const feat_layout *F, const double *params, const double *x, int B,
                    const double *dfeat, double *dparams, const double *fwd, double *work,
                    int threads);
+
+/* ResNet-GRU internals (feat/resnet_gru.c), dispatched to by the functions above */
+size_t rg_n_params(const feat_layout *F);
+void rg_init_params(const feat_layout *F, double *params, uint64_t seed);
+size_t rg_fwd_work(const feat_layout *F, int B);
+size_t rg_bwd_work(const feat_layout *F, int B);
+const double *rg_forward(const feat_layout *F, const double *params, const double *x, int B,
+                         double *work, int threads);
+void rg_backward(const feat_layout *F, const double *params, const double *x, int B,
+                 const double *dfeat, double *dparams, const double *fwd, double *work,
+                 int threads);
 #endif

@@ -34,6 +34,7 @@ void feat_init_params(const feat_layout *F, double *params, uint64_t seed) {
     rng_t r = rng_stream(seed, 1);
     double *q = params;
     if (F->type == FEAT_IDENTITY) return;
+    if (F->type == FEAT_RESNET_GRU) { rg_init_params(F, params, seed); return; }
     for (int l = 0; l <= F->n_hidden; l++) {
         const int OC = width(F, l), C = width_in(F, l);
         const double s = 1.0 / sqrt((double)C);
@@ -47,11 +48,13 @@ void feat_init_params(const feat_layout *F, double *params, uint64_t seed) {
 size_t feat_fwd_work(const feat_layout *F, int B) {
     size_t n = 0;
     if (F->type == FEAT_IDENTITY) return 0;
+    if (F->type == FEAT_RESNET_GRU) return rg_fwd_work(F, B);
     for (int l = 0; l < F->n_hidden; l++) n += 2 * (size_t)B * F->hidden[l];
     return n + (size_t)B * F->n_out;
 }
 
 size_t feat_bwd_work(const feat_layout *F, int B) {
+    if (F->type == FEAT_RESNET_GRU) return rg_bwd_work(F, B);
     int m = F->n_out;
     for (int l = 0; l < F->n_hidden; l++) if (F->hidden[l] > m) m = F->hidden[l];
     return F->type == FEAT_IDENTITY ? 0 : 2 * (size_t)B * m;
@@ -61,6 +64,7 @@ size_t feat_bwd_work(const feat_layout *F, int B) {
 const double *feat_forward(const feat_layout *F, const double *params, const double *x, int B,
                            double *work, int threads) {
     if (F->type == FEAT_IDENTITY) return x;
+    if (F->type == FEAT_RESNET_GRU) return rg_forward(F, params, x, B, work, threads);
     const double *in = x, *q = params;
     for (int l = 0; l <= F->n_hidden; l++) {
         const int OC = width(F, l), C = width_in(F, l);
@@ -80,6 +84,10 @@ void feat_backward(const feat_layout *F, const double *params, const double *x, 
                    const double *dfeat, double *dparams, const double *fwd, double *work,
                    int threads) {
     if (F->type == FEAT_IDENTITY) return;
+    if (F->type == FEAT_RESNET_GRU) {
+        rg_backward(F, params, x, B, dfeat, dparams, fwd, work, threads);
+        return;
+    }
     size_t off_p[FEAT_MAX_LAYERS + 1], off_w[FEAT_MAX_LAYERS + 1], po = 0, wo = 0;
     for (int l = 0; l <= F->n_hidden; l++) {
         off_p[l] = po; off_w[l] = wo;

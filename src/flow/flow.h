@@ -5,7 +5,8 @@
  * log q(x|c) = sum_b logdet_b + sum_j log MoG_j(z_j | z_<j, c).
  * Every block's first layer sees the conditioning vector c through an unmasked weight, and
  * hidden unit h has MADE degree h mod d in 0..d-1: units of degree 0 see only c, so the
- * first coordinate of every block depends on c, and d = 1 works. */
+ * first coordinate of every block depends on c, and d = 1 works. A linear skip from c to
+ * every block's outputs makes shifts and scales that are affine in c easy to learn. */
 #ifndef NBI_FLOW_H
 #define NBI_FLOW_H
 #include <stddef.h>
@@ -24,6 +25,7 @@ typedef struct {
 /* pointers into one block's parameters */
 typedef struct {
     double *Win, *Wc, *b1, *Wh[FLOW_MAX_LAYERS], *bh[FLOW_MAX_LAYERS], *Wout, *bout;
+    double *Wco;  /* context -> outputs: a linear skip past the hidden layers */
 } made_params;
 
 int flow_layout_init(flow_layout *L, int d, int nc, int hidden, int layers, int blocks, int K,

@@ -9,7 +9,7 @@ int flow_out_dim(const flow_layout *L, int b) {
 
 static size_t block_size(int d, int nc, int H, int layers, int OD) {
     return (size_t)H * d + (size_t)H * nc + H + (size_t)(layers - 1) * ((size_t)H * H + H) +
-           (size_t)OD * H + OD;
+           (size_t)OD * H + OD + (size_t)OD * nc;
 }
 
 /* Returns 0 on success, a positive code naming the first bad field otherwise. */
@@ -55,7 +55,8 @@ made_params flow_block_params(const flow_layout *L, double *params, int b) {
         p.bh[l] = q; q += H;
     }
     p.Wout = q; q += (size_t)flow_out_dim(L, b) * H;
-    p.bout = q;
+    p.bout = q; q += flow_out_dim(L, b);
+    p.Wco = q;
     return p;
 }
 
@@ -105,6 +106,7 @@ void flow_init_params(const flow_layout *L, double *params, uint64_t seed) {
         fill_unif(p.Wc, (size_t)H * L->nc, s1, &r);
         for (int l = 1; l < L->layers; l++) fill_unif(p.Wh[l], (size_t)H * H, 1.0 / sqrt((double)H), &r);
         fill_unif(p.Wout, (size_t)OD * H, 0.1 / sqrt((double)H), &r);
+        if (L->nc > 0) fill_unif(p.Wco, (size_t)OD * L->nc, 0.1 / sqrt((double)L->nc), &r);
         if (b == L->blocks - 1) {
             double m2 = 0.0;
             for (int k = 0; k < K; k++) { double m = -1.0 + 2.0 * (k + 0.5) / K; m2 += m * m / K; }

@@ -4,29 +4,43 @@
 #include "nn/nn.h"
 #include "flow/made.h"
 
-/* cbase = ctx Wc^T + b1, for rows rows of ctx */
-void made_context(const flow_layout *L, made_params p, const double *ctx, int rows, double *cbase) {
+/* cbase = ctx Wc^T + b1 (rows x H) and cout = ctx Wco^T + bout (rows x OD) */
+void made_context(const flow_layout *L, made_params p, int OD, const double *ctx, int rows,
+                  double *cbase, double *cout) {
     linear_forward(cbase, ctx, p.Wc, p.b1, rows, L->nc, L->hidden);
+    linear_forward(cout, ctx, p.Wco, p.bout, rows, L->nc, OD);
+}
+
+/* out[b, :] += c[b or 0, :] */
+static void add_rows(double *out, const double *c, int c_rows, int B, int n) {
+    for (int b = 0; b < B; b++) {
+        const double *cb = c + (c_rows == 1 ? 0 : (size_t)b * n);
+        double *ob = out + (size_t)b * n;
+        for (int i = 0; i < n; i++) ob[i] += cb[i];
+    }
 }
 
 /* pre[l], post[l] (B x H each, layer l at l*B*H) and out (B x OD) */
-void made_forward(const flow_layout *L, made_params p, int OD, const double *z,
-                  const double *cbase, int cb_rows, int B, double *pre, double *post,
-                  double *out, int threads) {
+double *made_hidden(const flow_layout *L, made_params p, const double *z, const double *cbase,
+                    int cb_rows, int B, double *pre, double *post, int threads) {
     const int H = L->hidden;
     const size_t BH = (size_t)B * H;
     linear_forward(pre, z, p.Win, NULL, B, L->d, H);
-    for (int b = 0; b < B; b++) {
-        const double *cb = cbase + (cb_rows == 1 ? 0 : (size_t)b * H);
-        double *pb = pre + (size_t)b * H;
-        for (int h = 0; h < H; h++) pb[h] += cb[h];
-    }
+    add_rows(pre, cbase, cb_rows, B, H);
     act_forward(post, pre, BH, L->act, threads);
     for (int l = 1; l < L->layers; l++) {
         linear_forward(pre + l * BH, post + (l - 1) * BH, p.Wh[l], p.bh[l], B, H, H);
         act_forward(post + l * BH, pre + l * BH, BH, L->act, threads);
     }
-    linear_forward(out, post + (L->layers - 1) * BH, p.Wout, p.bout, B, H, OD);
+    return post + (L->layers - 1) * BH;
+}
+
+void made_forward(const flow_layout *L, made_params p, int OD, const double *z,
+                  const double *cbase, const double *cout, int cb_rows, int B, double *pre,
+                  double *post, double *out, int threads) {
+    double *h = made_hidden(L, p, z, cbase, cb_rows, B, pre, post, threads);
+    linear_forward(out, h, p.Wout, NULL, B, L->hidden, OD);
+    add_rows(out, cout, cb_rows, B, OD);
 }
 
 /* From dout (B x OD): accumulates parameter gradients into g, writes dz (B x d) and adds
@@ -38,6 +52,8 @@ void made_backward(const flow_layout *L, made_params p, made_params g, int OD, c
     const size_t BH = (size_t)B * H;
     double *dh = work, *da = work + BH;
     linear_backward(dh, g.Wout, g.bout, dout, post + (L->layers - 1) * BH, p.Wout, B, H, OD);
+    linear_backward(NULL, g.Wco, NULL, dout, ctx, p.Wco, B, L->nc, OD);
+    if (dctx) linear_backward_input_add(dctx, dout, p.Wco, B, L->nc, OD);
     for (int l = L->layers - 1; l >= 1; l--) {
         act_backward(da, dh, pre + l * BH, post + l * BH, BH, L->act, threads);
         linear_backward(dh, g.Wh[l], g.bh[l], da, post + (l - 1) * BH, p.Wh[l], B, H, H);

@@ -1,10 +1,14 @@
 #ifndef NBI_MADE_H
 #define NBI_MADE_H
 #include "flow/flow.h"
-void made_context(const flow_layout *L, made_params p, const double *ctx, int rows, double *cbase);
+void made_context(const flow_layout *L, made_params p, int OD, const double *ctx, int rows,
+                  double *cbase, double *cout);
+/* hidden layers at inputs z; returns the last activation (inside post) */
+double *made_hidden(const flow_layout *L, made_params p, const double *z, const double *cbase,
+                    int cb_rows, int B, double *pre, double *post, int threads);
 void made_forward(const flow_layout *L, made_params p, int OD, const double *z,
-                  const double *cbase, int cb_rows, int B, double *pre, double *post,
-                  double *out, int threads);
+                  const double *cbase, const double *cout, int cb_rows, int B, double *pre,
+                  double *post, double *out, int threads);
 void made_backward(const flow_layout *L, made_params p, made_params g, int OD, const double *z,
                    const double *ctx, int B, const double *pre, const double *post,
                    const double *dout, double *dz, double *dctx, double *work, int threads);

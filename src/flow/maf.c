@@ -26,7 +26,7 @@ static block_cache cache_at(const flow_layout *L, double *work, int B, int b) {
 }
 
 size_t flow_fwd_work(const flow_layout *L, int B) {
-    size_t n = (size_t)B * L->hidden;  /* cbase */
+    size_t n = (size_t)B * (L->hidden + 3 * L->K * L->d);  /* cbase, cout */
     for (int b = 0; b < L->blocks; b++) n += cache_size(L, B, b);
     return n;
 }
@@ -37,7 +37,7 @@ size_t flow_bwd_work(const flow_layout *L, int B) {
 
 size_t flow_sample_work(const flow_layout *L, int B) {
     return (size_t)B * (2 * L->d + 2 * (size_t)L->layers * L->hidden + 3 * L->K + 2) +
-           (size_t)B * L->hidden;
+           (size_t)B * (L->hidden + 3 * L->K * L->d);
 }
 
 /* soft clamp: c * tanh(raw / c) lies in (-c, c) and is the identity near 0 */
@@ -84,16 +84,16 @@ static double mog_backward(const double *o, int K, double cm, double z, double g
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
                   int ctx_rows, int B, double *logq, double *work, int threads) {
     const int d = L->d, K = L->K, nb = L->blocks;
-    double *cbase = work;
-    double *caches = work + (size_t)B * L->hidden;
+    double *cbase = work, *cout = work + (size_t)B * L->hidden;
+    double *caches = cout + (size_t)B * 3 * K * d;
     memcpy(cache_at(L, caches, B, 0).zin, x, (size_t)B * d * sizeof(double));
     for (int i = 0; i < B; i++) logq[i] = 0.0;
     for (int b = 0; b < nb; b++) {
         made_params p = flow_block_params(L, (double *)params, b);
         block_cache c = cache_at(L, caches, B, b);
         const int OD = flow_out_dim(L, b);
-        made_context(L, p, ctx, ctx_rows, cbase);
-        made_forward(L, p, OD, c.zin, cbase, ctx_rows, B, c.pre, c.post, c.out, threads);
+        made_context(L, p, OD, ctx, ctx_rows, cbase, cout);
+        made_forward(L, p, OD, c.zin, cbase, cout, ctx_rows, B, c.pre, c.post, c.out, threads);
         if (b < nb - 1) {
             double *zn = cache_at(L, caches, B, b + 1).zin;
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
@@ -124,7 +124,7 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
                    const double *g, double *dparams, double *dctx, double *dx,
                    const double *fwd, double *work, int threads) {
     const int d = L->d, K = L->K, nb = L->blocks;
-    double *caches = (double *)fwd + (size_t)B * L->hidden;
+    double *caches = (double *)fwd + (size_t)B * (L->hidden + 3 * K * d);
     double *dout = work, *G = dout + (size_t)B * 3 * K * d, *dzn = G + (size_t)B * d;
     double *mwork = dzn + (size_t)B * d;
     if (dctx) memset(dctx, 0, (size_t)B * L->nc * sizeof(double));
@@ -163,25 +163,6 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
     flow_mask(L, dparams);
 }
 
-/* hidden layers of block p at inputs z, leaving the last activation in post + (layers-1)*B*H */
-static double *hidden_forward(const flow_layout *L, made_params p, const double *z,
-                              const double *cbase, int cb_rows, int B, double *pre, double *post,
-                              int threads) {
-    const int H = L->hidden;
-    const size_t BH = (size_t)B * H;
-    linear_forward(pre, z, p.Win, NULL, B, L->d, H);
-    for (int i = 0; i < B; i++) {
-        const double *cb = cbase + (cb_rows == 1 ? 0 : (size_t)i * H);
-        for (int h = 0; h < H; h++) pre[(size_t)i * H + h] += cb[h];
-    }
-    act_forward(post, pre, BH, L->act, threads);
-    for (int l = 1; l < L->layers; l++) {
-        linear_forward(pre + l * BH, post + (l - 1) * BH, p.Wh[l], p.bh[l], B, H, H);
-        act_forward(post + l * BH, pre + l * BH, BH, L->act, threads);
-    }
-    return post + (L->layers - 1) * BH;
-}
-
 void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
                  int B, uint64_t seed, uint64_t index0, double *x, double *logq, double *work,
                  int threads) {
@@ -190,21 +171,25 @@ void flow_sample(const flow_layout *L, const double *params, const double *ctx, 
     double *pre = y + (size_t)B * d, *post = pre + (size_t)L->layers * B * H;
     double *o = post + (size_t)L->layers * B * H, *o2 = o + (size_t)B * 3 * K;
     double *lq = o2 + (size_t)B, *cbase = lq + (size_t)B;
+    double *cout = cbase + (size_t)B * H;  /* ctx_rows x OD */
     for (int i = 0; i < B; i++) lq[i] = 0.0;
     /* final block: draw z coordinate by coordinate from the mixture */
     {
         made_params p = flow_block_params(L, (double *)params, nb - 1);
         const int *ord = L->order + (size_t)(nb - 1) * d;
+        const int OD = flow_out_dim(L, nb - 1);
         memset(z, 0, (size_t)B * d * sizeof(double));
-        made_context(L, p, ctx, ctx_rows, cbase);
+        made_context(L, p, OD, ctx, ctx_rows, cbase, cout);
         for (int t = 0; t < d; t++) {
             const int j = ord[t], K3 = 3 * K;
-            double *h = hidden_forward(L, p, z, cbase, ctx_rows, B, pre, post, threads);
-            linear_forward(o, h, p.Wout + (size_t)j * K3 * H, p.bout + (size_t)j * K3, B, H, K3);
+            double *h = made_hidden(L, p, z, cbase, ctx_rows, B, pre, post, threads);
+            linear_forward(o, h, p.Wout + (size_t)j * K3 * H, NULL, B, H, K3);
             const uint64_t key = seed + 0xD1B54A32D192ED03ULL * (uint64_t)(t + 1);
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
             for (int i = 0; i < B; i++) {
-                const double *oi = o + (size_t)i * K3;
+                double *oi = o + (size_t)i * K3;
+                const double *ci = cout + (ctx_rows == 1 ? 0 : (size_t)i * OD) + (size_t)j * K3;
+                for (int c = 0; c < K3; c++) oi[c] += ci[c];
                 rng_t r = rng_stream(key, index0 + i);
                 double rmax = -INFINITY, sr = 0.0;
                 for (int k = 0; k < K; k++) rmax = fmax(rmax, oi[3 * k + 2]);
@@ -227,15 +212,16 @@ void flow_sample(const flow_layout *L, const double *params, const double *ctx, 
         const int *ord = L->order + (size_t)b * d;
         double *tmp = y; y = z; z = tmp;  /* y: output of block b; z: its input, to solve for */
         memset(z, 0, (size_t)B * d * sizeof(double));
-        made_context(L, p, ctx, ctx_rows, cbase);
+        made_context(L, p, 2 * d, ctx, ctx_rows, cbase, cout);
         for (int t = 0; t < d; t++) {
             const int j = ord[t];
-            double *h = hidden_forward(L, p, z, cbase, ctx_rows, B, pre, post, threads);
-            linear_forward(o, h, p.Wout + (size_t)j * H, p.bout + j, B, H, 1);
-            linear_forward(o2, h, p.Wout + (size_t)(d + j) * H, p.bout + d + j, B, H, 1);
+            double *h = made_hidden(L, p, z, cbase, ctx_rows, B, pre, post, threads);
+            linear_forward(o, h, p.Wout + (size_t)j * H, NULL, B, H, 1);
+            linear_forward(o2, h, p.Wout + (size_t)(d + j) * H, NULL, B, H, 1);
             for (int i = 0; i < B; i++) {
-                double a = soft_clamp(o2[i], L->clamp);
-                z[(size_t)i * d + j] = y[(size_t)i * d + j] * exp(a) + o[i];
+                const double *ci = cout + (ctx_rows == 1 ? 0 : (size_t)i * 2 * d);
+                double a = soft_clamp(o2[i] + ci[d + j], L->clamp);
+                z[(size_t)i * d + j] = y[(size_t)i * d + j] * exp(a) + o[i] + ci[j];
                 lq[i] -= a;
             }
         }

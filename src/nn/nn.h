@@ -22,4 +22,36 @@ void act_backward(double *din, const double *dout, const double *pre, const doub
 
 /* column sums: s[o] (+)= sum_b x[b,o] in a fixed order (deterministic for any thread count) */
 void colsum_add(double *s, const double *x, int B, int OC);
+
+/* sequences are position-major, channels contiguous: (b, t, c) of B x L x C is at ((size_t)b*L + t)*C + c */
+/* 1-D convolution, stride 1, 'same' zero padding (k odd); w: OC x (k*C); col: B*L*k*C (im2col, kept for backward) */
+void conv1d_forward(double *out, double *col, const double *in, const double *w, const double *bias,
+                    int B, int L, int C, int OC, int k);
+/* din (may be NULL) overwritten; dw, dbias accumulated; dcol: workspace B*L*k*C */
+void conv1d_backward(double *din, double *dw, double *dbias, const double *dout, const double *col,
+                     const double *w, double *dcol, int B, int L, int C, int OC, int k);
+
+/* layer norm over rows of C values (eps 1e-5); mean, rstd: N each, saved for backward */
+void layernorm_forward(double *out, double *mean, double *rstd, const double *in,
+                       const double *gamma, const double *beta, int N, int C);
+/* din overwritten; dgamma, dbeta accumulated */
+void layernorm_backward(double *din, double *dgamma, double *dbeta, const double *dout,
+                        const double *in, const double *mean, const double *rstd,
+                        const double *gamma, int N, int C);
+
+/* max-pool by 2 along positions: B x L x C -> B x (L/2) x C; idx: winning input position */
+void maxpool2_forward(double *out, int *idx, const double *in, int B, int L, int C);
+/* din (B x L x C) overwritten */
+void maxpool2_backward(double *din, const double *dout, const int *idx, int B, int L, int C);
+
+/* one GRU layer (PyTorch's equations), h_0 = 0; in: B x T x C, out: B x T x H (every state);
+ * Wih: 3H x C, Whh: 3H x H (row blocks r, z, n), bih, bhh: 3H */
+size_t gru_cache_size(int B, int T, int H);
+size_t gru_work_size(int B, int T, int C, int H);
+void gru_forward(double *out, double *cache, const double *in, const double *Wih, const double *Whh,
+                 const double *bih, const double *bhh, int B, int T, int C, int H, double *work);
+/* BPTT; dout: gradient wrt every state; din (may be NULL) overwritten; weight gradients accumulated */
+void gru_backward(double *din, double *dWih, double *dWhh, double *dbih, double *dbhh,
+                  const double *dout, const double *in, const double *out, const double *cache,
+                  const double *Wih, const double *Whh, int B, int T, int C, int H, double *work);
 #endif
