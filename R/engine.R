@@ -10,7 +10,9 @@
 #'   expensive part of the forward model; its outputs are stored under `workdir`.
 #' @param prior an [nbi_prior()] (or a named list of marginals such as [prior_uniform()]).
 #' @param featurizer [featurizer_identity()], [featurizer_mlp()] or
-#'   [featurizer_resnet_gru()] (sequences: light curves, spectra).
+#'   [featurizer_resnet_gru()] (sequences: light curves, spectra) or
+#'   [featurizer_set_transformer()] (variable-size sets such as multi-band photometry; the
+#'   simulator then returns a matrix or data frame with one row per measurement).
 #' @param flow [flow_maf()].
 #' @param noise the cheap part of the forward model, applied afresh to every training batch
 #'   in every epoch: `function(x, theta)` taking a matrix of simulations (one per row) and
@@ -38,7 +40,7 @@ nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flo
                            call. = FALSE)
   prior <- as_nbi_prior(prior, arg = "prior")
   if (!inherits(featurizer, "nbi_featurizer"))
-    stop("`featurizer` must come from featurizer_identity(), featurizer_mlp() or featurizer_resnet_gru()",
+    stop("`featurizer` must come from featurizer_identity(), featurizer_mlp(), featurizer_resnet_gru() or featurizer_set_transformer()",
          call. = FALSE)
   if (!inherits(flow, "nbi_flow")) stop("`flow` must come from flow_maf()", call. = FALSE)
   if (!is.null(noise) && !is.function(noise) &&

@@ -66,6 +66,7 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
   }
   sequential <- n_rounds > 1
   if (sequential) {
+    if (is.data.frame(x_obs)) x_obs <- as.matrix(x_obs)
     if (is.null(x_obs) || !is.numeric(x_obs) || !all(is.finite(x_obs)))
       stop("`x_obs` (one numeric observation) is needed when `n_rounds` > 1", call. = FALSE)
     if (!has_likelihood(object, x_err))
@@ -88,13 +89,13 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
     } else {
       list(theta = check_theta(object$prior, theta, "theta"), x = x)
     }
-    xm <- as_training_x(data$x, nrow(data$theta))
+    xm <- as_training_x(data$x, nrow(data$theta), object$featurizer)
     if (!sequential) {
       object <- train(object, data$theta, xm, 1L, t0, FALSE)
-      object$history$rounds <- round_row(1L, nrow(xm), NA_real_, t0, object)
+      object$history$rounds <- round_row(1L, n_obs(xm), NA_real_, t0, object)
       return(object)
     }
-    snpe_is(object, data$theta, xm, n_sims = nrow(xm), n_rounds, x_obs, x_err, n_reuse,
+    snpe_is(object, data$theta, xm, n_sims = n_obs(xm), n_rounds, x_obs, x_err, n_reuse,
             neff_target, threads, verbose, train, t0)
   }
   if (is.null(seed)) run() else with_seed(seed, run())
@@ -113,7 +114,8 @@ round_row <- function(round, n_sims, n_eff, t0, object) {
 # n_eff drops, and otherwise trains on the kept rounds with the plain NLL, warm-started.
 snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse, neff_target,
                     threads, verbose, train, t0) {
-  x_obs <- flatten_obs(x_obs)
+  x_obs <- if (is_set_featurizer(object$featurizer))
+    check_set(x_obs, object$featurizer, "x_obs") else flatten_obs(x_obs)
   pool <- list()
   rounds <- NULL
   best <- NULL
@@ -125,11 +127,10 @@ snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse,
   for (r in seq_len(n_rounds)) {
     if (r > 1) {
       t0 <- proc.time()[["elapsed"]]
-      obs <- check_observation(object, x_obs, "x_obs")
-      draws <- sample_in_support(object, obs$x, n_sims, threads)
+      draws <- sample_in_support(object, list(x_obs), n_sims, threads)
       sims <- nbi_simulate(object, theta = draws$theta[[1]])
       theta_r <- sims$theta
-      x_r <- as_training_x(sims$x, nrow(theta_r))
+      x_r <- as_training_x(sims$x, nrow(theta_r), object$featurizer)
       log_q <- draws$log_q[[1]][sims$kept]
       acc <- draws$acceptance[1]
     }
@@ -150,7 +151,7 @@ snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse,
     done <- !is.null(neff_target) && st$n_eff >= neff_target && r > 1
     if (!done) {
       all_theta <- do.call(rbind, lapply(pool, `[[`, "theta"))
-      all_x <- do.call(rbind, lapply(pool, `[[`, "x"))
+      all_x <- pool_x(lapply(pool, `[[`, "x"))
       object <- train(object, all_theta, all_x, r, t0, warm = r > 1)
     }
     rounds <- rbind(rounds, round_row(r, nrow(theta_r), st$n_eff, t0, object))
@@ -161,9 +162,19 @@ snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse,
 }
 
 # Simulator outputs as an n x p numeric matrix (vector observations).
-as_training_x <- function(x, n) {
+as_training_x <- function(x, n, featurizer = NULL) {
+  if (n < 2) stop("at least 2 simulations are needed to train", call. = FALSE)
+  if (is_set_featurizer(featurizer)) {
+    if (!is.list(x) || is.data.frame(x))
+      stop("`x`: set observations must come as a list of matrices", call. = FALSE)
+    if (length(x) != n) stop(sprintf("`x` has %d sets but `theta` has %d rows", length(x), n),
+                             call. = FALSE)
+    return(lapply(x, check_set, featurizer = featurizer, arg = "x"))
+  }
   if (is.data.frame(x)) x <- as.matrix(x)
+  raw_dim <- NULL
   if (is.list(x)) {
+    raw_dim <- if (is.matrix(x[[1]]) || is.data.frame(x[[1]])) dim(x[[1]]) else length(x[[1]])
     x <- lapply(x, flatten_obs)
     lens <- lengths(x)
     if (!all(vapply(x, is.numeric, logical(1))) || length(unique(lens)) != 1)
@@ -175,9 +186,9 @@ as_training_x <- function(x, n) {
   if (!is.numeric(x) || !is.matrix(x)) stop("`x` must be a numeric matrix, one simulation per row",
                                             call. = FALSE)
   if (nrow(x) != n) stop(sprintf("`x` has %d rows but `theta` has %d", nrow(x), n), call. = FALSE)
-  if (n < 2) stop("at least 2 simulations are needed to train", call. = FALSE)
   if (!all(is.finite(x))) stop("`x` has NA or non-finite values", call. = FALSE)
   storage.mode(x) <- "double"
+  attr(x, "raw_dim") <- if (is.null(raw_dim)) ncol(x) else raw_dim
   x
 }
 
@@ -203,6 +214,7 @@ check_theta <- function(prior, theta, arg) {
 # The engine's noise model applied to a batch of simulations (one fresh draw).
 apply_noise <- function(noise, x, theta) {
   if (is.null(noise)) return(x)
+  if (is.list(x)) return(apply_set_noise(noise, x, theta))
   if (is.numeric(noise)) {
     sd <- if (length(noise) == 1) noise else rep_len(noise, ncol(x))
     return(x + matrix(stats::rnorm(length(x)), nrow(x)) * rep(sd, each = nrow(x)))
@@ -215,6 +227,13 @@ apply_noise <- function(noise, x, theta) {
                  nrow(x)), call. = FALSE)
   if (!all(is.finite(out))) stop("`noise` returned NA or non-finite values", call. = FALSE)
   storage.mode(out) <- "double"
+  out
+}
+
+pool_x <- function(xs) {
+  if (is.list(xs[[1]])) return(do.call(c, xs))
+  out <- do.call(rbind, xs)
+  attr(out, "raw_dim") <- attr(xs[[1]], "raw_dim")
   out
 }
 
@@ -233,6 +252,22 @@ input_scale <- function(m, featurizer) {
   ch <- (seq_len(ncol(m)) - 1L) %% C
   per <- lapply(0:(C - 1), function(k) column_scale(matrix(m[, ch == k], ncol = 1)))
   list(mean = vapply(per, `[[`, 0, "mean")[ch + 1L], sd = vapply(per, `[[`, 0, "sd")[ch + 1L])
+}
+
+# Sets: a number (or one per value column) adds Gaussian noise to the values; a closure
+# takes and returns the list of set matrices.
+apply_set_noise <- function(noise, x, theta) {
+  if (is.numeric(noise))
+    return(lapply(x, function(s) {
+      sd <- rep_len(noise, ncol(s) - 1L)
+      s[, -1] <- s[, -1] + matrix(stats::rnorm(nrow(s) * (ncol(s) - 1L)), nrow(s)) *
+        rep(sd, each = nrow(s))
+      s
+    }))
+  out <- noise(x, theta)
+  if (!is.list(out) || length(out) != length(x))
+    stop(sprintf("`noise` must return a list of %d sets", length(x)), call. = FALSE)
+  out
 }
 
 column_scale <- function(m) {
@@ -255,36 +290,33 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   iv <- perm[seq_len(n_valid)]
   it <- perm[seq.int(n_valid + 1L, n)]
   noise <- object$noise
-  x_train_raw <- x[it, , drop = FALSE]
+  f <- object$featurizer
+  sets <- is_set_featurizer(f)
+  x_train_raw <- take_obs(x, it)
   th_train <- theta[it, , drop = FALSE]
   xn_train <- apply_noise(noise, x_train_raw, th_train)
+  rows <- if (sets) set_rows(x) else NULL
+  n_in <- if (sets) rows * (f$n_values + 1L) else ncol(xn_train)
+  m <- object$model
   if (warm) {
-    m <- object$model
-    spec <- m$spec
+    spec <- if (sets) spec_for_rows(m$spec, rows) else m$spec
     params <- m$params
-    if (ncol(xn_train) != m$n_in) stop("the noise output changed size between rounds", call. = FALSE)
+    if (!sets && n_in != m$n_in) stop("the noise output changed size between rounds", call. = FALSE)
   } else {
-    spec <- model_spec(object$featurizer, object$flow, n_in = ncol(xn_train), d = ncol(theta))
+    spec <- model_spec(f, object$flow, n_in = n_in, d = ncol(theta))
     params <- model_init(spec, object$flow$seed)
   }
-  if (rescale) {
-    xs <- input_scale(xn_train, object$featurizer)
-    ts <- column_scale(th_train)
-  } else {
-    xs <- list(mean = m$x_mean, sd = m$x_sd)
-    ts <- list(mean = m$theta_mean, sd = m$theta_sd)
-  }
-  n_in <- ncol(xn_train)
-  noise_sd <- NULL
-  prepare <- NULL
-  x_train_std <- t(standardise(if (is.numeric(noise)) x_train_raw else xn_train, xs))
-  if (is.numeric(noise)) noise_sd <- rep_len(noise, n_in) / xs$sd
-  if (is.function(noise))
-    prepare <- function(epoch) t(standardise(apply_noise(noise, x_train_raw, th_train), xs))
+  xs <- if (rescale) fit_input_scale(xn_train, f) else m$x_scale
+  ts <- if (rescale) column_scale(th_train) else list(mean = m$theta_mean, sd = m$theta_sd)
+  encode <- function(v) encode_input(v, xs, f, rows)
+  c_noise <- is.numeric(noise) && !sets  # drawn in C, per batch
+  noise_sd <- if (c_noise) rep_len(noise, n_in) / xs$sd else NULL
+  x_train_std <- encode(if (c_noise) x_train_raw else xn_train)
+  prepare <- if (!is.null(noise) && !c_noise)
+    function(epoch) encode(apply_noise(noise, x_train_raw, th_train)) else NULL
   x_valid_std <- th_valid_std <- NULL
   if (n_valid > 0) {
-    x_valid_std <- t(standardise(apply_noise(noise, x[iv, , drop = FALSE],
-                                             theta[iv, , drop = FALSE]), xs))
+    x_valid_std <- encode(apply_noise(noise, take_obs(x, iv), theta[iv, , drop = FALSE]))
     th_valid_std <- t(standardise(theta[iv, , drop = FALSE], ts))
   }
   opts <- c(n_epochs, batch_size, patience, threads, lr, clip, draw_seed(), verbose)
@@ -294,9 +326,9 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   if (res$status == 1)
     stop("training failed: no finite loss in an epoch; try a smaller `lr`", call. = FALSE)
   object$model <- list(spec = spec, params = res$params, theta_mean = ts$mean,
-                       theta_sd = ts$sd, x_mean = xs$mean, x_sd = xs$sd, n_in = n_in,
-                       names = colnames(theta))
-  object$x_dim <- ncol(x)
+                       theta_sd = ts$sd, x_scale = xs, x_mean = xs$mean, x_sd = xs$sd,
+                       n_in = n_in, names = colnames(theta))
+  if (!sets) object$x_dim <- attr(x, "raw_dim")
   epochs <- data.frame(round = round, epoch = seq_along(res$train_loss),
                        train_loss = res$train_loss, valid_loss = res$valid_loss, lr = res$lr)
   object$history$epochs <- if (warm) rbind(object$history$epochs, epochs) else epochs

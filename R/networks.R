@@ -87,6 +87,32 @@ featurizer_resnet_gru <- function(channels = 1, depth = 3, kernel = 3, dim_conv_
             class = "nbi_featurizer")
 }
 
+#' @rdname flow_maf
+#' @param n_tokens number of distinct tokens (e.g. filters); column 1 of a set observation
+#'   holds integers in 1..n_tokens.
+#' @param n_values value columns per row after the token (e.g. 2: magnitude and error).
+#' @param d_model,heads,layers width, attention heads and pre-norm blocks of the set
+#'   transformer; `hidden` is the width of its feed-forward layers.
+#' @export
+featurizer_set_transformer <- function(n_tokens, d_model = 64, heads = 4, layers = 2,
+                                       hidden = 128, dim_out = 64, n_values = 2) {
+  if (missing(n_tokens)) stop("`n_tokens` is missing: how many distinct tokens (filters)?",
+                              call. = FALSE)
+  check_count(n_tokens, "n_tokens", min = 1)
+  check_count(d_model, "d_model", min = 1)
+  check_count(heads, "heads", min = 1)
+  if (d_model %% heads != 0) stop("`d_model` must be a multiple of `heads`", call. = FALSE)
+  check_count(layers, "layers", min = 1, max = 16)
+  check_count(hidden, "hidden", min = 1)
+  check_count(dim_out, "dim_out", min = 1)
+  check_count(n_values, "n_values", min = 1)
+  structure(list(type = "set_transformer", n_tokens = as.integer(n_tokens),
+                 d_model = as.integer(d_model), heads = as.integer(heads),
+                 layers = as.integer(layers), hidden = as.integer(hidden),
+                 dim_out = as.integer(dim_out), n_values = as.integer(n_values)),
+            class = "nbi_featurizer")
+}
+
 #' @export
 print.nbi_flow <- function(x, ...) {
   cat(sprintf("<nbi flow: MAF, %d affine block(s) + mixture block (%d components), %d x %d hidden, %s, clamp %g>\n",
@@ -97,6 +123,9 @@ print.nbi_flow <- function(x, ...) {
 #' @export
 print.nbi_featurizer <- function(x, ...) {
   if (x$type == "identity") cat("<nbi featurizer: identity>\n")
+  else if (x$type == "set_transformer")
+    cat(sprintf("<nbi featurizer: set transformer, %d tokens x %d value(s), d_model %d, %d heads, %d layers -> %d>\n",
+                x$n_tokens, x$n_values, x$d_model, x$heads, x$layers, x$dim_out))
   else if (x$type == "resnet_gru")
     cat(sprintf("<nbi featurizer: ResNet-GRU, %d channel(s), %d blocks (%d..%d channels, kernel %d), %d GRU layer(s) -> %d>\n",
                 x$channels, x$depth, x$dim_conv_min, x$dim_conv_max, x$kernel, x$n_rnn, x$dim_out))
@@ -128,6 +157,14 @@ model_spec <- function(featurizer, flow, n_in, d) {
          channels = featurizer$channels, depth = featurizer$depth, kernel = featurizer$kernel,
          dim_conv_min = featurizer$dim_conv_min, dim_conv_max = featurizer$dim_conv_max,
          n_rnn = featurizer$n_rnn, n_out = featurizer$dim_out)
+  } else if (featurizer$type == "set_transformer") {
+    if (n_in %% (1 + featurizer$n_values) != 0)
+      stop(sprintf("observations have %d values, not a multiple of 1 + `n_values` = %d",
+                   n_in, 1 + featurizer$n_values), call. = FALSE)
+    list(type = 3L, n_in = as.integer(n_in), rows = as.integer(n_in / (1 + featurizer$n_values)),
+         values = featurizer$n_values, n_tokens = featurizer$n_tokens,
+         d_model = featurizer$d_model, heads = featurizer$heads, layers = featurizer$layers,
+         hidden = featurizer$hidden, n_out = featurizer$dim_out)
   } else if (featurizer$type == "identity") {
     list(type = 0L, n_in = as.integer(n_in), hidden = integer(0), n_out = as.integer(n_in),
          act = 0L)

@@ -35,18 +35,18 @@ predict.nbi_engine <- function(object, x_obs, x_err = NULL, n_samples = 2000,
   check_count(n_samples, "n_samples", min = 1)
   if (!is.null(importance)) check_flag(importance, "importance")
   threads <- default_threads(threads)
-  obs <- check_observation(object, x_obs, "x_obs")
+  obs <- obs_items(object, x_obs, "x_obs")
   weigh <- if (is.null(importance)) has_likelihood(object, x_err) else importance
   if (weigh && !has_likelihood(object, x_err))
     stop("`importance = TRUE` needs a likelihood: give `x_err`, numeric `noise`, or `log_likelihood` to the engine",
          call. = FALSE)
   if (weigh) default_x_err(object, x_err)  # validates x_err before any simulation
   run <- function() {
-    draws <- sample_in_support(object, obs$x, n_samples, threads)
-    posts <- lapply(seq_len(nrow(obs$x)), function(i) {
-      if (weigh) weigh_proposals(object, obs$x[i, ], x_err, draws$theta[[i]], draws$log_q[[i]],
-                                 draws$acceptance[i])
-      else new_posterior(draws$theta[[i]], draws$log_q[[i]], obs$x[i, ], draws$acceptance[i])
+    draws <- sample_in_support(object, obs$items, n_samples, threads)
+    posts <- lapply(seq_along(obs$items), function(i) {
+      if (weigh) weigh_proposals(object, obs$items[[i]], x_err, draws$theta[[i]],
+                                 draws$log_q[[i]], draws$acceptance[i])
+      else new_posterior(draws$theta[[i]], draws$log_q[[i]], obs$items[[i]], draws$acceptance[i])
     })
     if (obs$single) posts[[1]] else structure(posts, class = "nbi_posterior_list")
   }
@@ -73,13 +73,13 @@ nbi_log_prob <- function(object, theta, x_obs, threads = NULL) {
   check_fitted(object)
   threads <- default_threads(threads)
   theta <- check_theta(object$prior, theta, "theta")
-  obs <- check_observation(object, x_obs, "x_obs")
-  if (nrow(obs$x) != 1 && nrow(obs$x) != nrow(theta))
+  obs <- obs_items(object, x_obs, "x_obs")
+  if (length(obs$items) != 1 && length(obs$items) != nrow(theta))
     stop("`x_obs` must be one observation or one per row of `theta`", call. = FALSE)
   m <- object$model
   z <- t(standardise(theta, list(mean = m$theta_mean, sd = m$theta_sd)))
-  xs <- t(standardise(obs$x, list(mean = m$x_mean, sd = m$x_sd)))
-  .Call(C_r_model_log_prob, m$spec, m$params, xs, z, threads) - sum(log(m$theta_sd))
+  enc <- encode_obs(object, obs$items)
+  .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, threads) - sum(log(m$theta_sd))
 }
 
 # x_obs as a matrix with one observation per row, and whether it was a single one.
@@ -111,11 +111,13 @@ check_observation <- function(object, x_obs, arg) {
   list(x = x, single = single)
 }
 
-# Draws from q(theta | x) for each row of x, redrawing those outside the prior's support.
-sample_in_support <- function(object, x, n, threads) {
+# Draws from q(theta | x) for each observation in `items`, redrawing those outside the
+# prior's support.
+sample_in_support <- function(object, items, n, threads) {
   m <- object$model
-  xs <- t(standardise(x, list(mean = m$x_mean, sd = m$x_sd)))
-  n_obs <- nrow(x)
+  enc <- encode_obs(object, items)
+  xs <- enc$x
+  n_obs <- length(items)
   theta <- vector("list", n_obs)
   log_q <- vector("list", n_obs)
   drawn <- numeric(n_obs)
@@ -126,7 +128,7 @@ sample_in_support <- function(object, x, n, threads) {
     acc <- if (attempt == 1) 1 else pmax(0.05, (n - need[todo]) / pmax(1, drawn[todo]))
     k <- as.integer(min(1e7 / length(todo), max(ceiling(1.2 * need[todo] / acc) + 8)))
     if (attempt == 1) k <- n
-    z <- .Call(C_r_model_sample, m$spec, m$params, xs[, todo, drop = FALSE], k, draw_seed(),
+    z <- .Call(C_r_model_sample, enc$spec, m$params, xs[, todo, drop = FALSE], k, draw_seed(),
                threads)
     th <- t(z * m$theta_sd + m$theta_mean)
     colnames(th) <- m$names

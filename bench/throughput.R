@@ -91,7 +91,7 @@ loadavg <- function() {
 # Entries of the weight matrices of all MADE blocks: the multiply-adds of one forward pass
 # of one sample through the flow (biases and activations not counted).
 made_weights <- function(d, nc, H, layers, blocks, K) {
-  per_block <- function(OD) H * d + H * nc + (layers - 1) * H * H + OD * H
+  per_block <- function(OD) H * d + H * nc + (layers - 1) * H * H + OD * H + OD * nc
   (blocks - 1) * per_block(2 * d) + per_block(3 * K * d)
 }
 

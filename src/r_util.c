@@ -93,9 +93,35 @@ static void resnet_gru_from_spec(feat_layout *F, SEXP fs) {
     if (rc) Rf_error("malformed featurizer spec: bad ResNet-GRU sizes (code %d)", rc);
 }
 
+static void set_transformer_from_spec(feat_layout *F, SEXP fs) {
+    const char *a = "spec$feat";
+    int rows = list_int(fs, "rows", a), values = list_int(fs, "values", a);
+    int n_tokens = list_int(fs, "n_tokens", a), d_model = list_int(fs, "d_model", a);
+    int heads = list_int(fs, "heads", a), layers = list_int(fs, "layers", a);
+    int hidden = list_int(fs, "hidden", a), n_out = list_int(fs, "n_out", a);
+    if (rows < 1 || values < 1 || rows > 1000000 || (double)rows * (1 + values) > 1e8)
+        Rf_error("malformed featurizer spec: need 1 <= rows <= 1e6, values >= 1 and "
+                 "rows * (1 + values) <= 1e8");
+    if (list_int(fs, "n_in", a) != rows * (1 + values))
+        Rf_error("malformed featurizer spec: n_in must equal rows * (1 + values)");
+    if (n_tokens < 1 || n_tokens > 10000000 || d_model < 1 || d_model > 100000 || hidden < 1 ||
+        hidden > 1000000 || n_out < 1 || layers < 1 || layers > FEAT_MAX_LAYERS)
+        Rf_error("malformed featurizer spec: set transformer sizes out of range");
+    if (heads < 1 || d_model % heads != 0)
+        Rf_error("malformed featurizer spec: d_model must be a multiple of heads");
+    int rc = feat_layout_init_set_transformer(F, rows, values, n_tokens, d_model, heads, layers,
+                                              hidden, n_out);
+    if (rc) Rf_error("malformed featurizer spec: bad set transformer sizes (code %d)", rc);
+}
+
 static void feat_from_spec(feat_layout *F, SEXP fs) {
-    if (list_int(fs, "type", "spec$feat") == FEAT_RESNET_GRU) {
+    int type = list_int(fs, "type", "spec$feat");
+    if (type == FEAT_RESNET_GRU) {
         resnet_gru_from_spec(F, fs);
+        return;
+    }
+    if (type == FEAT_SET_TRANSFORMER) {
+        set_transformer_from_spec(F, fs);
         return;
     }
     SEXP hid = list_get(fs, "hidden", "spec$feat");

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define FEAT_MAX_LAYERS 16
-enum { FEAT_IDENTITY = 0, FEAT_MLP = 1, FEAT_RESNET_GRU = 2 };
+enum { FEAT_IDENTITY = 0, FEAT_MLP = 1, FEAT_RESNET_GRU = 2, FEAT_SET_TRANSFORMER = 3 };
 
 typedef struct {
     int type, n_in, n_out, act, n_hidden;
@@ -16,6 +16,9 @@ typedef struct {
      * GRU layers (hidden size = channels of the last block) */
     int seq_len, channels, depth, kernel, n_rnn;
     int conv[FEAT_MAX_LAYERS];
+    /* set transformer: rows per set, values per row (after the token), distinct tokens,
+     * model width, attention heads, blocks, feed-forward width */
+    int set_rows, set_values, n_tokens, d_model, heads, tf_layers, ff_hidden;
     size_t n_params;
 } feat_layout;
 
@@ -23,6 +26,8 @@ int feat_layout_init(feat_layout *F, int type, int n_in, int n_hidden, const int
                      int n_out, int act);
 int feat_layout_init_resnet_gru(feat_layout *F, int seq_len, int channels, int depth, int kernel,
                                 int dim_conv_min, int dim_conv_max, int n_rnn, int n_out);
+int feat_layout_init_set_transformer(feat_layout *F, int rows, int values, int n_tokens,
+                                     int d_model, int heads, int layers, int hidden, int n_out);
 void feat_init_params(const feat_layout *F, double *params, uint64_t seed);
 size_t feat_fwd_work(const feat_layout *F, int B);
 size_t feat_bwd_work(const feat_layout *F, int B);
@@ -42,6 +47,16 @@ size_t rg_bwd_work(const feat_layout *F, int B);
 const double *rg_forward(const feat_layout *F, const double *params, const double *x, int B,
                          double *work, int threads);
 void rg_backward(const feat_layout *F, const double *params, const double *x, int B,
+                 const double *dfeat, double *dparams, const double *fwd, double *work,
+                 int threads);
+
+/* set transformer internals (feat/set_transformer.c) */
+void rs_init_params(const feat_layout *F, double *params, uint64_t seed);
+size_t rs_fwd_work(const feat_layout *F, int B);
+size_t rs_bwd_work(const feat_layout *F, int B);
+const double *rs_forward(const feat_layout *F, const double *params, const double *x, int B,
+                         double *work, int threads);
+void rs_backward(const feat_layout *F, const double *params, const double *x, int B,
                  const double *dfeat, double *dparams, const double *fwd, double *work,
                  int threads);
 #endif

@@ -35,6 +35,7 @@ void feat_init_params(const feat_layout *F, double *params, uint64_t seed) {
     double *q = params;
     if (F->type == FEAT_IDENTITY) return;
     if (F->type == FEAT_RESNET_GRU) { rg_init_params(F, params, seed); return; }
+    if (F->type == FEAT_SET_TRANSFORMER) { rs_init_params(F, params, seed); return; }
     for (int l = 0; l <= F->n_hidden; l++) {
         const int OC = width(F, l), C = width_in(F, l);
         const double s = 1.0 / sqrt((double)C);
@@ -49,12 +50,14 @@ size_t feat_fwd_work(const feat_layout *F, int B) {
     size_t n = 0;
     if (F->type == FEAT_IDENTITY) return 0;
     if (F->type == FEAT_RESNET_GRU) return rg_fwd_work(F, B);
+    if (F->type == FEAT_SET_TRANSFORMER) return rs_fwd_work(F, B);
     for (int l = 0; l < F->n_hidden; l++) n += 2 * (size_t)B * F->hidden[l];
     return n + (size_t)B * F->n_out;
 }
 
 size_t feat_bwd_work(const feat_layout *F, int B) {
     if (F->type == FEAT_RESNET_GRU) return rg_bwd_work(F, B);
+    if (F->type == FEAT_SET_TRANSFORMER) return rs_bwd_work(F, B);
     int m = F->n_out;
     for (int l = 0; l < F->n_hidden; l++) if (F->hidden[l] > m) m = F->hidden[l];
     return F->type == FEAT_IDENTITY ? 0 : 2 * (size_t)B * m;
@@ -65,6 +68,7 @@ const double *feat_forward(const feat_layout *F, const double *params, const dou
                            double *work, int threads) {
     if (F->type == FEAT_IDENTITY) return x;
     if (F->type == FEAT_RESNET_GRU) return rg_forward(F, params, x, B, work, threads);
+    if (F->type == FEAT_SET_TRANSFORMER) return rs_forward(F, params, x, B, work, threads);
     const double *in = x, *q = params;
     for (int l = 0; l <= F->n_hidden; l++) {
         const int OC = width(F, l), C = width_in(F, l);
@@ -86,6 +90,10 @@ void feat_backward(const feat_layout *F, const double *params, const double *x, 
     if (F->type == FEAT_IDENTITY) return;
     if (F->type == FEAT_RESNET_GRU) {
         rg_backward(F, params, x, B, dfeat, dparams, fwd, work, threads);
+        return;
+    }
+    if (F->type == FEAT_SET_TRANSFORMER) {
+        rs_backward(F, params, x, B, dfeat, dparams, fwd, work, threads);
         return;
     }
     size_t off_p[FEAT_MAX_LAYERS + 1], off_w[FEAT_MAX_LAYERS + 1], po = 0, wo = 0;

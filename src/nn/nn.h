@@ -54,4 +54,15 @@ void gru_forward(double *out, double *cache, const double *in, const double *Wih
 void gru_backward(double *din, double *dWih, double *dWhh, double *dbih, double *dbhh,
                   const double *dout, const double *in, const double *out, const double *cache,
                   const double *Wih, const double *Whh, int B, int T, int C, int H, double *work);
+
+/* multi-head self-attention core (heads H, dh = D/H): qkv is B x S x 3D, each row q | k | v;
+ * out (B x S x D, heads concatenated) = softmax(q k^T / sqrt(dh)) v per head over the keys j
+ * with keep[b*S + j] != 0 (other keys get exactly zero weight; a query with no kept key gets 0).
+ * lse: B x H x S log-sum-exp of the scores, kept for backward; scratch: B*S */
+void attention_forward(double *out, double *lse, double *scratch, const double *qkv,
+                       const int *keep, int B, int S, int D, int H, int threads);
+/* dqkv (B x S x 3D) overwritten; out and lse from attention_forward */
+void attention_backward(double *dqkv, const double *dout, const double *qkv, const double *out,
+                        const double *lse, const int *keep, int B, int S, int D, int H,
+                        int threads);
 #endif

@@ -1,0 +1,65 @@
+# Training throughput of the featurizers (forward + backward + Adam through featurizer and
+# flow, the C entry point fit() uses), at 1 and 2 threads.
+#
+#   Rscript bench/featurizers.R        # after R CMD INSTALL .
+#
+# 1. ResNet-GRU of the seed 000 demo: sequences of length 50, depth 3, dim_conv_max 256,
+#    dim_out 128 (channels 32, 64, 128; 2 GRU layers of 128), flow of 5 blocks x 128 hidden.
+# 2. Set transformer: d_model 64, 4 heads, 2 layers, 10 tokens, sets of 3-10 rows of
+#    (token, magnitude, error), flow of 5 blocks x 64 hidden.
+suppressPackageStartupMessages(library(nbi))
+target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS", "3"))
+
+rate <- function(spec, x, theta, batch, threads) {
+  params <- nbi:::model_init(spec, 1)
+  adam <- list(numeric(length(params)), numeric(length(params)), 0L)
+  run <- function(epochs) {
+    t0 <- proc.time()[["elapsed"]]
+    res <- .Call(nbi:::C_r_train, spec, params, adam, x, theta, NULL, NULL, NULL, NULL,
+                 c(epochs, batch, 1000, threads, 1e-4, 5, 1, 0))
+    stopifnot(res$status == 0)
+    proc.time()[["elapsed"]] - t0
+  }
+  epochs <- 1
+  repeat {
+    s <- run(epochs)
+    if (s >= 0.5 * target || epochs > 1e4) break
+    epochs <- ceiling(epochs * min(20, 1.1 * target / max(s, 1e-3)))
+  }
+  epochs * floor(ncol(x) / batch) * batch / s
+}
+
+set.seed(1)
+cat("nbi featurizer benchmark |", R.version.string, "| BLAS:", extSoftVersion()[["BLAS"]], "\n\n")
+d <- 3
+n <- 2048
+batch <- 128
+L <- 50
+rg <- nbi:::model_spec(featurizer_resnet_gru(depth = 3, dim_conv_max = 256, dim_out = 128),
+                       flow_maf(blocks = 5, hidden = 128, mixture = 4), n_in = L, d = d)
+x_rg <- matrix(rnorm(L * n), L, n)
+theta <- matrix(rnorm(d * n), d, n)
+
+rows <- 10
+set_feat <- featurizer_set_transformer(n_tokens = 10, d_model = 64, heads = 4, layers = 2)
+st <- nbi:::model_spec(set_feat, flow_maf(blocks = 5, hidden = 64, mixture = 4),
+                       n_in = rows * 3, d = d)
+sets <- lapply(seq_len(n), function(i) {
+  k <- sample(3:10, 1)
+  cbind(sample(10, k), rnorm(k), runif(k, 0.01, 0.1))
+})
+scale <- nbi:::fit_input_scale(sets, set_feat)
+x_st <- nbi:::encode_input(sets, scale, set_feat, rows)
+
+out <- NULL
+for (th in 1:2) {
+  out <- rbind(out, data.frame(featurizer = "ResNet-GRU (L 50, 32..128 ch, 2 GRU)", threads = th,
+                               params = length(nbi:::model_init(rg, 1)),
+                               `train samples/s` = round(rate(rg, x_rg, theta, batch, th)),
+                               check.names = FALSE))
+  out <- rbind(out, data.frame(featurizer = "set transformer (64, 4 heads, 2 layers)", threads = th,
+                               params = length(nbi:::model_init(st, 1)),
+                               `train samples/s` = round(rate(st, x_st, theta, batch, th)),
+                               check.names = FALSE))
+}
+print(out[order(out$featurizer, out$threads), ], row.names = FALSE)
