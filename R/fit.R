@@ -14,7 +14,8 @@
 #'   surrogate posterior at `x_obs`, simulates, computes importance weights and n_eff from
 #'   those same simulations, and trains on the kept rounds; it stops (reverting to the best
 #'   surrogate) when n_eff drops or reaches `neff_target`. `history$rounds$n_eff` is the
-#'   n_eff of the proposal used in each round (the prior in round 1).
+#'   n_eff of the proposal used in each round (the prior in round 1). The last round only
+#'   evaluates the current surrogate, so the returned surrogate's n_eff is always known.
 #' @param n_epochs maximum number of epochs.
 #' @param x_obs,x_err the observation and its errors (for the default Gaussian
 #'   likelihood), for sequential rounds.
@@ -149,7 +150,8 @@ snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse,
     pool[[length(pool) + 1]] <- list(theta = theta_r, x = x_r)
     if (n_reuse > 0 && length(pool) > n_reuse) pool <- utils::tail(pool, n_reuse)
     done <- !is.null(neff_target) && st$n_eff >= neff_target && r > 1
-    if (!done) {
+    # the last round only evaluates: a surrogate trained on it could not be checked
+    if (!done && r < n_rounds) {
       all_theta <- do.call(rbind, lapply(pool, `[[`, "theta"))
       all_x <- pool_x(lapply(pool, `[[`, "x"))
       object <- train(object, all_theta, all_x, r, t0, warm = r > 1)
