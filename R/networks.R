@@ -13,8 +13,8 @@
 #' to \[-`clamp`, `clamp`\]; log-sds of the mixture to \[-5, 5\] (in standardised units).
 #'
 #' @param blocks total number of blocks, including the final mixture block (>= 1).
-#' @param hidden units per hidden layer.
-#' @param layers hidden layers per block (>= 1).
+#' @param hidden units per hidden layer (a vector of layer widths for `featurizer_mlp()`).
+#' @param layers hidden layers per block (>= 1); blocks of `featurizer_set_transformer()`.
 #' @param mixture mixture components per dimension in the final block.
 #' @param clamp bound of the affine log-scales.
 #' @param seed seed of the random orderings and of the initial weights (does not touch the
@@ -91,8 +91,9 @@ featurizer_resnet_gru <- function(channels = 1, depth = 3, kernel = 3, dim_conv_
 #' @param n_tokens number of distinct tokens (e.g. filters); column 1 of a set observation
 #'   holds integers in 1..n_tokens.
 #' @param n_values value columns per row after the token (e.g. 2: magnitude and error).
-#' @param d_model,heads,layers width, attention heads and pre-norm blocks of the set
-#'   transformer; `hidden` is the width of its feed-forward layers.
+#' @param d_model,heads width and attention heads of the set transformer; there `layers`
+#'   counts its pre-norm attention blocks and `hidden` is the width of its feed-forward
+#'   layers.
 #' @export
 featurizer_set_transformer <- function(n_tokens, d_model = 64, heads = 4, layers = 2,
                                        hidden = 128, dim_out = 64, n_values = 2) {
