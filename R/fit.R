@@ -27,7 +27,9 @@
 #' @param patience epochs without validation improvement before stopping.
 #' @param n_reuse number of most recent rounds to train on (-1: all).
 #' @param neff_target stop the rounds once a proposal reaches this n_eff.
-#' @param threads threads for the C core (default `getOption("nbi.threads", 2)`).
+#' @param threads OpenMP threads of the C core (default `getOption("nbi.threads", 1)`:
+#'   on 2 cores, OpenMP threads that spin next to a threaded OpenBLAS cost more than they
+#'   give; see bench/throughput.R).
 #' @param seed optional seed: the whole fit (simulations, split, noise, training) is
 #'   reproducible from it. Without it, [set.seed()] before `fit()` does the same.
 #' @param verbose print the loss per epoch.

@@ -45,7 +45,7 @@ draw_seed <- function(seed = NULL) {
 }
 
 default_threads <- function(threads = NULL) {
-  if (is.null(threads)) threads <- getOption("nbi.threads", 2L)
+  if (is.null(threads)) threads <- getOption("nbi.threads", 1L)
   check_count(threads, "threads", min = 1, max = 1024)
   as.integer(threads)
 }

@@ -1,4 +1,4 @@
-# The sine problem of the nbi paper (Zhang et al. 2023), amortised NPE.
+# The sine problem of the nbi paper (Zhang et al. 2023): amortised NPE, then SNPE-IS.
 #
 #   x(t) = A sin(omega t + phi0) + noise,  t = 50 points on [0, 1],  noise sd 0.1
 #   phi0 ~ U(0, 2 pi),  A ~ U(-4, 4),  omega ~ U(2 pi, 12 pi)
@@ -11,9 +11,11 @@
 # (A, phi0) and (-A, phi0 + pi mod 2 pi) fit equally well. Means can sit between the modes;
 # look at the posterior mass on the true sign of A and at the mode around the truth.
 #
-# Runtime: about two minutes on 2 cores (20,000 simulations, at most 100 epochs, early
-# stopping after 20 epochs without improvement). Set NBI_SINE_QUICK=1 for a smoke run of a
-# few seconds (2,000 simulations, 5 epochs: the surrogate is then poor, and n_eff shows it).
+# Runtime: about three minutes on 2 cores: amortised NPE on 20,000 simulations (at most
+# 100 epochs, early stopping after 20 without improvement; about 85 s), then SNPE-IS with
+# up to 5 rounds of 2,560 simulations (about 90 s). Set NBI_SINE_QUICK=1 for a smoke run
+# of a few seconds (the surrogates are then poor, and n_eff shows it), NBI_SINE_SNPE=0 to
+# skip the sequential part.
 
 library(nbi)
 set.seed(2023)
