@@ -1,6 +1,11 @@
 /* One MADE network (Germain et al. 2015) with a conditioning input: the shared body of the
  * affine and mixture blocks. Weights must already be masked. */
+#define USE_FC_LEN_T
 #include <string.h>
+#include <R_ext/BLAS.h>
+#ifndef FCONE
+#define FCONE
+#endif
 #include "nn/nn.h"
 #include "flow/made.h"
 
@@ -62,4 +67,104 @@ void made_backward(const flow_layout *L, made_params p, made_params g, int OD, c
     linear_backward(dz, g.Win, g.b1, da, z, p.Win, B, L->d, H);
     linear_backward(NULL, g.Wc, NULL, da, ctx, p.Wc, B, L->nc, H);
     if (dctx) linear_backward_input_add(dctx, da, p.Wc, B, L->nc, H);
+}
+
+/* Hidden units sorted by MADE degree (unit h has degree h mod d, see layout.c): degree m
+ * holds units m, m + d, m + 2d, ... and occupies sorted positions made_degree_start(m) on. */
+int made_degree_start(const flow_layout *L, int m) {
+    const int H = L->hidden, d = L->d;
+    int s = 0;
+    for (int k = 0; k < m && k < H; k++) s += (H - 1 - k) / d + 1;
+    return s;
+}
+
+static int sorted_unit(const flow_layout *L, int s) {  /* unit at sorted position s */
+    const int H = L->hidden, d = L->d;
+    for (int m = 0; m < d && m < H; m++) {
+        int n = (H - 1 - m) / d + 1;
+        if (s < n) return m + s * d;
+        s -= n;
+    }
+    return -1;
+}
+
+/* A copy of block parameters p (OD outputs) with the hidden units in degree order, written
+ * to buf (made_params layout; needs the block's size). The network computes the same map. */
+made_params made_sorted_copy(const flow_layout *L, made_params p, int OD, double *buf, int *pos) {
+    const int d = L->d, H = L->hidden, nc = L->nc;
+    made_params q;
+    for (int s = 0; s < H; s++) pos[s] = sorted_unit(L, s);
+    q.Win = buf;  buf += (size_t)H * d;
+    q.Wc = buf;   buf += (size_t)H * nc;
+    q.b1 = buf;   buf += H;
+    for (int s = 0; s < H; s++) {
+        memcpy(q.Win + (size_t)s * d, p.Win + (size_t)pos[s] * d, d * sizeof(double));
+        memcpy(q.Wc + (size_t)s * nc, p.Wc + (size_t)pos[s] * nc, nc * sizeof(double));
+        q.b1[s] = p.b1[pos[s]];
+    }
+    for (int l = 1; l < L->layers; l++) {
+        q.Wh[l] = buf; buf += (size_t)H * H;
+        q.bh[l] = buf; buf += H;
+        for (int s2 = 0; s2 < H; s2++) {
+            const double *src = p.Wh[l] + (size_t)pos[s2] * H;
+            double *dst = q.Wh[l] + (size_t)s2 * H;
+            for (int s1 = 0; s1 < H; s1++) dst[s1] = src[pos[s1]];
+            q.bh[l][s2] = p.bh[l][pos[s2]];
+        }
+    }
+    q.Wout = buf; buf += (size_t)OD * H;
+    for (int o = 0; o < OD; o++)
+        for (int s = 0; s < H; s++) q.Wout[(size_t)o * H + s] = p.Wout[(size_t)o * H + pos[s]];
+    q.bout = p.bout;
+    q.Wco = p.Wco;
+    return q;
+}
+
+/* out(rows: n units from s0, B samples; row stride H) = W[s0.., :K] * in[:, :K]^T */
+static void unit_block(double *out, const double *in, int in_ld, const double *w, int w_ld,
+                       int s0, int n, int K, int B, int H) {
+    const double one = 1.0, zero = 0.0;
+    if (K <= 0) {
+        for (int i = 0; i < B; i++) memset(out + (size_t)i * H + s0, 0, n * sizeof(double));
+        return;
+    }
+    F77_CALL(dgemm)("T", "N", &n, &B, &K, &one, w + (size_t)s0 * w_ld, &w_ld, in, &in_ld, &zero,
+                    out + s0, &H FCONE FCONE);
+}
+
+/* The hidden units of degree m in every layer (sorted parameters q), given inputs z whose
+ * coordinates of rank < m are final: exactly the units that sampling step m makes
+ * computable. Over m = 0..d-1 this costs one forward pass instead of d. */
+void made_hidden_degree(const flow_layout *L, made_params q, const double *z, const double *cbase,
+                        int cb_rows, int B, int m, double *pre, double *post, int threads) {
+    const int H = L->hidden, d = L->d;
+    const int s0 = made_degree_start(L, m), n = made_degree_start(L, m + 1) - s0;
+    const size_t BH = (size_t)B * H;
+    if (n <= 0) return;
+    for (int l = 0; l < L->layers; l++) {
+        double *pl = pre + l * BH, *ql = post + l * BH;
+        if (l == 0) unit_block(pl, z, d, q.Win, d, s0, n, d, B, H);
+        else unit_block(pl, post + (l - 1) * BH, H, q.Wh[l], H, s0, n, s0 + n, B, H);
+        #pragma omp parallel for num_threads(threads) if (B > 256) schedule(static)
+        for (int i = 0; i < B; i++) {
+            double *r = pl + (size_t)i * H + s0;
+            const double *add = l == 0 ? cbase + (cb_rows == 1 ? 0 : (size_t)i * H) + s0 : q.bh[l] + s0;
+            for (int k = 0; k < n; k++) r[k] += add[k];
+            act_forward_row(ql + (size_t)i * H + s0, r, n, L->act);
+        }
+    }
+}
+
+/* o (B x nr) = h[:, :P] times rows r0, r0 + step, ... (nr of them) of the sorted Wout, where
+ * P = the number of units of degree <= the coordinate's rank (the mask allows no others) */
+void made_output_rows(const flow_layout *L, made_params q, const double *h, int B, int P,
+                      int r0, int nr, int step, double *o) {
+    const double one = 1.0, zero = 0.0;
+    const int H = L->hidden, ld = step * H;
+    if (P <= 0) {
+        memset(o, 0, (size_t)B * nr * sizeof(double));
+        return;
+    }
+    F77_CALL(dgemm)("T", "N", &nr, &B, &P, &one, q.Wout + (size_t)r0 * H, &ld, h, &H, &zero, o,
+                    &nr FCONE FCONE);
 }

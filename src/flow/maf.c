@@ -36,8 +36,8 @@ size_t flow_bwd_work(const flow_layout *L, int B) {
 }
 
 size_t flow_sample_work(const flow_layout *L, int B) {
-    return (size_t)B * (2 * L->d + 2 * (size_t)L->layers * L->hidden + 3 * L->K + 2) +
-           (size_t)B * (L->hidden + 3 * L->K * L->d);
+    return (size_t)B * (2 * L->d + 2 * (size_t)L->layers * L->hidden + 3 * L->K + 1) +
+           (size_t)B * (L->hidden + 3 * L->K * L->d) + L->size_mog + L->hidden / 2 + 1;
 }
 
 /* soft clamp: c * tanh(raw / c) lies in (-c, c) and is the identity near 0 */
@@ -169,21 +169,26 @@ void flow_sample(const flow_layout *L, const double *params, const double *ctx, 
     const int d = L->d, K = L->K, H = L->hidden, nb = L->blocks;
     double *z = work, *y = z + (size_t)B * d;
     double *pre = y + (size_t)B * d, *post = pre + (size_t)L->layers * B * H;
-    double *o = post + (size_t)L->layers * B * H, *o2 = o + (size_t)B * 3 * K;
-    double *lq = o2 + (size_t)B, *cbase = lq + (size_t)B;
+    double *o = post + (size_t)L->layers * B * H;
+    double *lq = o + (size_t)B * 3 * K, *cbase = lq + (size_t)B;
     double *cout = cbase + (size_t)B * H;  /* ctx_rows x OD */
+    double *sorted = cout + (size_t)B * 3 * K * d;
+    int *pos = (int *)(sorted + L->size_mog);
+    const double *hlast = post + (size_t)(L->layers - 1) * B * H;
     for (int i = 0; i < B; i++) lq[i] = 0.0;
-    /* final block: draw z coordinate by coordinate from the mixture */
+    /* final block: draw z coordinate by coordinate from the mixture; step t computes the
+     * hidden units of degree t, the only new ones its coordinate may see */
     {
-        made_params p = flow_block_params(L, (double *)params, nb - 1);
+        const int OD = flow_out_dim(L, nb - 1), K3 = 3 * K;
+        made_params q = made_sorted_copy(L, flow_block_params(L, (double *)params, nb - 1), OD,
+                                         sorted, pos);
         const int *ord = L->order + (size_t)(nb - 1) * d;
-        const int OD = flow_out_dim(L, nb - 1);
         memset(z, 0, (size_t)B * d * sizeof(double));
-        made_context(L, p, OD, ctx, ctx_rows, cbase, cout);
+        made_context(L, q, OD, ctx, ctx_rows, cbase, cout);
         for (int t = 0; t < d; t++) {
-            const int j = ord[t], K3 = 3 * K;
-            double *h = made_hidden(L, p, z, cbase, ctx_rows, B, pre, post, threads);
-            linear_forward(o, h, p.Wout + (size_t)j * K3 * H, NULL, B, H, K3);
+            const int j = ord[t];
+            made_hidden_degree(L, q, z, cbase, ctx_rows, B, t, pre, post, threads);
+            made_output_rows(L, q, hlast, B, made_degree_start(L, t + 1), j * K3, K3, 1, o);
             const uint64_t key = seed + 0xD1B54A32D192ED03ULL * (uint64_t)(t + 1);
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
             for (int i = 0; i < B; i++) {
@@ -208,20 +213,22 @@ void flow_sample(const flow_layout *L, const double *params, const double *ctx, 
     }
     /* affine blocks in reverse: x_j = u_j exp(alpha_j) + mu_j, coordinate by coordinate */
     for (int b = nb - 2; b >= 0; b--) {
-        made_params p = flow_block_params(L, (double *)params, b);
+        made_params q = made_sorted_copy(L, flow_block_params(L, (double *)params, b), 2 * d,
+                                         sorted, pos);
         const int *ord = L->order + (size_t)b * d;
         double *tmp = y; y = z; z = tmp;  /* y: output of block b; z: its input, to solve for */
         memset(z, 0, (size_t)B * d * sizeof(double));
-        made_context(L, p, 2 * d, ctx, ctx_rows, cbase, cout);
+        made_context(L, q, 2 * d, ctx, ctx_rows, cbase, cout);
         for (int t = 0; t < d; t++) {
             const int j = ord[t];
-            double *h = made_hidden(L, p, z, cbase, ctx_rows, B, pre, post, threads);
-            linear_forward(o, h, p.Wout + (size_t)j * H, NULL, B, H, 1);
-            linear_forward(o2, h, p.Wout + (size_t)(d + j) * H, NULL, B, H, 1);
+            made_hidden_degree(L, q, z, cbase, ctx_rows, B, t, pre, post, threads);
+            /* rows j (shift) and d + j (log-scale) of Wout: o[2i], o[2i + 1] */
+            made_output_rows(L, q, hlast, B, made_degree_start(L, t + 1), j, 2, d, o);
+            #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
             for (int i = 0; i < B; i++) {
                 const double *ci = cout + (ctx_rows == 1 ? 0 : (size_t)i * 2 * d);
-                double a = soft_clamp(o2[i] + ci[d + j], L->clamp);
-                z[(size_t)i * d + j] = y[(size_t)i * d + j] * exp(a) + o[i] + ci[j];
+                double a = soft_clamp(o[2 * i + 1] + ci[d + j], L->clamp);
+                z[(size_t)i * d + j] = y[(size_t)i * d + j] * exp(a) + o[2 * i] + ci[j];
                 lq[i] -= a;
             }
         }

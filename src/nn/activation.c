@@ -9,6 +9,15 @@ static inline double gelu_grad(double x) {
     return 0.5 * (1.0 + erf(x * M_SQRT1_2)) + x * exp(-0.5 * x * x) * 0.3989422804014327;
 }
 
+/* the same map on one short row, outside any parallel region (no OpenMP call per row) */
+void act_forward_row(double *out, const double *in, int n, int act) {
+    switch (act) {
+    case ACT_RELU: for (int i = 0; i < n; i++) out[i] = in[i] > 0.0 ? in[i] : 0.0; break;
+    case ACT_TANH: for (int i = 0; i < n; i++) out[i] = tanh(in[i]); break;
+    default: for (int i = 0; i < n; i++) out[i] = gelu(in[i]);
+    }
+}
+
 void act_forward(double *out, const double *in, size_t n, int act, int threads) {
     switch (act) {
     case ACT_RELU:

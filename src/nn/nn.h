@@ -16,6 +16,7 @@ void linear_backward_input_add(double *din, const double *dout, const double *w,
 void linear_accumulate(double *out, const double *in, const double *w, int B, int C, int OC);
 
 void act_forward(double *out, const double *in, size_t n, int act, int threads);
+void act_forward_row(double *out, const double *in, int n, int act);
 /* din = dout * act'(pre); pre is the layer input, out its output (either may be used) */
 void act_backward(double *din, const double *dout, const double *pre, const double *out,
                   size_t n, int act, int threads);
