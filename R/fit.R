@@ -325,8 +325,9 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   }
   opts <- c(n_epochs, batch_size, patience, threads, lr, clip, draw_seed(), verbose)
   adam <- list(numeric(length(params)), numeric(length(params)), 0L)
-  res <- .Call(C_r_train, spec, params, adam, x_train_std, t(standardise(th_train, ts)),
-               x_valid_std, th_valid_std, noise_sd, prepare, as.numeric(opts))
+  res <- with_blas_threads(threads, .Call(C_r_train, spec, params, adam, x_train_std,
+                                          t(standardise(th_train, ts)), x_valid_std,
+                                          th_valid_std, noise_sd, prepare, as.numeric(opts)))
   if (res$status == 1)
     stop("training failed: no finite loss in an epoch; try a smaller `lr`", call. = FALSE)
   object$model <- list(spec = spec, params = res$params, theta_mean = ts$mean,

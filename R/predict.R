@@ -79,7 +79,8 @@ nbi_log_prob <- function(object, theta, x_obs, threads = NULL) {
   m <- object$model
   z <- t(standardise(theta, list(mean = m$theta_mean, sd = m$theta_sd)))
   enc <- encode_obs(object, obs$items)
-  .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, threads) - sum(log(m$theta_sd))
+  with_blas_threads(threads, .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, threads)) -
+    sum(log(m$theta_sd))
 }
 
 # x_obs as a matrix with one observation per row, and whether it was a single one.
@@ -128,8 +129,8 @@ sample_in_support <- function(object, items, n, threads) {
     acc <- if (attempt == 1) 1 else pmax(0.05, (n - need[todo]) / pmax(1, drawn[todo]))
     k <- as.integer(min(1e7 / length(todo), max(ceiling(1.2 * need[todo] / acc) + 8)))
     if (attempt == 1) k <- n
-    z <- .Call(C_r_model_sample, enc$spec, m$params, xs[, todo, drop = FALSE], k, draw_seed(),
-               threads)
+    z <- with_blas_threads(threads, .Call(C_r_model_sample, enc$spec, m$params,
+                                          xs[, todo, drop = FALSE], k, draw_seed(), threads))
     th <- t(z * m$theta_sd + m$theta_mean)
     colnames(th) <- m$names
     lq <- attr(z, "log_prob") - sum(log(m$theta_sd))

@@ -49,3 +49,12 @@ default_threads <- function(threads = NULL) {
   check_count(threads, "threads", min = 1, max = 1024)
   as.integer(threads)
 }
+
+# Evaluates `expr` with the BLAS limited to `threads` threads, restored afterwards (also
+# after an error or an interrupt): nbi's OpenMP threads and a threaded BLAS (OpenBLAS,
+# FlexiBLAS) then never ask for more cores than `threads` between them.
+with_blas_threads <- function(threads, expr) {
+  old <- .Call(C_r_blas_threads, as.integer(threads))
+  if (!is.na(old)) on.exit(.Call(C_r_blas_threads, old), add = TRUE)
+  expr
+}

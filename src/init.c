@@ -13,6 +13,7 @@ SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
 SEXP r_importance(SEXP, SEXP, SEXP);
+SEXP r_blas_threads(SEXP);
 SEXP r_nn_conv1d(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_layernorm(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_maxpool2(SEXP, SEXP, SEXP);
@@ -20,6 +21,7 @@ SEXP r_nn_gru(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
     {"r_model_init", (DL_FUNC)&r_model_init, 2},
+    {"r_blas_threads", (DL_FUNC)&r_blas_threads, 1},
     {"r_model_n_params", (DL_FUNC)&r_model_n_params, 1},
     {"r_model_log_prob", (DL_FUNC)&r_model_log_prob, 5},
     {"r_model_sample", (DL_FUNC)&r_model_sample, 6},

@@ -1,0 +1,11 @@
+test_that("nbi limits a threaded BLAS to its own thread count and restores it, also on error", {
+  blas <- function() .Call(nbi:::C_r_blas_threads, NA_integer_)
+  old <- blas()
+  skip_if(is.na(old), "the linked BLAS has no thread setter (reference BLAS)")
+  inner <- nbi:::with_blas_threads(1L, blas())
+  expect_identical(inner, 1L)
+  expect_identical(blas(), old)
+  expect_error(nbi:::with_blas_threads(1L, stop("boom")), "boom")
+  expect_identical(blas(), old)
+  expect_error(.Call(nbi:::C_r_blas_threads, "a"), "one number")
+})
