@@ -81,21 +81,19 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     SEXP lq = PROTECT(Rf_allocVector(REALSXP, N));
     int B = N < CHUNK ? (N > 0 ? (int)N : 1) : CHUNK;
     double *work = (double *)R_alloc(flow_sample_work(&M.L, B), sizeof(double));
-    double *ctx = (double *)R_alloc((size_t)B * nc + 1, sizeof(double));
     const double *flow_p = p + M.F.n_params;
-    for (R_xlen_t k0 = 0; k0 < N; k0 += B) {
-        int b = N - k0 < B ? (int)(N - k0) : B;
-        int o0 = (int)(k0 / n), o1 = (int)((k0 + b - 1) / n);
-        const double *c = feat + (size_t)o0 * nc;
-        int rows = 1;
-        if (o1 != o0) {  /* rows from several observations: one context row per draw */
-            for (int i = 0; i < b; i++)
-                memcpy(ctx + (size_t)i * nc, feat + (size_t)((k0 + i) / n) * nc, nc * sizeof(double));
-            c = ctx; rows = b;
+    /* chunks of whole observations (or of one observation's draws when n > CHUNK): each
+     * observation's context then enters the flow once per chunk, not once per draw */
+    const int per_chunk = n <= CHUNK ? CHUNK / (n > 0 ? n : 1) : 1;
+    for (int o0 = 0; o0 < nobs && n > 0; o0 += per_chunk) {
+        int mo = nobs - o0 < per_chunk ? nobs - o0 : per_chunk;
+        for (int s0 = 0; s0 < n; s0 += CHUNK) {
+            int b = n <= CHUNK ? mo * n : (n - s0 < CHUNK ? n - s0 : CHUNK);
+            R_xlen_t k0 = (R_xlen_t)o0 * n + s0;
+            flow_sample(&M.L, flow_p, feat + (size_t)o0 * nc, n <= CHUNK ? mo : 1, b, s,
+                        (uint64_t)k0, REAL(out) + (size_t)k0 * d, REAL(lq) + k0, work, nt);
+            R_CheckUserInterrupt();
         }
-        flow_sample(&M.L, flow_p, c, rows, b, s, (uint64_t)k0, REAL(out) + (size_t)k0 * d,
-                    REAL(lq) + k0, work, nt);
-        R_CheckUserInterrupt();
     }
     Rf_setAttrib(out, Rf_install("log_prob"), lq);
     UNPROTECT(2);

@@ -49,7 +49,9 @@ void flow_forward(const flow_layout *L, const double *params, const double *x, c
 void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,
                    const double *g, double *dparams, double *dctx, double *dx,
                    const double *fwd, double *work, int threads);
-/* B draws; row i uses the random stream (seed, index0 + i). logq may be NULL. */
+/* B draws; row i uses the random stream (seed, index0 + i). logq may be NULL. ctx_rows
+ * must divide B: each context row serves B / ctx_rows consecutive draws (1: all share one;
+ * B: one each), so the context enters each block once per row, not once per draw. */
 void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
                  int B, uint64_t seed, uint64_t index0, double *x, double *logq, double *work,
                  int threads);

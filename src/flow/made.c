@@ -140,6 +140,7 @@ void made_hidden_degree(const flow_layout *L, made_params q, const double *z, co
     const int H = L->hidden, d = L->d;
     const int s0 = made_degree_start(L, m), n = made_degree_start(L, m + 1) - s0;
     const size_t BH = (size_t)B * H;
+    const int per = B / cb_rows;  /* consecutive draws per context row */
     if (n <= 0) return;
     for (int l = 0; l < L->layers; l++) {
         double *pl = pre + l * BH, *ql = post + l * BH;
@@ -148,7 +149,7 @@ void made_hidden_degree(const flow_layout *L, made_params q, const double *z, co
         #pragma omp parallel for num_threads(threads) if (B > 256) schedule(static)
         for (int i = 0; i < B; i++) {
             double *r = pl + (size_t)i * H + s0;
-            const double *add = l == 0 ? cbase + (cb_rows == 1 ? 0 : (size_t)i * H) + s0 : q.bh[l] + s0;
+            const double *add = l == 0 ? cbase + (size_t)(i / per) * H + s0 : q.bh[l] + s0;
             for (int k = 0; k < n; k++) r[k] += add[k];
             act_forward_row(ql + (size_t)i * H + s0, r, n, L->act);
         }

@@ -167,6 +167,7 @@ void flow_sample(const flow_layout *L, const double *params, const double *ctx, 
                  int B, uint64_t seed, uint64_t index0, double *x, double *logq, double *work,
                  int threads) {
     const int d = L->d, K = L->K, H = L->hidden, nb = L->blocks;
+    const int per = B / ctx_rows;  /* consecutive draws per context row */
     double *z = work, *y = z + (size_t)B * d;
     double *pre = y + (size_t)B * d, *post = pre + (size_t)L->layers * B * H;
     double *o = post + (size_t)L->layers * B * H;
@@ -193,7 +194,7 @@ void flow_sample(const flow_layout *L, const double *params, const double *ctx, 
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
             for (int i = 0; i < B; i++) {
                 double *oi = o + (size_t)i * K3;
-                const double *ci = cout + (ctx_rows == 1 ? 0 : (size_t)i * OD) + (size_t)j * K3;
+                const double *ci = cout + (size_t)(i / per) * OD + (size_t)j * K3;
                 for (int c = 0; c < K3; c++) oi[c] += ci[c];
                 rng_t r = rng_stream(key, index0 + i);
                 double rmax = -INFINITY, sr = 0.0;
@@ -226,7 +227,7 @@ void flow_sample(const flow_layout *L, const double *params, const double *ctx, 
             made_output_rows(L, q, hlast, B, made_degree_start(L, t + 1), j, 2, d, o);
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
             for (int i = 0; i < B; i++) {
-                const double *ci = cout + (ctx_rows == 1 ? 0 : (size_t)i * 2 * d);
+                const double *ci = cout + (size_t)(i / per) * 2 * d;
                 double a = soft_clamp(o[2 * i + 1] + ci[d + j], L->clamp);
                 z[(size_t)i * d + j] = y[(size_t)i * d + j] * exp(a) + o[2 * i] + ci[j];
                 lq[i] -= a;
