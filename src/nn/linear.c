@@ -3,6 +3,7 @@
 #ifndef FCONE
 #define FCONE
 #endif
+#include <string.h>
 #include "nn/nn.h"
 
 /* out[b,o] = sum_c in[b,c] * w[o,c] + bias[o]        (B rows, C in, OC out) */
@@ -10,15 +11,16 @@ void linear_forward(double *out, const double *in, const double *w, const double
                     int B, int C, int OC) {
     const double one = 1.0, zero = 0.0;
     if (B <= 0 || OC <= 0) return;
-    if (C <= 0) {
-        for (size_t i = 0; i < (size_t)B * OC; i++) out[i] = 0.0;
-    } else {
-        /* column-major view: out(OC x B) = w(C x OC)^T * in(C x B) */
-        F77_CALL(dgemm)("T", "N", &OC, &B, &C, &one, w, &C, in, &C, &zero, out, &OC FCONE FCONE);
-    }
+    /* the bias first, then the product accumulated onto it (beta = 1): one pass over out
+     * fewer than zeroing (beta = 0) and adding the bias afterwards */
     if (bias)
-        for (int b = 0; b < B; b++)
-            for (int o = 0; o < OC; o++) out[(size_t)b * OC + o] += bias[o];
+        for (int b = 0; b < B; b++) memcpy(out + (size_t)b * OC, bias, (size_t)OC * sizeof(double));
+    else if (C <= 0)
+        memset(out, 0, (size_t)B * OC * sizeof(double));
+    /* column-major view: out(OC x B) = w(C x OC)^T * in(C x B) */
+    if (C > 0)
+        F77_CALL(dgemm)("T", "N", &OC, &B, &C, &one, w, &C, in, &C, bias ? &one : &zero, out,
+                        &OC FCONE FCONE);
 }
 
 void linear_accumulate(double *out, const double *in, const double *w, int B, int C, int OC) {
