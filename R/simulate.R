@@ -39,14 +39,21 @@
 #' function stops with that information instead.
 #'
 #' @section Files:
-#' Each call writes its chunks to a new folder
-#' `<object$workdir>/sims/run_NNNN/`, one file `chunk_NNNNNN.rds` per chunk,
+#' Each run writes its chunks to the folder
+#' `<object$workdir>/sims/run_<key>/`, one file `chunk_NNNNNN.rds` per chunk,
 #' saved as soon as the chunk's wave of futures (one chunk per worker) has
-#' finished. Each file holds a list with `theta` (the chunk's parameter sets,
+#' finished. The key is a hash of the run's parameter sets, random number
+#' streams and chunking, so calling `nbi_simulate()` (or [fit()]) again after
+#' the same `set.seed()` with the same settings finds the folder and
+#' **resumes**: finished chunks are read back instead of simulated again, and
+#' a message says how many. The key includes the simulator's code but not
+#' data its closure captures: after changing such data, use a new `workdir`
+#' or delete the folder. Each file holds a list with `theta` (the chunk's parameter sets,
 #' a matrix), `x` (a list of outputs, `NULL` for failed simulations),
 #' `failed` (logical), `reason` (character, `NA` for successes) and `index`
 #' (the rows of the chunk in the full `theta`). An interrupted run thus keeps
-#' the chunks it finished. The folder is returned as attribute `"sim_dir"`.
+#' the chunks it finished, and the next identical call picks them up. The
+#' folder is returned as attribute `"sim_dir"`.
 #'
 #' @param object An `nbi_engine`, see [nbi_engine()].
 #' @param n Number of simulations: a single positive whole number. May be
@@ -135,7 +142,6 @@ nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
       !nzchar(workdir)) {
     stop("`object$workdir` must be a single folder path.", call. = FALSE)
   }
-  run_dir <- sim_new_run_dir(file.path(workdir, "sims"))
 
   # ---- parameter sets and random number streams ---------------------------
   if (is.null(theta)) {
@@ -164,12 +170,20 @@ nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
   idx <- unname(split(seq_len(n), chunk_of))
   n_chunks <- length(idx)
   wave_size <- if (finite_workers) as.integer(workers) else n_chunks
-  waves <- unname(split(seq_len(n_chunks),
-                        ceiling(seq_len(n_chunks) / wave_size)))
+  # the run's folder is named by its settings: the same call again (same parameter sets,
+  # random streams and chunks, e.g. after set.seed()) finds it and resumes
+  run_dir <- sim_run_dir(file.path(workdir, "sims"),
+                         sim_run_key(theta, seeds, chunk_size, vectorized, expected, simulator))
+  results <- sim_load_chunks(run_dir, idx, theta)
+  done <- which(!vapply(results, is.null, logical(1)))
+  if (length(done) > 0L)
+    message(sprintf("nbi_simulate(): resuming from %s (%d of %d chunks already done)",
+                    run_dir, length(done), n_chunks))
+  todo <- setdiff(seq_len(n_chunks), done)
+  waves <- unname(split(todo, ceiling(seq_along(todo) / wave_size)))
 
-  p <- progressr::progressor(steps = n_chunks)
+  p <- progressr::progressor(steps = length(todo))
 
-  n_saved <- 0L
   finished <- FALSE
   on.exit(if (!finished && n_saved > 0L) {
     message(sprintf(paste0("nbi_simulate() stopped early; %d of %d chunks ",
@@ -178,7 +192,12 @@ nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
 
   # ---- run -----------------------------------------------------------------
   ref <- expected
-  results <- vector("list", n_chunks)
+  if (is.null(ref))
+    for (res in results[done]) {
+      ok <- which(!res$failed)
+      if (length(ok) > 0L) { ref <- sim_shape(res$x[[ok[1L]]]); break }
+    }
+  n_saved <- length(done)
   for (wave in waves) {
     tasks <- lapply(wave, function(k) {
       list(chunk = k,
@@ -562,22 +581,43 @@ sim_check_x_dim <- function(x_dim) {
 }
 
 # A fresh folder <sims_dir>/run_NNNN for this call's chunk files.
-sim_new_run_dir <- function(sims_dir) {
-  if (!dir.exists(sims_dir) &&
-      !dir.create(sims_dir, recursive = TRUE, showWarnings = FALSE) &&
-      !dir.exists(sims_dir)) {
-    stop(sprintf("cannot create the folder %s (from `object$workdir`).",
-                 sims_dir), call. = FALSE)
+sim_run_dir <- function(sims_dir, key) {
+  dir <- file.path(sims_dir, paste0("run_", key))
+  if (!dir.exists(dir) && !dir.create(dir, recursive = TRUE, showWarnings = FALSE) &&
+      !dir.exists(dir)) {
+    stop(sprintf("cannot create the folder %s (from `object$workdir`).", dir),
+         call. = FALSE)
   }
-  old <- list.files(sims_dir, pattern = "^run_[0-9]+$")
-  k <- if (length(old)) max(as.integer(sub("^run_", "", old))) + 1L else 1L
-  for (attempt in seq_len(100L)) {
-    dir <- file.path(sims_dir, sprintf("run_%04d", k))
-    if (dir.create(dir, showWarnings = FALSE)) return(dir)
-    k <- k + 1L
-  }
-  stop(sprintf("cannot create a run folder under %s.", sims_dir),
-       call. = FALSE)
+  dir
+}
+
+# 16 hex digits naming a run by what determines its simulations: the parameter sets, random
+# streams, chunking and the simulator's code (not the data its closure captures).
+sim_run_key <- function(theta, seeds, chunk_size, vectorized, expected, simulator) {
+  f <- tempfile("nbi-key-")
+  on.exit(unlink(f))
+  con <- file(f, "wb")
+  code <- if (is.primitive(simulator)) deparse(simulator)
+          else c(deparse(formals(simulator)), deparse(body(simulator)))
+  serialize(list(unname(theta), seeds, as.integer(chunk_size), vectorized, expected,
+                 colnames(theta), code), con, version = 2)
+  close(con)
+  substr(unname(tools::md5sum(f)), 1, 16)
+}
+
+# Chunks an earlier (interrupted) call of the same run saved: a list with one entry per
+# chunk, NULL where the chunk is missing, unreadable or does not match.
+sim_load_chunks <- function(run_dir, idx, theta) {
+  lapply(seq_along(idx), function(k) {
+    f <- file.path(run_dir, sprintf("chunk_%06d.rds", k))
+    if (!file.exists(f)) return(NULL)
+    v <- tryCatch(readRDS(f), error = function(e) NULL)
+    if (!is.list(v) || !identical(as.integer(v$index), as.integer(idx[[k]])) ||
+        !isTRUE(all.equal(unname(v$theta), unname(theta[idx[[k]], , drop = FALSE]),
+                          tolerance = 0)))
+      return(NULL)
+    list(x = v$x, failed = v$failed, reason = v$reason)
+  })
 }
 
 # Write via a temporary file so an interruption never leaves a broken chunk.

@@ -26,6 +26,13 @@ make_engine <- function(simulator, names = c("a", "b"), vectorized = FALSE,
             class = "nbi_engine")
 }
 
+# The same engine with a new workdir: an identical call would otherwise resume from the
+# chunk files of the previous one instead of simulating.
+fresh_dir <- function(eng) {
+  eng$workdir <- tempfile("nbi-sim-test-")
+  eng
+}
+
 # nbi_simulate() draws from the prior through sample_prior(); the theta = NULL
 # tests need it to be visible from where nbi_simulate() lives.
 prior_sampling_available <- function() {
@@ -102,10 +109,10 @@ test_that("results are reproducible under set.seed() (sequential plan)", {
   kind <- RNGkind()
   eng <- make_engine(noisy_sim)
   set.seed(1)
-  r1 <- nbi_simulate(eng, theta = theta_grid, chunk_size = 4)
+  r1 <- nbi_simulate(fresh_dir(eng), theta = theta_grid, chunk_size = 4)
   after1 <- stats::runif(1)
   set.seed(1)
-  r2 <- nbi_simulate(eng, theta = theta_grid, chunk_size = 4)
+  r2 <- nbi_simulate(fresh_dir(eng), theta = theta_grid, chunk_size = 4)
   after2 <- stats::runif(1)
   expect_identical(r1$x, r2$x)
   # the caller's RNG ends in the same state and keeps its kind
@@ -115,11 +122,11 @@ test_that("results are reproducible under set.seed() (sequential plan)", {
   expect_false(isTRUE(all.equal(r1$x[1, ] - theta_grid[1, "a"],
                                 r1$x[2, ] - theta_grid[2, "a"])))
   set.seed(1)
-  r3 <- nbi_simulate(eng, theta = theta_grid, chunk_size = 10)
+  r3 <- nbi_simulate(fresh_dir(eng), theta = theta_grid, chunk_size = 10)
   expect_identical(r3$x, r1$x)
   # another seed gives other numbers
   set.seed(2)
-  r4 <- nbi_simulate(eng, theta = theta_grid, chunk_size = 10)
+  r4 <- nbi_simulate(fresh_dir(eng), theta = theta_grid, chunk_size = 10)
   expect_false(isTRUE(all.equal(r4$x, r1$x)))
 })
 
@@ -131,11 +138,11 @@ test_that("multisession gives the same numbers as sequential", {
   eng <- make_engine(noisy_sim)
   future::plan("sequential")
   set.seed(1)
-  r_seq <- nbi_simulate(eng, theta = theta_grid)
+  r_seq <- nbi_simulate(fresh_dir(eng), theta = theta_grid)
   after_seq <- stats::runif(1)
   future::plan("multisession", workers = 2)
   set.seed(1)
-  r_ms <- nbi_simulate(eng, theta = theta_grid)
+  r_ms <- nbi_simulate(fresh_dir(eng), theta = theta_grid)
   after_ms <- stats::runif(1)
   expect_identical(r_ms$x, r_seq$x)
   expect_identical(r_ms$theta, r_seq$theta)
@@ -304,4 +311,39 @@ test_that("simulate_chunk reports failures per row", {
   res3 <- simulate_chunk(sim, th, FALSE, expected = 3L)
   expect_identical(res3$failed, c(TRUE, TRUE, TRUE))
   expect_match(res3$reason[1], "returned 2 values, expected 3")
+})
+
+test_that("an interrupted run resumes from its chunk files instead of simulating again", {
+  calls <- new.env()
+  calls$n <- 0L
+  calls$stop_after <- 5L
+  sim <- function(th) {
+    calls$n <- calls$n + 1L
+    if (calls$n > calls$stop_after)  # what Ctrl-C signals, after 5 simulations
+      stop(structure(class = c("interrupt", "condition"), list(message = "", call = NULL)))
+    det_sim(th)
+  }
+  eng <- make_engine(sim)
+  set.seed(11)
+  got <- tryCatch(suppressMessages(nbi_simulate(eng, 10, chunk_size = 2)),
+                  interrupt = function(e) "interrupted")
+  expect_identical(got, "interrupted")
+  dir <- list.files(file.path(eng$workdir, "sims"), full.names = TRUE)
+  expect_length(dir, 1)
+  expect_length(list.files(dir), 2)  # the two finished chunks of 2 were kept
+  calls$n <- 0L
+  calls$stop_after <- Inf
+  set.seed(11)
+  expect_message(res <- nbi_simulate(eng, 10, chunk_size = 2), "resuming.*2 of 5 chunks")
+  expect_identical(calls$n, 6L)  # only the 3 missing chunks ran
+  calls$n <- 0L
+  set.seed(11)
+  ref <- suppressMessages(nbi_simulate(make_engine(sim), 10, chunk_size = 2))
+  expect_identical(res$theta, ref$theta)
+  expect_identical(res$x, ref$x)
+  expect_identical(attr(res, "sim_dir"), dir)
+  # other settings (another seed) make another run
+  set.seed(12)
+  other <- nbi_simulate(eng, 10, chunk_size = 2)
+  expect_false(identical(attr(other, "sim_dir"), dir))
 })
