@@ -146,6 +146,10 @@ sample_in_support <- function(object, items, n, threads) {
       need[i] <- need[i] - length(keep)
     }
   }
+  if (any(need == n))
+    stop(sprintf(paste0("no draw of the surrogate fell inside the prior's support for observation %s ",
+                        "(of %d): it is probably far outside the simulations the network was trained on"),
+                 paste(utils::head(which(need == n), 5), collapse = ", "), n_obs), call. = FALSE)
   if (any(need > 0))
     warning(sprintf("only %d of %d draws fell inside the prior's support for %d observation(s)",
                     min(n - need), n, sum(need > 0)), call. = FALSE)
