@@ -55,8 +55,10 @@ print.nbi_posterior <- function(x, ...) {
   if (is.null(x$weights)) {
     cat(sprintf("<nbi posterior: %d surrogate draws (unweighted)>\n", n))
   } else {
-    cat(sprintf("<nbi posterior: %d draws, n_eff %.1f (efficiency %.1f%%)>\n", n, x$n_eff,
-                100 * x$efficiency))
+    tempered <- if (!is.null(x$temper) && x$temper > 1)
+      sprintf("; proposal tempered x%.2f", x$temper) else ""
+    cat(sprintf("<nbi posterior: %d draws, n_eff %.1f (efficiency %.1f%%)%s>\n", n, x$n_eff,
+                100 * x$efficiency, tempered))
   }
   s <- summary(x)
   print(format(as.data.frame(s), digits = 4), row.names = FALSE)

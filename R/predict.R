@@ -19,7 +19,11 @@
 #' @param importance `NULL` (weigh when a likelihood is available), `TRUE` or `FALSE`.
 #' @param seed optional seed for reproducible draws (or use [set.seed()]).
 #' @param threads threads for the C core.
-#' @param ... unused.
+#' @param ... `temper`: the importance-sampling proposal is the surrogate with its base
+#'   sds multiplied by this (>= 1; default: the engine's `temper`, set by an SNPE-IS fit,
+#'   else 1). A wider proposal guards against an overconfident surrogate; the weights are
+#'   exact either way. Unweighted draws (`importance = FALSE`) always come from the
+#'   surrogate itself.
 #' @return An `nbi_posterior` (or `nbi_posterior_list`).
 #' @examples
 #' sim <- function(theta) theta[["mu"]] + stats::rnorm(3, sd = 0.5)
@@ -41,11 +45,19 @@ predict.nbi_engine <- function(object, x_obs, x_err = NULL, n_samples = 2000,
     stop("`importance = TRUE` needs a likelihood: give `x_err`, numeric `noise`, or `log_likelihood` to the engine",
          call. = FALSE)
   if (weigh) default_x_err(object, x_err)  # validates x_err before any simulation
+  temper <- list(...)$temper
+  if (is.null(temper)) temper <- proposal_temper(object)
+  check_number(temper, "temper", lower = 1, upper = 100)
+  if (!weigh) temper <- 1
   run <- function() {
-    draws <- sample_in_support(object, obs$items, n_samples, threads)
+    draws <- sample_in_support(object, obs$items, n_samples, threads, temper = temper)
     posts <- lapply(seq_along(obs$items), function(i) {
-      if (weigh) weigh_proposals(object, obs$items[[i]], x_err, draws$theta[[i]],
-                                 draws$log_q[[i]], draws$acceptance[i])
+      if (weigh) {
+        p <- weigh_proposals(object, obs$items[[i]], x_err, draws$theta[[i]],
+                             draws$log_q[[i]], draws$acceptance[i])
+        p$temper <- temper
+        p
+      }
       else new_posterior(draws$theta[[i]], draws$log_q[[i]], obs$items[[i]], draws$acceptance[i])
     })
     if (obs$single) posts[[1]] else structure(posts, class = "nbi_posterior_list")
@@ -79,7 +91,7 @@ nbi_log_prob <- function(object, theta, x_obs, threads = NULL) {
   m <- object$model
   z <- t(standardise(theta, list(mean = m$theta_mean, sd = m$theta_sd)))
   enc <- encode_obs(object, obs$items)
-  with_blas_threads(threads, .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, threads)) -
+  with_blas_threads(threads, .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, 1, threads)) -
     sum(log(m$theta_sd))
 }
 
@@ -114,7 +126,7 @@ check_observation <- function(object, x_obs, arg) {
 
 # Draws from q(theta | x) for each observation in `items`, redrawing those outside the
 # prior's support.
-sample_in_support <- function(object, items, n, threads) {
+sample_in_support <- function(object, items, n, threads, temper = 1) {
   m <- object$model
   enc <- encode_obs(object, items)
   xs <- enc$x
@@ -130,7 +142,8 @@ sample_in_support <- function(object, items, n, threads) {
     k <- as.integer(min(1e7 / length(todo), max(ceiling(1.2 * need[todo] / acc) + 8)))
     if (attempt == 1) k <- n
     z <- with_blas_threads(threads, .Call(C_r_model_sample, enc$spec, m$params,
-                                          xs[, todo, drop = FALSE], k, draw_seed(), threads))
+                                          xs[, todo, drop = FALSE], k, draw_seed(),
+                                          as.numeric(temper), threads))
     th <- t(z * m$theta_sd + m$theta_mean)
     colnames(th) <- m$names
     lq <- attr(z, "log_prob") - sum(log(m$theta_sd))
@@ -155,3 +168,7 @@ sample_in_support <- function(object, items, n, threads) {
                     min(n - need), n, sum(need > 0)), call. = FALSE)
   list(theta = theta, log_q = log_q, acceptance = pmin(1, (n - need) / pmax(drawn, 1)))
 }
+
+# The proposal of importance sampling: the surrogate with its base widened by this factor
+# (fit(..., temper = ) sets it; 1 = the surrogate itself).
+proposal_temper <- function(object) if (is.null(object$temper)) 1 else object$temper

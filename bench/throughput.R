@@ -142,15 +142,15 @@ for (i in seq_len(nrow(configs))) {
       s
     }, 1) * used_per_epoch
     sample <- measure(function(n) {
-      elapsed(.Call(nbi:::C_r_model_sample, spec, params, x1, as.integer(n), 1, th))
+      elapsed(.Call(nbi:::C_r_model_sample, spec, params, x1, as.integer(n), 1, 1, th))
     }, 256, max_size = 5e6)
     logq <- measure(function(reps) {
       elapsed(for (r in seq_len(reps))
-        .Call(nbi:::C_r_model_log_prob, spec, params, x_eval, theta_eval, th))
+        .Call(nbi:::C_r_model_log_prob, spec, params, x_eval, theta_eval, 1, th))
     }, 1) * n_eval
     logq1 <- measure(function(reps) {
       elapsed(for (r in seq_len(reps))
-        .Call(nbi:::C_r_model_log_prob, spec, params, x1, theta_eval, th))
+        .Call(nbi:::C_r_model_log_prob, spec, params, x1, theta_eval, 1, th))
     }, 1) * n_eval
     gemm <- measure(function(reps) {
       elapsed(for (r in seq_len(reps)) a %*% b)

@@ -5,8 +5,8 @@
 
 SEXP r_model_init(SEXP, SEXP);
 SEXP r_model_n_params(SEXP);
-SEXP r_model_log_prob(SEXP, SEXP, SEXP, SEXP, SEXP);
-SEXP r_model_sample(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_model_log_prob(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_model_sample(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_flow_grad(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_model_nll_grad(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
@@ -24,8 +24,8 @@ static const R_CallMethodDef call_methods[] = {
     {"r_model_init", (DL_FUNC)&r_model_init, 2},
     {"r_blas_threads", (DL_FUNC)&r_blas_threads, 1},
     {"r_model_n_params", (DL_FUNC)&r_model_n_params, 1},
-    {"r_model_log_prob", (DL_FUNC)&r_model_log_prob, 5},
-    {"r_model_sample", (DL_FUNC)&r_model_sample, 6},
+    {"r_model_log_prob", (DL_FUNC)&r_model_log_prob, 6},
+    {"r_model_sample", (DL_FUNC)&r_model_sample, 7},
     {"r_flow_grad", (DL_FUNC)&r_flow_grad, 6},
     {"r_model_nll_grad", (DL_FUNC)&r_model_nll_grad, 5},
     {"r_train", (DL_FUNC)&r_train, 10},

@@ -5,6 +5,7 @@
 #define R_NO_REMAP
 #include <R.h>
 #include <Rinternals.h>
+#include <string.h>
 #ifndef _WIN32
 #include <dlfcn.h>
 #endif
@@ -26,10 +27,13 @@ static void *blas_symbol(const char *a, const char *b) {
  * has no known setter (reference BLAS is single-threaded anyway). n = NA only queries. */
 SEXP r_blas_threads(SEXP n) {
     if (!Rf_isNumeric(n) || XLENGTH(n) != 1) Rf_error("'n' must be one number");
-    get_threads_fn get = (get_threads_fn)blas_symbol("openblas_get_num_threads",
-                                                     "flexiblas_get_num_threads");
-    set_threads_fn set = (set_threads_fn)blas_symbol("openblas_set_num_threads",
-                                                     "flexiblas_set_num_threads");
+    get_threads_fn get;
+    set_threads_fn set;
+    /* POSIX's way to turn dlsym's object pointer into a function pointer */
+    void *g = blas_symbol("openblas_get_num_threads", "flexiblas_get_num_threads");
+    void *st = blas_symbol("openblas_set_num_threads", "flexiblas_set_num_threads");
+    memcpy(&get, &g, sizeof get);
+    memcpy(&set, &st, sizeof set);
     if (!get || !set) return Rf_ScalarInteger(NA_INTEGER);
     int old = get(), k = Rf_asInteger(n);
     if (k != NA_INTEGER && k >= 1 && k <= 1024 && k != old) set(k);

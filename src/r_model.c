@@ -32,12 +32,21 @@ static double *masked_copy(const model_layout *M, SEXP params) {
     return p;
 }
 
+/* the temperature argument: one number in [1, 100] */
+static double need_temper(SEXP temper) {
+    double tau = *need_real(temper, 1, "temper");
+    if (!(tau >= 1.0 && tau <= 100.0)) Rf_error("'temper' must be a number in [1, 100]");
+    return tau;
+}
+
 /* x: n_in x (1 or n) standardised observations; theta: d x n */
-SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) {
+
+SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP temper, SEXP threads) {
     model_layout M;
     model_from_spec(&M, spec);
     double *p = masked_copy(&M, params);
     int nt = need_threads(threads);
+    double tau = need_temper(temper);
     int n = need_cols(theta, M.L.d, "theta"), nx = need_cols(x, M.F.n_in, "x");
     if (nx != 1 && nx != n) Rf_error("'x' must have 1 column or as many as 'theta' (%d)", n);
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
@@ -46,7 +55,7 @@ SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) 
     for (int i0 = 0; i0 < n; i0 += B) {
         int b = n - i0 < B ? n - i0 : B;
         model_log_prob(&M, p, REAL(x) + (nx == 1 ? 0 : (size_t)i0 * M.F.n_in), nx == 1 ? 1 : b,
-                       REAL(theta) + (size_t)i0 * M.L.d, b, REAL(out) + i0, work, nt);
+                       REAL(theta) + (size_t)i0 * M.L.d, b, tau, REAL(out) + i0, work, nt);
         R_CheckUserInterrupt();
     }
     UNPROTECT(1);
@@ -55,11 +64,13 @@ SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) 
 
 /* n draws for each column of x (n_in x n_obs): a d x (n * n_obs) matrix, observation-major,
  * with attribute "log_prob". Row k of the output uses the random stream (seed, k). */
-SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, SEXP threads) {
+SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, SEXP temper,
+                    SEXP threads) {
     model_layout M;
     model_from_spec(&M, spec);
     double *p = masked_copy(&M, params);
     int nt = need_threads(threads), n = need_count(n_samples, "n_samples");
+    double tau = need_temper(temper);
     int nobs = need_cols(x, M.F.n_in, "x");
     uint64_t s = need_seed(seed);
     const int d = M.L.d, nc = M.L.nc;
@@ -91,7 +102,7 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
             int b = n <= CHUNK ? mo * n : (n - s0 < CHUNK ? n - s0 : CHUNK);
             R_xlen_t k0 = (R_xlen_t)o0 * n + s0;
             flow_sample(&M.L, flow_p, feat + (size_t)o0 * nc, n <= CHUNK ? mo : 1, b, s,
-                        (uint64_t)k0, REAL(out) + (size_t)k0 * d, REAL(lq) + k0, work, nt);
+                        (uint64_t)k0, tau, REAL(out) + (size_t)k0 * d, REAL(lq) + k0, work, nt);
             R_CheckUserInterrupt();
         }
     }
@@ -119,7 +130,7 @@ SEXP r_flow_grad(SEXP spec, SEXP params, SEXP theta, SEXP context, SEXP g, SEXP 
     SEXP dc = PROTECT(Rf_allocMatrix(REALSXP, L->nc, n));
     SEXP dt = PROTECT(Rf_allocMatrix(REALSXP, L->d, n));
     memset(REAL(dp), 0, L->n_params * sizeof(double));
-    flow_forward(L, p, REAL(theta), REAL(context), n, n, REAL(lq), fw, nt);
+    flow_forward(L, p, REAL(theta), REAL(context), n, n, 1.0, REAL(lq), fw, nt);
     flow_backward(L, p, REAL(context), n, gg, REAL(dp), REAL(dc), REAL(dt), fw, bw, nt);
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 4));
     SET_VECTOR_ELT(out, 0, lq); SET_VECTOR_ELT(out, 1, dp);

@@ -41,9 +41,10 @@ size_t flow_bwd_work(const flow_layout *L, int B);
 size_t flow_sample_work(const flow_layout *L, int B);
 
 /* params must be masked (flow_mask). ctx has ctx_rows = B or 1 (broadcast) rows.
- * work keeps the activations that flow_backward needs. */
+ * work keeps the activations that flow_backward needs. tau: the temperature of the base
+ * (see flow_sample); 1 for the flow itself, and always 1 before flow_backward. */
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
-                  int ctx_rows, int B, double *logq, double *work, int threads);
+                  int ctx_rows, int B, double tau, double *logq, double *work, int threads);
 /* g[b] = dLoss/dlogq[b]. Accumulates dparams (then masked); writes dctx (B x nc) and dx
  * (B x d) when not NULL. ctx must have B rows. */
 void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,
@@ -51,8 +52,10 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
                    const double *fwd, double *work, int threads);
 /* B draws; row i uses the random stream (seed, index0 + i). logq may be NULL. ctx_rows
  * must divide B: each context row serves B / ctx_rows consecutive draws (1: all share one;
- * B: one each), so the context enters each block once per row, not once per draw. */
+ * B: one each), so the context enters each block once per row, not once per draw.
+ * tau >= 1 tempers the draws: every mixture component's sd in the base is multiplied by
+ * tau (tau = 1: the flow itself), and logq is the tempered density. */
 void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
-                 int B, uint64_t seed, uint64_t index0, double *x, double *logq, double *work,
-                 int threads);
+                 int B, uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
+                 double *work, int threads);
 #endif

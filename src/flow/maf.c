@@ -43,23 +43,28 @@ size_t flow_sample_work(const flow_layout *L, int B) {
 /* soft clamp: c * tanh(raw / c) lies in (-c, c) and is the identity near 0 */
 static inline double soft_clamp(double raw, double c) { return c * tanh(raw / c); }
 
-/* log of sum_k pi_k N(z; m_k, s_k) for one coordinate; o holds (mean, raw log-sd, logit) x K */
-static double mog_logpdf(const double *o, int K, double cm, double z) {
+/* log of sum_k pi_k N(z; m_k, s_k e^lt) for one coordinate; o holds (mean, raw log-sd,
+ * logit) x K; lt = log temperature (0: the flow itself) */
+static double mog_logpdf_t(const double *o, int K, double cm, double z, double lt) {
     double rmax = -INFINITY, cmax = -INFINITY;
     for (int k = 0; k < K; k++) rmax = fmax(rmax, o[3 * k + 2]);
     double sr = 0.0;
     for (int k = 0; k < K; k++) sr += exp(o[3 * k + 2] - rmax);
     const double lser = rmax + log(sr);
     for (int k = 0; k < K; k++) {
-        double a = soft_clamp(o[3 * k + 1], cm), u = (z - o[3 * k]) * exp(-a);
+        double a = soft_clamp(o[3 * k + 1], cm) + lt, u = (z - o[3 * k]) * exp(-a);
         cmax = fmax(cmax, o[3 * k + 2] - lser - a - 0.5 * u * u);
     }
     double s = 0.0;
     for (int k = 0; k < K; k++) {
-        double a = soft_clamp(o[3 * k + 1], cm), u = (z - o[3 * k]) * exp(-a);
+        double a = soft_clamp(o[3 * k + 1], cm) + lt, u = (z - o[3 * k]) * exp(-a);
         s += exp(o[3 * k + 2] - lser - a - 0.5 * u * u - cmax);
     }
     return cmax + log(s) - LOG_SQRT_2PI;
+}
+
+static double mog_logpdf(const double *o, int K, double cm, double z) {
+    return mog_logpdf_t(o, K, cm, z, 0.0);
 }
 
 /* gradient of g * mog_logpdf wrt the 3K outputs (into dout) and wrt z (returned) */
@@ -82,8 +87,9 @@ static double mog_backward(const double *o, int K, double cm, double z, double g
 }
 
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
-                  int ctx_rows, int B, double *logq, double *work, int threads) {
+                  int ctx_rows, int B, double tau, double *logq, double *work, int threads) {
     const int d = L->d, K = L->K, nb = L->blocks;
+    const double lt = log(tau);
     double *cbase = work, *cout = work + (size_t)B * L->hidden;
     double *caches = cout + (size_t)B * 3 * K * d;
     memcpy(cache_at(L, caches, B, 0).zin, x, (size_t)B * d * sizeof(double));
@@ -112,8 +118,8 @@ void flow_forward(const flow_layout *L, const double *params, const double *x, c
             for (int i = 0; i < B; i++) {
                 double s = 0.0;
                 for (int j = 0; j < d; j++)
-                    s += mog_logpdf(c.out + (size_t)i * OD + (size_t)j * 3 * K, K, L->clamp_mix,
-                                    c.zin[(size_t)i * d + j]);
+                    s += mog_logpdf_t(c.out + (size_t)i * OD + (size_t)j * 3 * K, K, L->clamp_mix,
+                                      c.zin[(size_t)i * d + j], lt);
                 logq[i] += s;
             }
         }
@@ -164,8 +170,9 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
 }
 
 void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
-                 int B, uint64_t seed, uint64_t index0, double *x, double *logq, double *work,
-                 int threads) {
+                 int B, uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
+                 double *work, int threads) {
+    const double lt = log(tau);
     const int d = L->d, K = L->K, H = L->hidden, nb = L->blocks;
     const int per = B / ctx_rows;  /* consecutive draws per context row */
     double *z = work, *y = z + (size_t)B * d;
@@ -206,9 +213,9 @@ void flow_sample(const flow_layout *L, const double *params, const double *ctx, 
                     acc += exp(oi[3 * k + 2] - rmax);
                     if (u < acc) { kk = k; break; }
                 }
-                double zj = oi[3 * kk] + exp(soft_clamp(oi[3 * kk + 1], L->clamp_mix)) * rng_norm(&r);
+                double zj = oi[3 * kk] + tau * exp(soft_clamp(oi[3 * kk + 1], L->clamp_mix)) * rng_norm(&r);
                 z[(size_t)i * d + j] = zj;
-                lq[i] += mog_logpdf(oi, K, L->clamp_mix, zj);
+                lq[i] += mog_logpdf_t(oi, K, L->clamp_mix, zj, lt);
             }
         }
     }

@@ -19,10 +19,11 @@ size_t model_grad_work(const model_layout *M, int B) {
 void model_mask(const model_layout *M, double *v) { flow_mask(&M->L, v + M->F.n_params); }
 
 void model_log_prob(const model_layout *M, const double *params, const double *x, int x_rows,
-                    const double *theta, int B, double *logq, double *work, int threads) {
+                    const double *theta, int B, double tau, double *logq, double *work,
+                    int threads) {
     double *fw = work, *lw = work + feat_fwd_work(&M->F, B);
     const double *ctx = feat_forward(&M->F, params, x, x_rows, fw, threads);
-    flow_forward(&M->L, params + M->F.n_params, theta, ctx, x_rows, B, logq, lw, threads);
+    flow_forward(&M->L, params + M->F.n_params, theta, ctx, x_rows, B, tau, logq, lw, threads);
 }
 
 double model_nll_grad(const model_layout *M, const double *params, const double *x,
@@ -32,7 +33,7 @@ double model_nll_grad(const model_layout *M, const double *params, const double 
     double *fbw = dctx + (size_t)B * M->L.nc, *g = fbw + feat_bwd_work(&M->F, B);
     const double *ctx = feat_forward(&M->F, params, x, B, fw, threads);
     double *logq = g;  /* logq, then overwritten by dLoss/dlogq */
-    flow_forward(&M->L, params + M->F.n_params, theta, ctx, B, B, logq, lw, threads);
+    flow_forward(&M->L, params + M->F.n_params, theta, ctx, B, B, 1.0, logq, lw, threads);
     double loss = 0.0;
     for (int i = 0; i < B; i++) loss -= logq[i];
     for (int i = 0; i < B; i++) g[i] = -1.0 / B;

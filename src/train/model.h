@@ -9,9 +9,11 @@ typedef struct { feat_layout F; flow_layout L; size_t n_params; } model_layout;
 int model_layout_link(model_layout *M);  /* checks F and L fit together, sets n_params */
 size_t model_fwd_work(const model_layout *M, int B);
 size_t model_grad_work(const model_layout *M, int B);
-/* log q(theta_i | x_i); x has x_rows = B or 1 rows (one observation for every theta) */
+/* log q(theta_i | x_i); x has x_rows = B or 1 rows (one observation for every theta);
+ * tau > 1: the density of the tempered flow (see flow_sample) */
 void model_log_prob(const model_layout *M, const double *params, const double *x, int x_rows,
-                    const double *theta, int B, double *logq, double *work, int threads);
+                    const double *theta, int B, double tau, double *logq, double *work,
+                    int threads);
 /* mean negative log-density of the batch; adds its gradient into grad */
 double model_nll_grad(const model_layout *M, const double *params, const double *x,
                       const double *theta, int B, double *grad, double *work, int threads);

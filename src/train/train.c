@@ -22,8 +22,8 @@ static double mean_nll(const model_layout *M, const double *params, const double
     double *lq = work, *w = work + V, s = 0.0;
     for (int i0 = 0; i0 < n; i0 += V) {
         const int b = n - i0 < V ? n - i0 : V;
-        model_log_prob(M, params, x + (size_t)i0 * M->F.n_in, b, th + (size_t)i0 * M->L.d, b, lq,
-                       w, threads);
+        model_log_prob(M, params, x + (size_t)i0 * M->F.n_in, b, th + (size_t)i0 * M->L.d, b, 1.0,
+                       lq, w, threads);
         for (int i = 0; i < b; i++) s -= lq[i];
     }
     return s / n;

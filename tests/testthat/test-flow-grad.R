@@ -45,6 +45,6 @@ test_that("featurizer + flow loss gradient matches finite differences", {
   n_feat <- spec$feat$n_in * 6 + 6 + 6 * 5 + 5 + 5 * 4 + 4
   expect_lt(max_rel_err(r[[2]], fd), 1e-6)
   expect_gt(sum(abs(r[[2]][seq_len(n_feat)])), 0)  # the featurizer is trained too
-  lq <- .Call(C_r_model_log_prob, spec, p, x, th, 1L)
+  lq <- .Call(C_r_model_log_prob, spec, p, x, th, 1, 1L)
   expect_equal(r[[1]], -mean(lq), tolerance = 1e-12)
 })

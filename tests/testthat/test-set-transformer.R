@@ -59,7 +59,7 @@ test_that("log-densities are invariant to row order, padding rows and their valu
   p <- random_params(spec, scale = 0.3)
   sets <- random_sets(c(6, 4, 3, 1, 0, 5), seed = 5)
   th <- with_seed(6, matrix(rnorm(2 * length(sets)), 2))
-  lp <- .Call(C_r_model_log_prob, spec, p, pad_sets(sets, R), th, 1L)
+  lp <- .Call(C_r_model_log_prob, spec, p, pad_sets(sets, R), th, 1, 1L)
   expect_true(all(is.finite(lp)))
 
   # permuted real rows, with the padding rows interleaved anywhere
@@ -68,20 +68,20 @@ test_that("log-densities are invariant to row order, padding rows and their valu
     m[sample.int(R), , drop = FALSE]
   }))
   x_perm <- vapply(perm, function(m) as.vector(t(m)), numeric(R * 3))
-  expect_lt(max(abs(.Call(C_r_model_log_prob, spec, p, x_perm, th, 1L) - lp)), 1e-12)
+  expect_lt(max(abs(.Call(C_r_model_log_prob, spec, p, x_perm, th, 1, 1L) - lp)), 1e-12)
   p2 <- random_params(spec, seed = 9, scale = 0.3)   # also under other parameters
-  expect_lt(max(abs(.Call(C_r_model_log_prob, spec, p2, x_perm, th, 1L) -
-                    .Call(C_r_model_log_prob, spec, p2, pad_sets(sets, R), th, 1L))), 1e-12)
+  expect_lt(max(abs(.Call(C_r_model_log_prob, spec, p2, x_perm, th, 1, 1L) -
+                    .Call(C_r_model_log_prob, spec, p2, pad_sets(sets, R), th, 1, 1L))), 1e-12)
 
   # more padding rows: the same parameter vector, the same densities
   spec9 <- st_spec(R + 3)
   expect_equal(.Call(C_r_model_n_params, spec9), .Call(C_r_model_n_params, spec))
-  lp9 <- .Call(C_r_model_log_prob, spec9, p, pad_sets(sets, R + 3), th, 1L)
+  lp9 <- .Call(C_r_model_log_prob, spec9, p, pad_sets(sets, R + 3), th, 1, 1L)
   expect_lt(max(abs(lp9 - lp)), 1e-12)
 
   # garbage in the padding rows' values changes nothing
   for (fill in c(1e6, -3.5, NaN, Inf)) {
-    lpg <- .Call(C_r_model_log_prob, spec, p, pad_sets(sets, R, fill = fill), th, 1L)
+    lpg <- .Call(C_r_model_log_prob, spec, p, pad_sets(sets, R, fill = fill), th, 1, 1L)
     expect_lt(max(abs(lpg - lp)), 1e-12)
   }
   # ... nor in the gradient
@@ -92,11 +92,11 @@ test_that("log-densities are invariant to row order, padding rows and their valu
 
   # a real row's value does matter, and so does its token
   x2 <- pad_sets(sets, R); x2[2, 1] <- x2[2, 1] + 1
-  expect_gt(abs(.Call(C_r_model_log_prob, spec, p, x2, th, 1L)[1] - lp[1]), 1e-8)
+  expect_gt(abs(.Call(C_r_model_log_prob, spec, p, x2, th, 1, 1L)[1] - lp[1]), 1e-8)
   x3 <- pad_sets(sets, R); x3[1, 1] <- x3[1, 1] %% 4 + 1
-  expect_gt(abs(.Call(C_r_model_log_prob, spec, p, x3, th, 1L)[1] - lp[1]), 1e-8)
+  expect_gt(abs(.Call(C_r_model_log_prob, spec, p, x3, th, 1, 1L)[1] - lp[1]), 1e-8)
   # threads do not change the result
-  expect_lt(max(abs(.Call(C_r_model_log_prob, spec, p, pad_sets(sets, R), th, 3L) - lp)), 1e-12)
+  expect_lt(max(abs(.Call(C_r_model_log_prob, spec, p, pad_sets(sets, R), th, 1, 3L) - lp)), 1e-12)
 })
 
 test_that("single-row sets, empty sets and out-of-range tokens", {
@@ -104,9 +104,9 @@ test_that("single-row sets, empty sets and out-of-range tokens", {
   p <- random_params(spec1, scale = 0.3)
   sets <- random_sets(c(1, 1, 0), seed = 8)
   th <- with_seed(9, matrix(rnorm(6), 2))
-  lp1 <- .Call(C_r_model_log_prob, spec1, p, pad_sets(sets, 1), th, 1L)
+  lp1 <- .Call(C_r_model_log_prob, spec1, p, pad_sets(sets, 1), th, 1, 1L)
   expect_true(all(is.finite(lp1)))
-  lp4 <- .Call(C_r_model_log_prob, st_spec(4), p, pad_sets(sets, 4), th, 1L)
+  lp4 <- .Call(C_r_model_log_prob, st_spec(4), p, pad_sets(sets, 4), th, 1, 1L)
   expect_lt(max(abs(lp4 - lp1)), 1e-12)
   g <- .Call(C_r_model_nll_grad, spec1, p, pad_sets(sets, 1), th, 1L)
   expect_true(is.finite(g[[1]]) && all(is.finite(g[[2]])))
@@ -115,17 +115,17 @@ test_that("single-row sets, empty sets and out-of-range tokens", {
   spec <- st_spec(3)
   base <- pad_sets(list(cbind(c(2, 3), matrix(c(0.1, -0.4, 1.2, 0.3), 2))), 3)
   th1 <- matrix(c(0.2, -0.1), 2)
-  lp <- .Call(C_r_model_log_prob, spec, p, base, th1, 1L)
+  lp <- .Call(C_r_model_log_prob, spec, p, base, th1, 1, 1L)
   for (tok in c(5, -1, 2.5, 1e300, -Inf, NaN, NA)) {
     x <- base; x[7] <- tok; x[8:9] <- c(3, 4)
-    lpt <- .Call(C_r_model_log_prob, spec, p, x, th1, 1L)
+    lpt <- .Call(C_r_model_log_prob, spec, p, x, th1, 1, 1L)
     expect_true(is.finite(lpt))
     expect_lt(abs(lpt - lp), 1e-12)
     gt <- .Call(C_r_model_nll_grad, spec, p, x, th1, 1L)
     expect_true(all(is.finite(gt[[2]])))
   }
   x <- base; x[1] <- 7   # the first real row's token out of range: that row is dropped
-  expect_true(is.finite(.Call(C_r_model_log_prob, spec, p, x, th1, 1L)))
+  expect_true(is.finite(.Call(C_r_model_log_prob, spec, p, x, th1, 1, 1L)))
 })
 
 test_that("malformed set-transformer specs are refused", {
