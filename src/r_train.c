@@ -36,6 +36,10 @@ SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEX
     const int d = M.L.d, nx = M.F.n_in;
     double *o = need_real(opts, 8, "opts");
     for (int i = 0; i < 8; i++) if (!R_FINITE(o[i])) Rf_error("'opts' must be finite");
+    /* checked before the int casts, which are undefined out of range; threads as need_threads */
+    for (int i = 0; i < 4; i++)
+        if (!(o[i] >= 1 && o[i] <= (i == 3 ? 1024 : INT_MAX)))
+            Rf_error("'opts': epochs, batch and patience must be in 1..2^31-1, threads in 1..1024");
     train_options to;
     to.epochs = (int)o[0]; to.batch = (int)o[1]; to.patience = (int)o[2]; to.threads = (int)o[3];
     to.lr = o[4]; to.clip = o[5];
@@ -59,6 +63,8 @@ SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEX
     need_real(res_v, (R_xlen_t)np, "adam$v");
     int step = Rf_asInteger(VECTOR_ELT(adam, 2));
     if (step == NA_INTEGER || step < 0) Rf_error("'adam$step' must be a non-negative integer");
+    if ((double)step + (double)to.epochs * (n / (to.batch < n ? to.batch : n)) > INT_MAX)
+        Rf_error("'adam$step' leaves too few steps below 2^31 for this many epochs");
     for (size_t i = 0; i < np; i++)
         if (!R_FINITE(REAL(res_p)[i])) Rf_error("'params' has non-finite values");
     double *xt = (double *)R_alloc((size_t)n * nx, sizeof(double));

@@ -134,6 +134,27 @@ static void feat_from_spec(feat_layout *F, SEXP fs) {
     if (rc) Rf_error("malformed featurizer spec: %s", feat_err[rc]);
 }
 
+/* The parameter count in double precision: the size_t count of the layouts wraps around for
+ * absurd sizes (e.g. MLP widths near 2^31), so it cannot check itself. Mirrors the MLP layout
+ * (feat/mlp.c) and block_size() in flow/layout.c; ResNet-GRU and set-transformer sizes are
+ * bounded above, so their size_t count is exact. */
+static double model_params_dbl(const model_layout *M) {
+    const feat_layout *F = &M->F;
+    const flow_layout *L = &M->L;
+    double n = (double)F->n_params;
+    if (F->type == FEAT_MLP) {
+        n = 0.0;
+        for (int l = 0; l <= F->n_hidden; l++) {
+            double w = l < F->n_hidden ? F->hidden[l] : F->n_out;
+            n += w * (l == 0 ? F->n_in : F->hidden[l - 1]) + w;
+        }
+    }
+    double H = L->hidden, body = H * L->d + H * L->nc + H + (L->layers - 1) * (H * H + H);
+    double od_affine = 2.0 * L->d, od_mog = 3.0 * L->K * L->d;
+    return n + (L->blocks - 1) * (body + od_affine * (H + 1 + L->nc)) +
+           body + od_mog * (H + 1 + L->nc);
+}
+
 void model_from_spec(model_layout *M, SEXP spec) {
     SEXP fs = list_get(spec, "feat", "spec"), ls = list_get(spec, "flow", "spec");
     feat_from_spec(&M->F, fs);
@@ -142,14 +163,20 @@ void model_from_spec(model_layout *M, SEXP spec) {
     if (TYPEOF(ord) != INTSXP || d < 1 || blocks < 1 || (double)d * blocks > 1e8 ||
         XLENGTH(ord) != (R_xlen_t)d * blocks)
         Rf_error("'spec$flow$order' must be an integer vector of length d * blocks");
+    int K = list_int(ls, "K", "spec$flow");
+    if ((double)K * 3 * d > INT_MAX)  /* the mixture block's output size, an int */
+        Rf_error("malformed flow spec: 3 * K * d must be below 2^31");
     int *rank = (int *)R_alloc((size_t)d * blocks, sizeof(int));
     int rc = flow_layout_init(&M->L, d, list_int(ls, "nc", "spec$flow"),
                               list_int(ls, "hidden", "spec$flow"), list_int(ls, "layers", "spec$flow"),
-                              blocks, list_int(ls, "K", "spec$flow"), list_int(ls, "act", "spec$flow"),
+                              blocks, K, list_int(ls, "act", "spec$flow"),
                               list_real(ls, "clamp", "spec$flow"), list_real(ls, "clamp_mix", "spec$flow"),
                               INTEGER(ord), rank);
     if (rc) Rf_error("malformed flow spec: %s", flow_err[rc]);
     if (model_layout_link(M))
         Rf_error("malformed spec: the flow's context size (%d) differs from the featurizer's output (%d)",
                  M->L.nc, M->F.n_out);
+    double np = model_params_dbl(M);
+    if (np > INT_MAX || M->n_params > INT_MAX)
+        Rf_error("'spec' describes a model of %.3g parameters, more than 2^31 - 1", np);
 }
