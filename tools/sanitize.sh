@@ -27,7 +27,7 @@ R_MAKEVARS_USER="$build/.R/Makevars" R CMD INSTALL --no-test-load -l "$lib" "$bu
   { tail -30 "$log/install.log"; exit 1; }
 
 asan_lib=$(gcc -print-file-name=libasan.so)
-tests=${NBI_SANITIZE_TESTS:-"nn-layers nn-seq flow-grad flow-density resnet-gru set-transformer importance fit robust interrupt threads"}
+tests=${NBI_SANITIZE_TESTS:-"nn-layers nn-seq flow-grad flow-density resnet-gru set-transformer importance fit robust interrupt threads fuzz c2st diagnostics"}
 status=0
 run_tests() {  # $1: label, then the command prefix
   local label=$1; shift
@@ -57,7 +57,7 @@ echo "==> valgrind memcheck (plain build, a small subset)"
 lib2=$(mktemp -d /tmp/nbi-vg-lib.XXXXXX)
 rm -f "$build"/src/*.o "$build"/src/*/*.o "$build"/src/*.so
 R CMD INSTALL -l "$lib2" "$build" > "$log/install-vg.log" 2>&1 || { tail -30 "$log/install-vg.log"; exit 1; }
-tests=${NBI_VALGRIND_TESTS:-"nn-layers flow-density importance"}
+tests=${NBI_VALGRIND_TESTS:-"nn-layers nn-seq interrupt"}
 lib=$lib2
 run_tests valgrind R -d "valgrind --track-origins=no" --vanilla --slave -e
 exit $status
