@@ -149,6 +149,26 @@ test_that("multisession gives the same numbers as sequential", {
   expect_identical(after_ms, after_seq)
 })
 
+test_that("failures on multisession workers are dropped, counted and quoted like serial ones", {
+  skip_on_cran()
+  skip_if_not(workers_can_run_nbi(), "nbi is not installed for the workers")
+  oplan <- future::plan()
+  on.exit(future::plan(oplan), add = TRUE)
+  future::plan("multisession", workers = 2)
+  eng <- make_engine(function(th) {
+    if (th[["a"]] > 0.8) stop("boom on a worker")
+    if (th[["a"]] < 0.1) return(c(NA, 1, 2))
+    c(th[["a"]], th[["b"]], 1)
+  })
+  expect_warning(res <- nbi_simulate(eng, theta = theta_grid, chunk_size = 2),
+                 "failed for 3 of 10.*a = 0.05.*NA")
+  expect_identical(res$n_failed, 3L)
+  expect_identical(nrow(res$x), 7L)
+  many <- make_engine(function(th) if (th[["a"]] > 0.3) stop("mostly broken") else c(1, 2))
+  expect_error(nbi_simulate(many, theta = theta_grid, chunk_size = 2),
+               "more than half.*mostly broken")
+})
+
 test_that("chunk files under workdir hold all simulations", {
   eng <- make_engine(det_sim)
   res <- nbi_simulate(eng, theta = theta_grid, chunk_size = 3)
