@@ -1,0 +1,125 @@
+# Accuracy of nbi's NPE on four sbibm tasks (Lueckmann et al. 2021), scored like sbibm:
+# the classifier two-sample test (C2ST, nbi_c2st()) between surrogate posterior draws and
+# reference posterior draws, averaged over observations, at several simulation budgets.
+#
+#   Rscript bench/accuracy.R          # after R CMD INSTALL . (all tasks, budgets, 10 obs)
+#   NBI_ACC_TASKS=gaussian_linear,two_moons NBI_ACC_BUDGETS=1000,10000 NBI_ACC_NOBS=3 \
+#     Rscript bench/accuracy.R
+#
+# Tasks, observations (sbibm's num_observation_1..10), exact likelihoods and reference
+# samplers live in inst/bench/sbibm_tasks.R (also used by tests/testthat/test-accuracy.R);
+# bench/check_reference.R checks the reference samplers.
+#
+# For each task and budget: one amortised fit (fit(engine, theta = , x = ) on `budget`
+# prior simulations; flow_maf(blocks = 5, hidden = 64), identity featurizer, settings by
+# budget in sbibm_fit_settings()), then for every observation (one batched predict() call
+# for all of them):
+#   c2st        C2ST of NBI_ACC_NDRAWS surrogate draws vs as many reference draws
+#   c2st_is     C2ST of the importance-resampled draws (predict() weighs the same draws
+#               with the exact likelihood; nbi_resample() to NBI_ACC_NDRAWS draws)
+#   efficiency  n_eff / n of those importance weights
+# and the wall times of fitting, predicting and the two tests. With NBI_ACC_SNPE=1 the
+# same is done for SNPE-IS (fit(n_rounds = NBI_ACC_ROUNDS, x_obs = ) per observation,
+# budget / rounds simulations per round; it may stop early: sims_used says how many).
+#
+# Environment variables (defaults in brackets):
+#   NBI_ACC_TASKS    comma-separated tasks [gaussian_linear,two_moons,gaussian_mixture,slcp]
+#   NBI_ACC_BUDGETS  comma-separated simulation budgets [1000,10000,100000]
+#   NBI_ACC_NOBS     number of observations, sbibm's 1..N [10]
+#   NBI_ACC_NDRAWS   draws per sample for each C2ST [10000, as sbibm]
+#   NBI_ACC_SNPE     1 to add SNPE-IS [0]
+#   NBI_ACC_ROUNDS   SNPE-IS rounds [5]
+#   NBI_ACC_SEED     seed [1]
+#   NBI_ACC_THREADS  threads of the C core [1]
+#   NBI_ACC_OUT      output prefix [accuracy]: writes <prefix>.csv (means per task, method
+#                    and budget) and <prefix>_obs.csv (one row per observation) next to
+#                    this script (or where the prefix says, when it holds a "/")
+#   NBI_ACC_APPEND   1 to append to existing CSVs instead of replacing them [0]
+suppressPackageStartupMessages(library(nbi))
+
+env <- function(name, default) {
+  v <- Sys.getenv(name, "")
+  if (nzchar(v)) v else default
+}
+script_dir <- function() {
+  a <- grep("^--file=", commandArgs(FALSE), value = TRUE)
+  if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else "bench"
+}
+tasks_file <- system.file("bench", "sbibm_tasks.R", package = "nbi")
+if (!nzchar(tasks_file)) tasks_file <- file.path(script_dir(), "..", "inst", "bench", "sbibm_tasks.R")
+source(tasks_file)
+
+tasks <- strsplit(env("NBI_ACC_TASKS", paste(sbibm_task_names, collapse = ",")), ",")[[1]]
+budgets <- as.numeric(strsplit(env("NBI_ACC_BUDGETS", "1000,10000,100000"), ",")[[1]])
+n_obs <- as.integer(env("NBI_ACC_NOBS", "10"))
+n_draws <- as.integer(env("NBI_ACC_NDRAWS", "10000"))
+snpe <- env("NBI_ACC_SNPE", "0") == "1"
+n_rounds <- as.integer(env("NBI_ACC_ROUNDS", "5"))
+seed <- as.integer(env("NBI_ACC_SEED", "1"))
+threads <- as.integer(env("NBI_ACC_THREADS", "1"))
+prefix <- env("NBI_ACC_OUT", "accuracy")
+append <- env("NBI_ACC_APPEND", "0") == "1"
+stopifnot(all(tasks %in% sbibm_task_names), n_obs >= 1, n_obs <= 10)
+if (!grepl("/", prefix)) prefix <- file.path(script_dir(), prefix)
+csv_mean <- paste0(prefix, ".csv")
+csv_obs <- paste0(prefix, "_obs.csv")
+
+cpu <- grep("^model name", readLines("/proc/cpuinfo", warn = FALSE), value = TRUE)
+cat(sprintf("nbi %s, %s, BLAS %s\nCPU: %s x %d (parallel::detectCores()), load average at start: %s\n",
+            utils::packageVersion("nbi"), R.version.string, extSoftVersion()[["BLAS"]],
+            if (length(cpu)) sub("^model name\\s*:\\s*", "", cpu[1]) else "?",
+            parallel::detectCores(), paste(readLines("/proc/loadavg", warn = FALSE), collapse = " ")))
+cat(sprintf("tasks %s; budgets %s; observations 1..%d; %d draws per C2ST sample; methods: NPE%s; threads %d\n\n",
+            paste(tasks, collapse = ", "), paste(budgets, collapse = ", "), n_obs, n_draws,
+            if (snpe) sprintf(" + SNPE-IS (%d rounds)", n_rounds) else "", threads))
+
+summarise <- function(r) {
+  s <- stats::aggregate(r[c("c2st", "c2st_is", "efficiency", "predict_s", "c2st_s")],
+                        r[c("task", "method", "budget")], mean)
+  s$n_obs <- stats::aggregate(r$obs, r[c("task", "method", "budget")], length)$x
+  s$sims_used <- stats::aggregate(r$sims_used, r[c("task", "method", "budget")], mean)$x
+  # amortised: one fit shared by all observations; SNPE-IS: one fit per observation
+  s$fit_s <- stats::aggregate(r$fit_s, r[c("task", "method", "budget")],
+                              function(v) sum(unique(v)))$x
+  s$wall_s <- stats::aggregate(r$wall_s, r[c("task", "method", "budget")], max)$x
+  s <- merge(s, sbibm_published_npe, by = c("task", "budget"), all.x = TRUE)
+  s[, c("task", "method", "budget", "n_obs", "sims_used", "c2st", "c2st_is", "efficiency",
+        "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s")]
+}
+
+old_obs <- if (append && file.exists(csv_obs)) utils::read.csv(csv_obs) else NULL
+rows <- list()
+t_start <- proc.time()[["elapsed"]]
+for (nm in tasks) {
+  task <- sbibm_task(nm)
+  obs <- seq_len(n_obs)
+  t0 <- proc.time()[["elapsed"]]
+  refs <- lapply(obs, function(k) with_seed_local(seed + 1000L + k,
+                                                  task$reference(task$observations[k, ], n_draws)))
+  cat(sprintf("%s: reference draws for %d observation(s) in %.1f s\n", nm, n_obs,
+              proc.time()[["elapsed"]] - t0))
+  for (meth in c("npe", if (snpe) "snpe_is")) {
+    for (b in budgets) {
+      t0 <- proc.time()[["elapsed"]]
+      r <- sbibm_accuracy(task, b, obs = obs, n_draws = n_draws, references = refs,
+                          method = meth, n_rounds = n_rounds, seed = seed, threads = threads)
+      r$wall_s <- proc.time()[["elapsed"]] - t0
+      rows[[length(rows) + 1L]] <- r
+      cat(sprintf("%-16s %-7s %7g sims: C2ST %.3f (per obs %s), IS-resampled %.3f, efficiency %.3f; fit %.1f s, wall %.1f s\n",
+                  nm, meth, b, mean(r$c2st), paste(sprintf("%.3f", r$c2st), collapse = " "),
+                  mean(r$c2st_is), mean(r$efficiency), sum(unique(r$fit_s)), r$wall_s[1]))
+      all_obs <- do.call(rbind, rows)
+      utils::write.csv(rbind(old_obs, all_obs), csv_obs, row.names = FALSE)
+      utils::write.csv(summarise(rbind(old_obs, all_obs)), csv_mean, row.names = FALSE)
+    }
+  }
+}
+
+res <- summarise(do.call(rbind, rows))
+cat(sprintf("\nMeans over observations (C2ST: 0.5 = indistinguishable from the reference; total %.1f min)\n",
+            (proc.time()[["elapsed"]] - t_start) / 60))
+fmt <- res
+for (f in c("c2st", "c2st_is", "efficiency", "c2st_sbibm_npe")) fmt[[f]] <- sprintf("%.3f", fmt[[f]])
+for (f in c("fit_s", "predict_s", "c2st_s", "wall_s")) fmt[[f]] <- sprintf("%.1f", fmt[[f]])
+print(fmt, row.names = FALSE)
+cat("\nwritten:", csv_mean, "and", csv_obs, "\n")
