@@ -26,11 +26,15 @@ check_flag <- function(x, arg) {
 # Evaluate `code` with the RNG seeded, restoring the session's RNG state afterwards.
 with_seed <- function(seed, code) {
   genv <- globalenv()
+  kind <- RNGkind()  # code may switch kinds (simulations use L'Ecuyer-CMRG streams)
   had <- exists(".Random.seed", envir = genv, inherits = FALSE)
   if (had) old <- get(".Random.seed", envir = genv, inherits = FALSE)
-  on.exit(if (had) assign(".Random.seed", old, envir = genv)
-          else if (exists(".Random.seed", envir = genv, inherits = FALSE))
-            rm(".Random.seed", envir = genv))
+  on.exit({
+    RNGkind(kind[1], kind[2], kind[3])
+    if (had) assign(".Random.seed", old, envir = genv)
+    else if (exists(".Random.seed", envir = genv, inherits = FALSE))
+      rm(".Random.seed", envir = genv)
+  })
   set.seed(seed)
   code
 }

@@ -47,3 +47,13 @@ test_that("log-weights far below the double range are normalised exactly", {
   expect_true(all(is.finite(s2$weights)))
   expect_equal(sum(s2$weights), 1)
 })
+
+test_that("fit(seed = ) and predict(seed = ) leave the session's RNG kind alone", {
+  kind <- RNGkind()
+  eng <- nbi_engine(function(th) th[["m"]] + c(0, 1), nbi_prior(m = prior_normal(0, 1)),
+                    flow = flow_maf(blocks = 1, hidden = 8, mixture = 1), noise = 0.5)
+  eng <- fit(eng, n_sims = 100, n_epochs = 2, seed = 1, verbose = FALSE)
+  expect_identical(RNGkind(), kind)
+  invisible(predict(eng, c(0.1, 1.2), n_samples = 50, seed = 2))
+  expect_identical(RNGkind(), kind)
+})
