@@ -27,7 +27,7 @@
 #   NBI_ACC_BUDGETS  comma-separated simulation budgets [1000,10000,100000]
 #   NBI_ACC_NOBS     number of observations, sbibm's 1..N [10]
 #   NBI_ACC_NDRAWS   draws per sample for each C2ST [10000, as sbibm]
-#   NBI_ACC_SNPE     1 to add SNPE-IS [0]
+#   NBI_ACC_SNPE     1 to add SNPE-IS, "only" for SNPE-IS alone [0]
 #   NBI_ACC_ROUNDS   SNPE-IS rounds [5]
 #   NBI_ACC_SEED     seed [1]
 #   NBI_ACC_THREADS  threads of the C core [1]
@@ -53,7 +53,9 @@ tasks <- strsplit(env("NBI_ACC_TASKS", paste(sbibm_task_names, collapse = ",")),
 budgets <- as.numeric(strsplit(env("NBI_ACC_BUDGETS", "1000,10000,100000"), ",")[[1]])
 n_obs <- as.integer(env("NBI_ACC_NOBS", "10"))
 n_draws <- as.integer(env("NBI_ACC_NDRAWS", "10000"))
-snpe <- env("NBI_ACC_SNPE", "0") == "1"
+snpe_opt <- env("NBI_ACC_SNPE", "0")
+stopifnot(snpe_opt %in% c("0", "1", "only"))
+methods <- switch(snpe_opt, "0" = "npe", "1" = c("npe", "snpe_is"), only = "snpe_is")
 n_rounds <- as.integer(env("NBI_ACC_ROUNDS", "5"))
 seed <- as.integer(env("NBI_ACC_SEED", "1"))
 threads <- as.integer(env("NBI_ACC_THREADS", "1"))
@@ -69,9 +71,10 @@ cat(sprintf("nbi %s, %s, BLAS %s\nCPU: %s x %d (parallel::detectCores()), load a
             utils::packageVersion("nbi"), R.version.string, extSoftVersion()[["BLAS"]],
             if (length(cpu)) sub("^model name\\s*:\\s*", "", cpu[1]) else "?",
             parallel::detectCores(), paste(readLines("/proc/loadavg", warn = FALSE), collapse = " ")))
-cat(sprintf("tasks %s; budgets %s; observations 1..%d; %d draws per C2ST sample; methods: NPE%s; threads %d\n\n",
+cat(sprintf("tasks %s; budgets %s; observations 1..%d; %d draws per C2ST sample; methods: %s; threads %d\n\n",
             paste(tasks, collapse = ", "), paste(budgets, collapse = ", "), n_obs, n_draws,
-            if (snpe) sprintf(" + SNPE-IS (%d rounds)", n_rounds) else "", threads))
+            paste(c(npe = "NPE", snpe_is = sprintf("SNPE-IS (%d rounds)", n_rounds))[methods],
+                  collapse = " + "), threads))
 
 summarise <- function(r) {
   s <- stats::aggregate(r[c("c2st", "c2st_is", "efficiency", "predict_s", "c2st_s")],
@@ -83,6 +86,7 @@ summarise <- function(r) {
                               function(v) sum(unique(v)))$x
   s$wall_s <- stats::aggregate(r$wall_s, r[c("task", "method", "budget")], max)$x
   s <- merge(s, sbibm_published_npe, by = c("task", "budget"), all.x = TRUE)
+  s <- s[order(match(s$task, sbibm_task_names), s$method, s$budget), ]
   s[, c("task", "method", "budget", "n_obs", "sims_used", "c2st", "c2st_is", "efficiency",
         "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s")]
 }
@@ -98,7 +102,7 @@ for (nm in tasks) {
                                                   task$reference(task$observations[k, ], n_draws)))
   cat(sprintf("%s: reference draws for %d observation(s) in %.1f s\n", nm, n_obs,
               proc.time()[["elapsed"]] - t0))
-  for (meth in c("npe", if (snpe) "snpe_is")) {
+  for (meth in methods) {
     for (b in budgets) {
       t0 <- proc.time()[["elapsed"]]
       r <- sbibm_accuracy(task, b, obs = obs, n_draws = n_draws, references = refs,

@@ -18,7 +18,8 @@
 # weight over the mean, acceptance rate, bound violations).
 # Environment: NBI_REF_TASKS (comma-separated), NBI_REF_NOBS (default 10),
 # NBI_REF_NDRAWS (10000), NBI_REF_NSIR (prior proposals for SIR, default 4e6),
-# NBI_SBIBM_REF (folder, optional). Writes bench/check_reference.csv.
+# NBI_SBIBM_REF (folder, optional). Writes bench/check_reference.csv (NBI_REF_APPEND=1:
+# appends to it).
 suppressPackageStartupMessages(library(nbi))
 env <- function(name, default) {
   v <- Sys.getenv(name, "")
@@ -38,6 +39,7 @@ n_draws <- as.integer(env("NBI_REF_NDRAWS", "10000"))
 n_sir <- as.numeric(env("NBI_REF_NSIR", "4e6"))
 sbibm_dir <- env("NBI_SBIBM_REF", "")
 out_csv <- file.path(script_dir(), "check_reference.csv")
+old_rows <- if (env("NBI_REF_APPEND", "0") == "1" && file.exists(out_csv)) utils::read.csv(out_csv) else NULL
 
 # SIR from the prior in chunks: log weights = log-likelihood, then systematic resampling.
 prior_sir <- function(task, x_obs, n_prop, n_out, chunk = 5e5) {
@@ -105,5 +107,5 @@ for (nm in tasks) {
 res <- do.call(rbind, rows)
 cat("\nAll rows:\n")
 print(res, row.names = FALSE)
-utils::write.csv(res, out_csv, row.names = FALSE)
+utils::write.csv(rbind(old_rows, res), out_csv, row.names = FALSE)
 cat("written:", out_csv, "\n")
