@@ -99,7 +99,8 @@ for (nm in tasks) {
                       c2st_sbibm = round(as.numeric(c_sb), 3),
                       slcp_neff_frac = if (is.null(info$n_eff_fraction)) NA else round(info$n_eff_fraction, 3),
                       slcp_wmax_mean = if (is.null(info$max_weight_over_mean)) NA else round(info$max_weight_over_mean, 2),
-                      slcp_violations = if (is.null(info$bound_violations)) NA else info$bound_violations)
+                      slcp_violations = if (is.null(info$bound_violations)) NA else info$bound_violations,
+                      slcp_w_over_M = if (is.null(info$largest_weight_over_bound)) NA else round(info$largest_weight_over_bound, 3))
     print(row, row.names = FALSE)
     rows[[length(rows) + 1L]] <- row
   }
