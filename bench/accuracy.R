@@ -37,32 +37,24 @@
 #   NBI_ACC_APPEND   1 to append to existing CSVs instead of replacing them [0]
 suppressPackageStartupMessages(library(nbi))
 
-env <- function(name, default) {
-  v <- Sys.getenv(name, "")
-  if (nzchar(v)) v else default
-}
-script_dir <- function() {
-  a <- grep("^--file=", commandArgs(FALSE), value = TRUE)
-  if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else "bench"
-}
-tasks_file <- system.file("bench", "sbibm_tasks.R", package = "nbi")
-if (!nzchar(tasks_file)) tasks_file <- file.path(script_dir(), "..", "inst", "bench", "sbibm_tasks.R")
-source(tasks_file)
+tasks_file <- file.path("inst", "bench", "sbibm_tasks.R")  # from the source root, else installed
+if (!file.exists(tasks_file)) tasks_file <- system.file("bench", "sbibm_tasks.R", package = "nbi")
+source(tasks_file)  # also defines bench_env() and bench_script_dir()
 
-tasks <- strsplit(env("NBI_ACC_TASKS", paste(sbibm_task_names, collapse = ",")), ",")[[1]]
-budgets <- as.numeric(strsplit(env("NBI_ACC_BUDGETS", "1000,10000,100000"), ",")[[1]])
-n_obs <- as.integer(env("NBI_ACC_NOBS", "10"))
-n_draws <- as.integer(env("NBI_ACC_NDRAWS", "10000"))
-snpe_opt <- env("NBI_ACC_SNPE", "0")
+tasks <- strsplit(bench_env("NBI_ACC_TASKS", paste(sbibm_task_names, collapse = ",")), ",")[[1]]
+budgets <- as.numeric(strsplit(bench_env("NBI_ACC_BUDGETS", "1000,10000,100000"), ",")[[1]])
+n_obs <- as.integer(bench_env("NBI_ACC_NOBS", "10"))
+n_draws <- as.integer(bench_env("NBI_ACC_NDRAWS", "10000"))
+snpe_opt <- bench_env("NBI_ACC_SNPE", "0")
 stopifnot(snpe_opt %in% c("0", "1", "only"))
 methods <- switch(snpe_opt, "0" = "npe", "1" = c("npe", "snpe_is"), only = "snpe_is")
-n_rounds <- as.integer(env("NBI_ACC_ROUNDS", "5"))
-seed <- as.integer(env("NBI_ACC_SEED", "1"))
-threads <- as.integer(env("NBI_ACC_THREADS", "1"))
-prefix <- env("NBI_ACC_OUT", "accuracy")
-append <- env("NBI_ACC_APPEND", "0") == "1"
+n_rounds <- as.integer(bench_env("NBI_ACC_ROUNDS", "5"))
+seed <- as.integer(bench_env("NBI_ACC_SEED", "1"))
+threads <- as.integer(bench_env("NBI_ACC_THREADS", "1"))
+prefix <- bench_env("NBI_ACC_OUT", "accuracy")
+append <- bench_env("NBI_ACC_APPEND", "0") == "1"
 stopifnot(all(tasks %in% sbibm_task_names), n_obs >= 1, n_obs <= 10)
-if (!grepl("/", prefix)) prefix <- file.path(script_dir(), prefix)
+if (!grepl("/", prefix)) prefix <- file.path(bench_script_dir(), prefix)
 csv_mean <- paste0(prefix, ".csv")
 csv_obs <- paste0(prefix, "_obs.csv")
 

@@ -21,25 +21,17 @@
 # NBI_SBIBM_REF (folder, optional). Writes bench/check_reference.csv (NBI_REF_APPEND=1:
 # appends to it).
 suppressPackageStartupMessages(library(nbi))
-env <- function(name, default) {
-  v <- Sys.getenv(name, "")
-  if (nzchar(v)) v else default
-}
-script_dir <- function() {
-  a <- grep("^--file=", commandArgs(FALSE), value = TRUE)
-  if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else "bench"
-}
-tasks_file <- system.file("bench", "sbibm_tasks.R", package = "nbi")
-if (!nzchar(tasks_file)) tasks_file <- file.path(script_dir(), "..", "inst", "bench", "sbibm_tasks.R")
-source(tasks_file)
+tasks_file <- file.path("inst", "bench", "sbibm_tasks.R")  # from the source root, else installed
+if (!file.exists(tasks_file)) tasks_file <- system.file("bench", "sbibm_tasks.R", package = "nbi")
+source(tasks_file)  # also defines bench_env() and bench_script_dir()
 
-tasks <- strsplit(env("NBI_REF_TASKS", paste(sbibm_task_names, collapse = ",")), ",")[[1]]
-n_obs <- as.integer(env("NBI_REF_NOBS", "10"))
-n_draws <- as.integer(env("NBI_REF_NDRAWS", "10000"))
-n_sir <- as.numeric(env("NBI_REF_NSIR", "4e6"))
-sbibm_dir <- env("NBI_SBIBM_REF", "")
-out_csv <- file.path(script_dir(), "check_reference.csv")
-old_rows <- if (env("NBI_REF_APPEND", "0") == "1" && file.exists(out_csv)) utils::read.csv(out_csv) else NULL
+tasks <- strsplit(bench_env("NBI_REF_TASKS", paste(sbibm_task_names, collapse = ",")), ",")[[1]]
+n_obs <- as.integer(bench_env("NBI_REF_NOBS", "10"))
+n_draws <- as.integer(bench_env("NBI_REF_NDRAWS", "10000"))
+n_sir <- as.numeric(bench_env("NBI_REF_NSIR", "4e6"))
+sbibm_dir <- bench_env("NBI_SBIBM_REF", "")
+out_csv <- file.path(bench_script_dir(), "check_reference.csv")
+old_rows <- if (bench_env("NBI_REF_APPEND", "0") == "1" && file.exists(out_csv)) utils::read.csv(out_csv) else NULL
 
 # SIR from the prior in chunks: log weights = log-likelihood, then systematic resampling.
 prior_sir <- function(task, x_obs, n_prop, n_out, chunk = 5e5) {

@@ -581,6 +581,18 @@ sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references
   cbind(task = task$name, method = method, budget = n_sims, out)
 }
 
+# For the scripts under bench/: an environment variable, or a default when it is unset.
+bench_env <- function(name, default) {
+  v <- Sys.getenv(name, "")
+  if (nzchar(v)) v else default
+}
+
+# The folder of the script run with Rscript (bench/ when unknown): where results are written.
+bench_script_dir <- function() {
+  a <- grep("^--file=", commandArgs(FALSE), value = TRUE)
+  if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else "bench"
+}
+
 # Evaluates `expr` under set.seed(seed), leaving the session's random stream unchanged
 # (nbi's own helper).
 with_seed_local <- function(seed, expr) nbi:::with_seed(seed, expr)
