@@ -24,6 +24,13 @@
 #' @param vectorized whether `simulator` takes a matrix of parameters.
 #' @param workdir folder where simulations are stored as they are produced (default: a new
 #'   folder under [tempdir()]).
+#' @param precision `"float64"` or `"float32"`: the precision of the networks' matrix
+#'   products in training, sampling and log-densities. Parameters, accumulated gradients
+#'   and everything outside the products stay in double precision; `"float32"` multiplies
+#'   through the BLAS's `sgemm` when it has one (checked at install time) and is up to
+#'   twice as fast on large networks, with log-densities that agree with `"float64"` to
+#'   about 1e-5. Change it on a fitted engine with `engine$precision <- "float64"`. The
+#'   default can be set for a session with `options(nbi.precision = "float32")`.
 #' @return An object of class `nbi_engine`.
 #' @examples
 #' sim <- function(theta) theta[["mu"]] + stats::rnorm(5)
@@ -33,7 +40,7 @@
 #' @export
 nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flow = flow_maf(),
                        noise = NULL, log_likelihood = NULL, vectorized = FALSE,
-                       workdir = NULL) {
+                       workdir = NULL, precision = getOption("nbi.precision", "float64")) {
   if (!is.function(simulator))
     stop("`simulator` must be a function(theta) returning one observation", call. = FALSE)
   if (missing(prior)) stop("`prior` is missing: give e.g. nbi_prior(A = prior_uniform(0, 1))",
@@ -49,12 +56,14 @@ nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flo
   if (!is.null(log_likelihood) && !is.function(log_likelihood))
     stop("`log_likelihood` must be NULL or a function(x_obs, x_sim, theta, x_err)", call. = FALSE)
   check_flag(vectorized, "vectorized")
+  precision <- check_precision(precision)
   if (is.null(workdir)) workdir <- tempfile("nbi-")
   if (!is.character(workdir) || length(workdir) != 1 || is.na(workdir) || !nzchar(workdir))
     stop("`workdir` must be a single folder path", call. = FALSE)
   structure(list(simulator = simulator, prior = prior, featurizer = featurizer, flow = flow,
                  noise = noise, log_likelihood = log_likelihood, vectorized = vectorized,
-                 workdir = workdir, model = NULL, history = NULL, x_dim = NULL),
+                 workdir = workdir, model = NULL, history = NULL, x_dim = NULL,
+                 precision = precision),
             class = "nbi_engine")
 }
 
@@ -66,6 +75,7 @@ print.nbi_engine <- function(x, ...) {
   cat("  flow       : "); print(x$flow)
   cat(sprintf("  noise      : %s\n", if (is.null(x$noise)) "none" else if (is.function(x$noise))
     "function" else paste("Gaussian, sd", paste(format(utils::head(x$noise, 3)), collapse = ", "))))
+  if (identical(x$precision, "float32")) cat("  precision  : float32 matrix products\n")
   if (is.null(x$model)) {
     cat("  not fitted: call fit(engine, n_sims = ...)\n")
   } else {
@@ -82,4 +92,20 @@ check_fitted <- function(object, arg = "object") {
   if (is.null(object$model))
     stop(sprintf("`%s` is not fitted yet: call fit(%s, n_sims = ...) first", arg, arg), call. = FALSE)
   invisible(object)
+}
+
+# precision = c("float64", "float32") with an error naming the argument
+check_precision <- function(precision) {
+  if (!is.character(precision) || length(precision) != 1 ||
+      !precision %in% c("float64", "float32"))
+    stop("`precision` must be \"float64\" or \"float32\"", call. = FALSE)
+  precision
+}
+
+# The C-level spec with the engine's compute precision (engines saved before the option
+# existed compute in float64).
+spec_with_precision <- function(spec, object) {
+  p <- object$precision
+  spec$precision <- if (is.null(p)) "float64" else check_precision(p)
+  spec
 }

@@ -350,7 +350,8 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   }
   opts <- c(n_epochs, batch_size, patience, threads, lr, clip, draw_seed(), verbose)
   adam <- list(numeric(length(params)), numeric(length(params)), 0L)
-  res <- with_blas_threads(threads, .Call(C_r_train, spec, params, adam, x_train_std,
+  spec <- spec_with_precision(spec, object)
+  res <- with_blas_threads(blas_threads(spec, threads), .Call(C_r_train, spec, params, adam, x_train_std,
                                           t(standardise(th_train, ts)), x_valid_std,
                                           th_valid_std, noise_sd, prepare, as.numeric(opts)))
   if (res$status == 1)

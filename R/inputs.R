@@ -89,8 +89,9 @@ encode_obs <- function(object, items) {
   f <- object$featurizer
   if (!is_set_featurizer(f)) {
     x <- matrix(unlist(items, use.names = FALSE), nrow = length(items), byrow = TRUE)
-    return(list(spec = m$spec, x = encode_input(x, m$x_scale, f)))
+    return(list(spec = spec_with_precision(m$spec, object), x = encode_input(x, m$x_scale, f)))
   }
   rows <- set_rows(items)
-  list(spec = spec_for_rows(m$spec, rows), x = encode_input(items, m$x_scale, f, rows))
+  list(spec = spec_with_precision(spec_for_rows(m$spec, rows), object),
+       x = encode_input(items, m$x_scale, f, rows))
 }

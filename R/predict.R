@@ -91,7 +91,7 @@ nbi_log_prob <- function(object, theta, x_obs, threads = NULL) {
   m <- object$model
   z <- t(standardise(theta, list(mean = m$theta_mean, sd = m$theta_sd)))
   enc <- encode_obs(object, obs$items)
-  with_blas_threads(threads, .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, 1, threads)) -
+  with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, 1, threads)) -
     sum(log(m$theta_sd))
 }
 
@@ -141,7 +141,7 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
     acc <- if (attempt == 1) 1 else pmax(0.05, (n - need[todo]) / pmax(1, drawn[todo]))
     k <- as.integer(min(1e7 / length(todo), max(ceiling(1.2 * need[todo] / acc) + 8)))
     if (attempt == 1) k <- n
-    z <- with_blas_threads(threads, .Call(C_r_model_sample, enc$spec, m$params,
+    z <- with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_sample, enc$spec, m$params,
                                           xs[, todo, drop = FALSE], k, draw_seed(),
                                           as.numeric(temper), threads))
     th <- t(z * m$theta_sd + m$theta_mean)

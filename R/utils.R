@@ -54,6 +54,12 @@ default_threads <- function(threads = NULL) {
   as.integer(threads)
 }
 
+# BLAS threads for a .Call on `spec`: float32 products spread their own panels over
+# `threads` (thread-count-independent results), so the BLAS under them runs on one.
+blas_threads <- function(spec, threads) {
+  if (identical(spec$precision, "float32")) 1L else threads
+}
+
 # Evaluates `expr` with the BLAS limited to `threads` threads, restored afterwards (also
 # after an error or an interrupt): nbi's OpenMP threads and a threaded BLAS (OpenBLAS,
 # FlexiBLAS) then never ask for more cores than `threads` between them.

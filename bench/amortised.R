@@ -24,10 +24,11 @@ cat(sprintf("BLAS: %s\nload average: %s\n", extSoftVersion()[["BLAS"]],
             paste(readLines("/proc/loadavg", warn = FALSE), collapse = " ")))
 cat(sprintf("%d observations x %d draws (featurizer_mlp, flow_maf(): %d blocks, %d hidden)\n",
             n_obs, n_draws, engine$flow$blocks, engine$flow$hidden))
-for (th in 1:2) {
+for (prec in c("float64", "float32")) for (th in 1:2) {
+  engine$precision <- prec
   t0 <- proc.time()[["elapsed"]]
   post <- predict(engine, obs, n_samples = n_draws, importance = FALSE, threads = th)
   sec <- proc.time()[["elapsed"]] - t0
-  cat(sprintf("threads %d: %.2f s  (%.0f draws/s)  [%d posteriors, %d draws each]\n", th, sec,
-              n_obs * n_draws / sec, length(post), nrow(post[[1]]$theta)))
+  cat(sprintf("%s, threads %d: %.2f s  (%.0f draws/s)  [%d posteriors, %d draws each]\n",
+              prec, th, sec, n_obs * n_draws / sec, length(post), nrow(post[[1]]$theta)))
 }

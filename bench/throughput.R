@@ -16,6 +16,9 @@
 #   train GF  estimated GFLOP/s of training: the MADE weight-matrix products only, 2 flops
 #             per weight per sample forward and twice that backward;
 #   /torch    the ratio of nbi's rate to the PyTorch reference figure in the column before.
+# Every shape runs in both compute precisions ("prec"): float64 products (dgemm) and float32
+# products (sgemm on float copies, engine option precision = "float32"; PyTorch's figures
+# are float32).
 # "threads" is nbi's `threads` (OpenMP) and, where OpenBLAS lets itself be set from R, the
 # number of BLAS threads too (see the "BLAS threads" line).
 #
@@ -44,6 +47,7 @@ configs <- data.frame(
 torch_ref <- data.frame(train = c(51000, 7000, 1240), sample = c(136000, 3950, 950),
                         logq = c(293000, 21400, 11700))
 thread_counts <- c(1L, 2L)
+precisions <- c("float64", "float32")
 layers <- 2L
 
 # ---- BLAS threads -------------------------------------------------------------------
@@ -131,8 +135,10 @@ for (i in seq_len(nrow(configs))) {
   a <- matrix(stats::rnorm(cf$batch * cf$hidden), cf$batch, cf$hidden)
   b <- matrix(stats::rnorm(cf$hidden * cf$hidden), cf$hidden, cf$hidden)
 
-  for (th in thread_counts) {
-    set_blas_threads(th)
+  for (prec in precisions) for (th in thread_counts) {
+    spec$precision <- prec
+    # float32 products spread their own panels over the threads, on a single-threaded BLAS
+    set_blas_threads(if (prec == "float32") 1L else th)
     used_per_epoch <- floor(n_train / cf$batch) * cf$batch
     train <- measure(function(epochs) {
       opts <- c(epochs, cf$batch, 1000, th, 1e-4, 5, 1, 0)
@@ -157,11 +163,11 @@ for (i in seq_len(nrow(configs))) {
     }, 10) * 2 * cf$batch * cf$hidden * cf$hidden / 1e9
     rows[[length(rows) + 1]] <- data.frame(
       config = i, d = cf$d, ctx = cf$context, hid = cf$hidden, blk = cf$blocks,
-      K = cf$mixture, batch = cf$batch, threads = th, params = np,
+      K = cf$mixture, batch = cf$batch, threads = th, precision = prec, params = np,
       `train/s` = train, `sample/s` = sample, `logq/s` = logq,
       `logq1/s` = logq1, gemm = gemm, `train GF` = train * 6 * W / 1e9,
       check.names = FALSE)
-    cat(sprintf("  config %d, %d thread(s) done (%.0f s so far)\n", i, th,
+    cat(sprintf("  config %d, %s, %d thread(s) done (%.0f s so far)\n", i, prec, th,
                 proc.time()[["elapsed"]] - t_start))
   }
 }
@@ -174,6 +180,7 @@ ref <- torch_ref[tab$config, ]
 out <- data.frame(
   cfg = sprintf("%d: d=%d ctx=%d H=%d blk=%d K=%d B=%d", tab$config, tab$d, tab$ctx,
                 tab$hid, tab$blk, tab$K, tab$batch),
+  prec = sub("float", "f", tab$precision),
   thr = tab$threads,
   params = fmt_rate(tab$params),
   `train/s` = fmt_rate(tab$`train/s`), `/torch` = fmt_ratio(tab$`train/s` / ref$train),

@@ -14,6 +14,8 @@ SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
 SEXP r_importance(SEXP, SEXP, SEXP);
 SEXP r_blas_threads(SEXP);
+SEXP r_have_sgemm(void);
+void nn_free_scratch(void);
 SEXP r_nn_conv1d(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_layernorm(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_maxpool2(SEXP, SEXP, SEXP);
@@ -23,6 +25,7 @@ SEXP r_c2st_fit_predict(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP), r_c2st_loss_grad(SE
 static const R_CallMethodDef call_methods[] = {
     {"r_model_init", (DL_FUNC)&r_model_init, 2},
     {"r_blas_threads", (DL_FUNC)&r_blas_threads, 1},
+    {"r_have_sgemm", (DL_FUNC)&r_have_sgemm, 0},
     {"r_model_n_params", (DL_FUNC)&r_model_n_params, 1},
     {"r_model_log_prob", (DL_FUNC)&r_model_log_prob, 6},
     {"r_model_sample", (DL_FUNC)&r_model_sample, 7},
@@ -43,4 +46,9 @@ void R_init_nbi(DllInfo *dll) {
     R_registerRoutines(dll, NULL, call_methods, NULL, NULL);
     R_useDynamicSymbols(dll, FALSE);
     R_forceSymbols(dll, TRUE);
+}
+
+void R_unload_nbi(DllInfo *dll) {
+    (void)dll;
+    nn_free_scratch();  /* the float32 copies' scratch (nn/gemm.c) */
 }

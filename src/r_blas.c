@@ -6,6 +6,7 @@
 #include <R.h>
 #include <Rinternals.h>
 #include <string.h>
+#include "nn/nn.h"
 #ifndef _WIN32
 #include <dlfcn.h>
 #endif
@@ -39,3 +40,6 @@ SEXP r_blas_threads(SEXP n) {
     if (k != NA_INTEGER && k >= 1 && k <= 1024 && k != old) set(k);
     return Rf_ScalarInteger(old);
 }
+
+/* whether float32 products use the BLAS's sgemm (found by ./configure) or nbi's C kernel */
+SEXP r_have_sgemm(void) { return Rf_ScalarLogical(nn_have_sgemm()); }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 #include "r_util.h"
+#include "nn/nn.h"
 #include "train/classifier.h"
 
 /* a double matrix with `rows` rows (any when rows < 0) of finite values; returns its columns */
@@ -58,6 +59,7 @@ static void cb_interrupt(void *cb) { (void)cb; R_CheckUserInterrupt(); }
  * opts: list(h1, h2, epochs, batch, patience, threads, lr, l2, tol, seed) */
 SEXP r_c2st_fit_predict(SEXP x_train, SEXP y_train, SEXP x_valid, SEXP y_valid, SEXP x_test,
                         SEXP opts) {
+    nn_set_precision(0);  /* layers and the classifier compute in float64 */
     if (TYPEOF(x_train) != REALSXP || Rf_isNull(Rf_getAttrib(x_train, R_DimSymbol)))
         Rf_error("'x_train' must be a double matrix");
     const int d = Rf_nrows(x_train);
@@ -113,6 +115,7 @@ SEXP r_c2st_fit_predict(SEXP x_train, SEXP y_train, SEXP x_valid, SEXP y_valid, 
 /* Test entry: the penalised mean logistic loss of the rows of x (d x B) and its gradient
  * with respect to params. opts: list(h1, h2, l2, threads). */
 SEXP r_c2st_loss_grad(SEXP params, SEXP x, SEXP y, SEXP opts) {
+    nn_set_precision(0);  /* layers and the classifier compute in float64 */
     if (TYPEOF(x) != REALSXP || Rf_isNull(Rf_getAttrib(x, R_DimSymbol)))
         Rf_error("'x' must be a double matrix");
     const int d = Rf_nrows(x);

@@ -22,11 +22,14 @@ SEXP r_model_n_params(SEXP spec) {
     return Rf_ScalarReal((double)M.n_params);
 }
 
-static double *masked_copy(const model_layout *M, SEXP params) {
-    double *p = (double *)R_alloc(M->n_params > 0 ? M->n_params : 1, sizeof(double));
+/* params with the MADE masks applied: params itself when already masked (as fitted models
+ * are), else a masked copy */
+static const double *masked_params(const model_layout *M, SEXP params) {
     const double *src = need_real(params, (R_xlen_t)M->n_params, "params");
     for (size_t i = 0; i < M->n_params; i++)
         if (!R_FINITE(src[i])) Rf_error("'params' has non-finite values");
+    if (flow_is_masked(&M->L, src + M->F.n_params)) return src;
+    double *p = (double *)R_alloc(M->n_params > 0 ? M->n_params : 1, sizeof(double));
     memcpy(p, src, M->n_params * sizeof(double));
     model_mask(M, p);
     return p;
@@ -44,13 +47,13 @@ static double need_temper(SEXP temper) {
 SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP temper, SEXP threads) {
     model_layout M;
     model_from_spec(&M, spec);
-    double *p = masked_copy(&M, params);
+    const double *p = masked_params(&M, params);
     int nt = need_threads(threads);
     double tau = need_temper(temper);
     int n = need_cols(theta, M.L.d, "theta"), nx = need_cols(x, M.F.n_in, "x");
     if (nx != 1 && nx != n) Rf_error("'x' must have 1 column or as many as 'theta' (%d)", n);
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
-    double *work = (double *)R_alloc(model_fwd_work(&M, B), sizeof(double));
+    double *work = (double *)R_alloc(model_eval_work(&M, B), sizeof(double));
     SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
     for (int i0 = 0; i0 < n; i0 += B) {
         int b = n - i0 < B ? n - i0 : B;
@@ -68,7 +71,7 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
                     SEXP threads) {
     model_layout M;
     model_from_spec(&M, spec);
-    double *p = masked_copy(&M, params);
+    const double *p = masked_params(&M, params);
     int nt = need_threads(threads), n = need_count(n_samples, "n_samples");
     double tau = need_temper(temper);
     int nobs = need_cols(x, M.F.n_in, "x");
@@ -130,7 +133,7 @@ SEXP r_flow_grad(SEXP spec, SEXP params, SEXP theta, SEXP context, SEXP g, SEXP 
     SEXP dc = PROTECT(Rf_allocMatrix(REALSXP, L->nc, n));
     SEXP dt = PROTECT(Rf_allocMatrix(REALSXP, L->d, n));
     memset(REAL(dp), 0, L->n_params * sizeof(double));
-    flow_forward(L, p, REAL(theta), REAL(context), n, n, 1.0, REAL(lq), fw, nt);
+    flow_forward(L, p, REAL(theta), REAL(context), n, n, 1.0, REAL(lq), fw, 1, nt);
     flow_backward(L, p, REAL(context), n, gg, REAL(dp), REAL(dc), REAL(dt), fw, bw, nt);
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 4));
     SET_VECTOR_ELT(out, 0, lq); SET_VECTOR_ELT(out, 1, dp);
@@ -147,7 +150,7 @@ SEXP r_model_nll_grad(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) 
     int n = need_cols(theta, M.L.d, "theta");
     if (n < 1) Rf_error("'theta' must have at least one column");
     if (need_cols(x, M.F.n_in, "x") != n) Rf_error("'x' must have %d columns", n);
-    double *p = masked_copy(&M, params);
+    const double *p = masked_params(&M, params);
     double *work = (double *)R_alloc(model_grad_work(&M, n), sizeof(double));
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
     SEXP gr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)M.n_params));

@@ -2,6 +2,7 @@
  * to redraw noise once per epoch when the user gave a noise closure. */
 #include <string.h>
 #include "r_util.h"
+#include "nn/nn.h"
 
 typedef struct { SEXP fn, env; int nx, n, verbose; } train_cb;
 
@@ -42,6 +43,7 @@ SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEX
             Rf_error("'opts': epochs, batch and patience must be in 1..2^31-1, threads in 1..1024");
     train_options to;
     to.epochs = (int)o[0]; to.batch = (int)o[1]; to.patience = (int)o[2]; to.threads = (int)o[3];
+    nn_set_threads(to.threads);
     to.lr = o[4]; to.clip = o[5];
     if (to.epochs < 1 || to.batch < 1 || to.patience < 1 || to.threads < 1 || !(to.lr > 0))
         Rf_error("'opts': epochs, batch, patience, threads and lr must be positive");

@@ -1,6 +1,7 @@
 #include <string.h>
 #include <math.h>
 #include "r_util.h"
+#include "nn/nn.h"
 
 SEXP list_get(SEXP list, const char *name, const char *arg) {
     if (TYPEOF(list) != VECSXP) Rf_error("'%s' must be a list", arg);
@@ -52,6 +53,7 @@ int need_threads(SEXP threads) {
     if (XLENGTH(threads) != 1) Rf_error("'threads' must be a single number");
     int t = Rf_asInteger(threads);
     if (t == NA_INTEGER || t < 1 || t > 1024) Rf_error("'threads' must be a positive integer");
+    nn_set_threads(t);
     return t;
 }
 
@@ -155,7 +157,29 @@ static double model_params_dbl(const model_layout *M) {
            body + od_mog * (H + 1 + L->nc);
 }
 
+/* spec$precision: "float64" (also when absent, as in models saved before it existed),
+ * "float32", or "float32-kernel" (float32 through the C kernel, for tests) */
+static int spec_precision(SEXP spec) {
+    SEXP names = Rf_getAttrib(spec, R_NamesSymbol);
+    for (R_xlen_t i = 0; i < XLENGTH(spec) && names != R_NilValue; i++) {
+        if (strcmp(CHAR(STRING_ELT(names, i)), "precision")) continue;
+        SEXP v = VECTOR_ELT(spec, i);
+        if (TYPEOF(v) != STRSXP || XLENGTH(v) != 1 || STRING_ELT(v, 0) == NA_STRING)
+            Rf_error("'spec$precision' must be \"float64\" or \"float32\"");
+        const char *p = CHAR(STRING_ELT(v, 0));
+        if (!strcmp(p, "float64")) return 0;
+        if (!strcmp(p, "float32")) return 1;
+        if (!strcmp(p, "float32-kernel")) return 2;
+        Rf_error("'spec$precision' must be \"float64\" or \"float32\", not \"%s\"", p);
+    }
+    return 0;
+}
+
+/* also sets the compute precision of the products this .Call runs */
 void model_from_spec(model_layout *M, SEXP spec) {
+    if (TYPEOF(spec) != VECSXP) Rf_error("'spec' must be a list");
+    nn_set_precision(spec_precision(spec));
+    nn_set_threads(1);
     SEXP fs = list_get(spec, "feat", "spec"), ls = list_get(spec, "flow", "spec");
     feat_from_spec(&M->F, fs);
     int d = list_int(ls, "d", "spec$flow"), blocks = list_int(ls, "blocks", "spec$flow");

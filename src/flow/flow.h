@@ -34,17 +34,21 @@ int flow_out_dim(const flow_layout *L, int b);
 size_t flow_block_offset(const flow_layout *L, int b);
 made_params flow_block_params(const flow_layout *L, double *params, int b);
 void flow_mask(const flow_layout *L, double *v);
+int flow_is_masked(const flow_layout *L, const double *v);
 void flow_init_params(const flow_layout *L, double *params, uint64_t seed);
 
-size_t flow_fwd_work(const flow_layout *L, int B);
+size_t flow_fwd_work(const flow_layout *L, int B);   /* forward keeping every block's cache */
+size_t flow_eval_work(const flow_layout *L, int B);  /* forward only (keep = 0) */
 size_t flow_bwd_work(const flow_layout *L, int B);
 size_t flow_sample_work(const flow_layout *L, int B);
 
 /* params must be masked (flow_mask). ctx has ctx_rows = B or 1 (broadcast) rows.
- * work keeps the activations that flow_backward needs. tau: the temperature of the base
+ * keep = 1: work (flow_fwd_work) keeps the activations that flow_backward needs; keep = 0:
+ * work (flow_eval_work) holds two blocks' at a time. tau: the temperature of the base
  * (see flow_sample); 1 for the flow itself, and always 1 before flow_backward. */
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
-                  int ctx_rows, int B, double tau, double *logq, double *work, int threads);
+                  int ctx_rows, int B, double tau, double *logq, double *work, int keep,
+                  int threads);
 /* g[b] = dLoss/dlogq[b]. Accumulates dparams (then masked); writes dctx (B x nc) and dx
  * (B x d) when not NULL. ctx must have B rows. */
 void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,

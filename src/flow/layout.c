@@ -88,6 +88,29 @@ void flow_mask(const flow_layout *L, double *v) {
     }
 }
 
+/* 1 when every entry flow_mask would zero is already zero (then no masked copy is needed) */
+int flow_is_masked(const flow_layout *L, const double *v) {
+    const int d = L->d, H = L->hidden;
+    for (int b = 0; b < L->blocks; b++) {
+        made_params p = flow_block_params(L, (double *)v, b);
+        const int *rk = L->rank + (size_t)b * d;
+        for (int h = 0; h < H; h++)
+            for (int j = 0; j < d; j++)
+                if (hdeg(h, d) < rk[j] + 1 && p.Win[(size_t)h * d + j] != 0.0) return 0;
+        for (int l = 1; l < L->layers; l++)
+            for (int h2 = 0; h2 < H; h2++)
+                for (int h1 = 0; h1 < H; h1++)
+                    if (hdeg(h2, d) < hdeg(h1, d) && p.Wh[l][(size_t)h2 * H + h1] != 0.0) return 0;
+        const int OD = flow_out_dim(L, b);
+        for (int o = 0; o < OD; o++) {
+            int j = out_coord(L, b, o);
+            for (int h = 0; h < H; h++)
+                if (hdeg(h, d) > rk[j] && p.Wout[(size_t)o * H + h] != 0.0) return 0;
+        }
+    }
+    return 1;
+}
+
 static void fill_unif(double *w, size_t n, double scale, rng_t *r) {
     for (size_t i = 0; i < n; i++) w[i] = scale * (2.0 * rng_unif(r) - 1.0);
 }

@@ -1,11 +1,6 @@
 /* One MADE network (Germain et al. 2015) with a conditioning input: the shared body of the
  * affine and mixture blocks. Weights must already be masked. */
-#define USE_FC_LEN_T
 #include <string.h>
-#include <R_ext/BLAS.h>
-#ifndef FCONE
-#define FCONE
-#endif
 #include "nn/nn.h"
 #include "flow/made.h"
 
@@ -128,8 +123,7 @@ static void unit_block(double *out, const double *in, int in_ld, const double *w
         for (int i = 0; i < B; i++) memset(out + (size_t)i * H + s0, 0, n * sizeof(double));
         return;
     }
-    F77_CALL(dgemm)("T", "N", &n, &B, &K, &one, w + (size_t)s0 * w_ld, &w_ld, in, &in_ld, &zero,
-                    out + s0, &H FCONE FCONE);
+    nn_gemm("T", "N", n, B, K, one, w + (size_t)s0 * w_ld, w_ld, in, in_ld, zero, out + s0, H);
 }
 
 /* The hidden units of degree m in every layer (sorted parameters q), given inputs z whose
@@ -166,6 +160,5 @@ void made_output_rows(const flow_layout *L, made_params q, const double *h, int 
         memset(o, 0, (size_t)B * nr * sizeof(double));
         return;
     }
-    F77_CALL(dgemm)("T", "N", &nr, &B, &P, &one, q.Wout + (size_t)r0 * H, &ld, h, &H, &zero, o,
-                    &nr FCONE FCONE);
+    nn_gemm("T", "N", nr, B, P, one, q.Wout + (size_t)r0 * H, ld, h, H, zero, o, nr);
 }

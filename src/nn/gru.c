@@ -1,9 +1,4 @@
-#define USE_FC_LEN_T
 #include <math.h>
-#include <R_ext/BLAS.h>
-#ifndef FCONE
-#define FCONE
-#endif
 #include "nn/nn.h"
 
 /* cache row (b,t) holds 4H values: r, z, n and hn = Whn h_{t-1} + bhn (the gates the backward pass needs).
@@ -24,7 +19,7 @@ void gru_forward(double *out, double *cache, const double *in, const double *Wih
     const int H3 = 3 * H, H4 = 4 * H, BT = B * T, TH = T * H;
     double *hp = work;   /* B x 3H: Whh h_{t-1} + bhh */
     /* input projection of all B*T rows at once, written into the first 3H slots of each cache row */
-    F77_CALL(dgemm)("T", "N", &H3, &BT, &C, &one, Wih, &C, in, &C, &zero, cache, &H4 FCONE FCONE);
+    nn_gemm("T", "N", H3, BT, C, one, Wih, C, in, C, zero, cache, H4);
     for (size_t r = 0; r < (size_t)BT; r++)
         for (int g = 0; g < H3; g++) cache[r * H4 + g] += bih[g];
     for (int t = 0; t < T; t++) {
@@ -32,8 +27,7 @@ void gru_forward(double *out, double *cache, const double *in, const double *Wih
             for (int g = 0; g < H3; g++) hp[(size_t)b * H3 + g] = bhh[g];
         /* h_{t-1} of sample b is row (b, t-1) of out: rows T*H apart, so no copy is needed */
         if (t > 0)
-            F77_CALL(dgemm)("T", "N", &H3, &B, &H, &one, Whh, &H, out + (size_t)(t - 1) * H, &TH,
-                            &one, hp, &H3 FCONE FCONE);
+            nn_gemm("T", "N", H3, B, H, one, Whh, H, out + (size_t)(t - 1) * H, TH, one, hp, H3);
         for (int b = 0; b < B; b++) {
             double *cr = cache + ((size_t)b * T + t) * H4;
             const double *hb = hp + (size_t)b * H3;
@@ -86,8 +80,8 @@ void gru_backward(double *din, double *dWih, double *dWhh, double *dbih, double 
         colsum_add(dbhh, dhp, B, H3);
         if (t > 0) {
             const double *hprev = out + (size_t)(t - 1) * H;
-            F77_CALL(dgemm)("N", "T", &H, &H3, &B, &one, hprev, &TH, dhp, &H3, &one, dWhh, &H FCONE FCONE);
-            F77_CALL(dgemm)("N", "N", &H, &B, &H3, &one, Whh, &H, dhp, &H3, &one, dh, &H FCONE FCONE);
+            nn_gemm("N", "T", H, H3, B, one, hprev, TH, dhp, H3, one, dWhh, H);
+            nn_gemm("N", "N", H, B, H3, one, Whh, H, dhp, H3, one, dh, H);
         }
     }
     /* input side over all B*T rows: din = dxp Wih, dWih += dxp^T in, dbih += column sums */

@@ -1,8 +1,3 @@
-#define USE_FC_LEN_T
-#include <R_ext/BLAS.h>
-#ifndef FCONE
-#define FCONE
-#endif
 #include <string.h>
 #include "nn/nn.h"
 
@@ -19,14 +14,13 @@ void linear_forward(double *out, const double *in, const double *w, const double
         memset(out, 0, (size_t)B * OC * sizeof(double));
     /* column-major view: out(OC x B) = w(C x OC)^T * in(C x B) */
     if (C > 0)
-        F77_CALL(dgemm)("T", "N", &OC, &B, &C, &one, w, &C, in, &C, bias ? &one : &zero, out,
-                        &OC FCONE FCONE);
+        nn_gemm("T", "N", OC, B, C, one, w, C, in, C, (bias ? one : zero), out, OC);
 }
 
 void linear_accumulate(double *out, const double *in, const double *w, int B, int C, int OC) {
     const double one = 1.0;
     if (B <= 0 || OC <= 0 || C <= 0) return;
-    F77_CALL(dgemm)("T", "N", &OC, &B, &C, &one, w, &C, in, &C, &one, out, &OC FCONE FCONE);
+    nn_gemm("T", "N", OC, B, C, one, w, C, in, C, one, out, OC);
 }
 
 /* din = dout * w;  dw += dout^T * in;  dbias += column sums of dout.  din, dw may be NULL. */
@@ -37,8 +31,8 @@ void linear_backward(double *din, double *dw, double *dbias, const double *dout,
         if (dbias && B > 0 && OC > 0) colsum_add(dbias, dout, B, OC);
         return;
     }
-    if (din) F77_CALL(dgemm)("N", "N", &C, &B, &OC, &one, w, &C, dout, &OC, &zero, din, &C FCONE FCONE);
-    if (dw) F77_CALL(dgemm)("N", "T", &C, &OC, &B, &one, in, &C, dout, &OC, &one, dw, &C FCONE FCONE);
+    if (din) nn_gemm("N", "N", C, B, OC, one, w, C, dout, OC, zero, din, C);
+    if (dw) nn_gemm("N", "T", C, OC, B, one, in, C, dout, OC, one, dw, C);
     if (dbias) colsum_add(dbias, dout, B, OC);
 }
 
@@ -52,5 +46,5 @@ void colsum_add(double *s, const double *x, int B, int OC) {
 void linear_backward_input_add(double *din, const double *dout, const double *w, int B, int C, int OC) {
     const double one = 1.0;
     if (B <= 0 || C <= 0 || OC <= 0) return;
-    F77_CALL(dgemm)("N", "N", &C, &B, &OC, &one, w, &C, dout, &OC, &one, din, &C FCONE FCONE);
+    nn_gemm("N", "N", C, B, OC, one, w, C, dout, OC, one, din, C);
 }

@@ -6,6 +6,16 @@
 
 enum { ACT_RELU = 0, ACT_TANH = 1, ACT_GELU = 2 };
 
+/* C = alpha op(A) op(B) + beta C with BLAS's column-major conventions; computed by dgemm, or in
+ * float32 (sgemm or a C kernel, result added in double) after nn_set_precision(1) */
+void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
+             const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc);
+void nn_set_precision(int mode);   /* 0 float64, 1 float32, 2 float32 through the C kernel */
+int nn_precision_single(void);
+void nn_set_threads(int n);        /* threads of the float32 panels (the BLAS runs on one) */
+int nn_have_sgemm(void);
+void nn_free_scratch(void);
+
 void linear_forward(double *out, const double *in, const double *w, const double *bias,
                     int B, int C, int OC);
 void linear_backward(double *din, double *dw, double *dbias, const double *dout,

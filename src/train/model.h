@@ -8,6 +8,7 @@ typedef struct { feat_layout F; flow_layout L; size_t n_params; } model_layout;
 
 int model_layout_link(model_layout *M);  /* checks F and L fit together, sets n_params */
 size_t model_fwd_work(const model_layout *M, int B);
+size_t model_eval_work(const model_layout *M, int B);  /* model_log_prob's work */
 size_t model_grad_work(const model_layout *M, int B);
 /* log q(theta_i | x_i); x has x_rows = B or 1 rows (one observation for every theta);
  * tau > 1: the density of the tempered flow (see flow_sample) */

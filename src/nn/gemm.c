@@ -1,0 +1,174 @@
+/* Every matrix product of the C core goes through nn_gemm: dgemm in float64 mode; in float32
+ * mode the operands are converted once per product to single precision, multiplied by
+ * sgemm (when the linked BLAS has it: NBI_HAVE_SGEMM, set by ./configure) or by the blocked
+ * kernel below, and the product is added to C in double precision, so accumulators
+ * (beta = 1, e.g. weight gradients over a batch) never round to float. */
+#define USE_FC_LEN_T
+#include <stdlib.h>
+#include <string.h>
+#include <R_ext/BLAS.h>
+#ifndef FCONE
+#define FCONE
+#endif
+#include "nn/nn.h"
+
+#ifdef NBI_HAVE_SGEMM
+extern void F77_NAME(sgemm)(const char *ta, const char *tb, const int *m, const int *n,
+                            const int *k, const float *alpha, const float *a, const int *lda,
+                            const float *b, const int *ldb, const float *beta, float *c,
+                            const int *ldc FCLEN FCLEN);
+#endif
+
+#define SINGLE_MIN 262144.0  /* 64^3 */
+#define PANEL 128            /* columns of C per float32 product call */
+
+/* The compute precision of the current .Call, set at its entry from the model's spec:
+ * 0 float64, 1 float32, 2 float32 through the C kernel even when sgemm exists (for tests). */
+static int gemm_single_mode = 0;
+void nn_set_precision(int mode) { gemm_single_mode = mode >= 0 && mode <= 2 ? mode : 0; }
+int nn_precision_single(void) { return gemm_single_mode; }
+
+/* the .Call's thread count, for the float32 panels */
+static int gemm_threads = 1;
+void nn_set_threads(int n) { gemm_threads = n >= 1 ? n : 1; }
+int nn_have_sgemm(void) {
+#ifdef NBI_HAVE_SGEMM
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* per-thread scratch for the float copies, grown on demand and kept between products */
+static __thread float *scratch = NULL;
+static __thread size_t scratch_len = 0;
+
+static float *gemm_scratch(size_t n) {
+    if (n > scratch_len) {
+        free(scratch);
+        scratch_len = n + n / 4;
+        scratch = (float *)malloc(scratch_len * sizeof(float));
+        if (!scratch) scratch_len = 0;
+    }
+    return scratch;
+}
+
+void nn_free_scratch(void) {
+    free(scratch);
+    scratch = NULL;
+    scratch_len = 0;
+}
+
+/* rows x cols block of a column-major double matrix (leading dimension ld) to packed floats */
+static void to_float(float *dst, const double *src, int rows, int cols, int ld) {
+    for (int j = 0; j < cols; j++) {
+        const double *s = src + (size_t)j * ld;
+        float *d = dst + (size_t)j * rows;
+        #pragma omp simd
+        for (int i = 0; i < rows; i++) d[i] = (float)s[i];
+    }
+}
+
+/* packed op(X) for the kernel: element (i, k) of the M x K operand at row-major p[i*K + k] */
+static void pack_rows(float *p, const float *x, int trans, int M, int K) {
+    /* x is packed column-major: M x K when not transposed, K x M when transposed */
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++)
+            p[(size_t)i * K + k] = trans ? x[(size_t)i * K + k] : x[(size_t)k * M + i];
+}
+
+/* c (M x N, column-major, ld M) = a (M x K, row-major) * b^T (b: N x K, row-major), four
+ * columns of c per pass over a row of a */
+static void sgemm_kernel(float *c, const float *a, const float *b, int M, int N, int K) {
+    int j = 0;
+    for (; j + 4 <= N; j += 4) {
+        const float *b0 = b + (size_t)j * K, *b1 = b0 + K, *b2 = b1 + K, *b3 = b2 + K;
+        for (int i = 0; i < M; i++) {
+            const float *ai = a + (size_t)i * K;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            #pragma omp simd reduction(+:s0,s1,s2,s3)
+            for (int k = 0; k < K; k++) {
+                s0 += ai[k] * b0[k];
+                s1 += ai[k] * b1[k];
+                s2 += ai[k] * b2[k];
+                s3 += ai[k] * b3[k];
+            }
+            c[(size_t)j * M + i] = s0;
+            c[(size_t)(j + 1) * M + i] = s1;
+            c[(size_t)(j + 2) * M + i] = s2;
+            c[(size_t)(j + 3) * M + i] = s3;
+        }
+    }
+    for (; j < N; j++) {
+        const float *bj = b + (size_t)j * K;
+        for (int i = 0; i < M; i++) {
+            const float *ai = a + (size_t)i * K;
+            float s = 0;
+            #pragma omp simd reduction(+:s)
+            for (int k = 0; k < K; k++) s += ai[k] * bj[k];
+            c[(size_t)j * M + i] = s;
+        }
+    }
+}
+
+/* columns j0.. (nb of them) of float c (ld M) added into C: C = beta C + alpha c */
+static void add_back(double *C, int ldc, const float *c, int M, int j0, int nb, double alpha,
+                     double beta) {
+    for (int j = j0; j < j0 + nb; j++) {
+        double *cj = C + (size_t)j * ldc;
+        const float *pj = c + (size_t)j * M;
+        if (beta == 0.0) {
+            #pragma omp simd
+            for (int i = 0; i < M; i++) cj[i] = alpha * (double)pj[i];
+        } else {
+            #pragma omp simd
+            for (int i = 0; i < M; i++) cj[i] = beta * cj[i] + alpha * (double)pj[i];
+        }
+    }
+}
+
+/* C = alpha op(A) op(B) + beta C, BLAS conventions (column-major, ta/tb "N" or "T").
+ * float32: C's columns are computed in panels of PANEL, spread over the .Call's threads
+ * (BLAS single-threaded). The panels do not depend on the thread count, so neither do the
+ * results (OpenBLAS's own threaded sgemm rounds differently for different thread counts). */
+void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
+             const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    const int tA = ta[0] == 'T', tB = tb[0] == 'T';
+    const int ar = tA ? K : M, ac = tA ? M : K;
+    const int kernel = gemm_single_mode == 2 || !nn_have_sgemm();
+    const size_t MK = (size_t)M * K, NK = (size_t)N * K;
+    float *buf = NULL;
+    /* products below SINGLE_MIN multiply-adds gain nothing from float32 (the copies cost as
+     * much as the product), so they stay in double precision */
+    if (gemm_single_mode && K > 0 && (gemm_single_mode == 2 || (double)M * N * K >= SINGLE_MIN))
+        buf = gemm_scratch((kernel ? 2 : 1) * (MK + NK) + (size_t)M * N);
+    if (!buf) {  /* float64, or no memory for the float copies */
+        F77_CALL(dgemm)(ta, tb, &M, &N, &K, &alpha, A, &lda, B, &ldb, &beta, C, &ldc FCONE FCONE);
+        return;
+    }
+    float *a = buf, *b = a + MK, *c = b + NK, *ap = c + (size_t)M * N, *bp = ap + MK;
+    to_float(a, A, ar, ac, lda);
+    if (kernel) pack_rows(ap, a, tA, M, K);
+    const int np = (N + PANEL - 1) / PANEL;
+    #pragma omp parallel for num_threads(gemm_threads) if (np > 1 && gemm_threads > 1) schedule(static)
+    for (int p = 0; p < np; p++) {
+        const int j0 = p * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
+        float *bj = b + (size_t)j0 * K, *cj = c + (size_t)j0 * M;
+        /* the panel of op(B): columns j0.. of B (K x nb), or its rows j0.. when transposed */
+        if (tB) to_float(bj, B + j0, nb, K, ldb);
+        else to_float(bj, B + (size_t)j0 * ldb, K, nb, ldb);
+        if (kernel) {
+            float *bq = bp + (size_t)j0 * K;
+            pack_rows(bq, bj, !tB, nb, K);  /* op(B)^T is nb x K: the panel itself when transposed */
+            sgemm_kernel(cj, ap, bq, M, nb, K);
+        } else {
+#ifdef NBI_HAVE_SGEMM
+            const float one = 1.0f, zero = 0.0f;
+            const int ldp = tB ? nb : K;
+            F77_CALL(sgemm)(ta, tb, &M, &nb, &K, &one, a, &ar, bj, &ldp, &zero, cj, &M FCONE FCONE);
+#endif
+        }
+        add_back(C, ldc, c, M, j0, nb, alpha, beta);
+    }
+}
