@@ -1,5 +1,7 @@
 # Training throughput of the featurizers (forward + backward + Adam through featurizer and
-# flow, the C entry point fit() uses), at 1 and 2 threads.
+# flow, the C entry point fit() uses), at 1 and 2 threads, in float64 and float32 products
+# (nbi_engine(precision = )). The BLAS runs with as many threads as nbi (float64) or one
+# (float32, whose products spread their own panels over the threads), as in fit().
 #
 #   Rscript bench/featurizers.R        # after R CMD INSTALL .
 #
@@ -15,8 +17,9 @@ rate <- function(spec, x, theta, batch, threads) {
   adam <- list(numeric(length(params)), numeric(length(params)), 0L)
   run <- function(epochs) {
     t0 <- proc.time()[["elapsed"]]
-    res <- .Call(nbi:::C_r_train, spec, params, adam, x, theta, NULL, NULL, NULL, NULL,
-                 c(epochs, batch, 1000, threads, 1e-4, 5, 1, 0))
+    res <- nbi:::with_blas_threads(nbi:::blas_threads(spec, threads),
+      .Call(nbi:::C_r_train, spec, params, adam, x, theta, NULL, NULL, NULL, NULL,
+            c(epochs, batch, 1000, threads, 1e-4, 5, 1, 0)))
     stopifnot(res$status == 0)
     proc.time()[["elapsed"]] - t0
   }
@@ -52,14 +55,18 @@ scale <- nbi:::fit_input_scale(sets, set_feat)
 x_st <- nbi:::encode_input(sets, scale, set_feat, rows)
 
 out <- NULL
-for (th in 1:2) {
-  out <- rbind(out, data.frame(featurizer = "ResNet-GRU (L 50, 32..128 ch, 2 GRU)", threads = th,
+for (prec in c("float64", "float32")) for (th in 1:2) {
+  rg$precision <- st$precision <- prec
+  out <- rbind(out, data.frame(featurizer = "ResNet-GRU (L 50, 32..128 ch, 2 GRU)",
+                               precision = prec, threads = th,
                                params = length(nbi:::model_init(rg, 1)),
                                `train samples/s` = round(rate(rg, x_rg, theta, batch, th)),
                                check.names = FALSE))
-  out <- rbind(out, data.frame(featurizer = "set transformer (64, 4 heads, 2 layers)", threads = th,
+  out <- rbind(out, data.frame(featurizer = "set transformer (64, 4 heads, 2 layers)",
+                               precision = prec, threads = th,
                                params = length(nbi:::model_init(st, 1)),
                                `train samples/s` = round(rate(st, x_st, theta, batch, th)),
                                check.names = FALSE))
 }
-print(out[order(out$featurizer, out$threads), ], row.names = FALSE)
+cat(sprintf("load average: %s\n", paste(readLines("/proc/loadavg", warn = FALSE), collapse = " ")))
+print(out[order(out$featurizer, out$precision, out$threads), ], row.names = FALSE)
