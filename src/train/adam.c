@@ -3,8 +3,10 @@
 
 /* Kingma & Ba (2015), Algorithm 1, with bias-corrected moments; step t >= 1 */
 void adam_update(double *w, const double *g, double *m, double *v, size_t n, double lr, int t,
-                 double beta1, double beta2, double eps) {
+                 double beta1, double beta2, double eps, int threads) {
     const double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
+    /* element-wise: the same result for any thread count */
+    #pragma omp parallel for num_threads(threads) if (n > 65536) schedule(static)
     for (size_t i = 0; i < n; i++) {
         m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
         v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];

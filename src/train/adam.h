@@ -2,7 +2,7 @@
 #define NBI_ADAM_H
 #include <stddef.h>
 void adam_update(double *w, const double *g, double *m, double *v, size_t n, double lr, int t,
-                 double beta1, double beta2, double eps);
+                 double beta1, double beta2, double eps, int threads);
 double clip_grad_norm(double *g, size_t n, double max_norm);
 double cosine_lr(double lr, int epoch, int epochs, double floor);
 #endif
