@@ -91,7 +91,7 @@ gpd_k <- function(x) {
 }
 
 # Weighted posterior for one observation: simulate at the proposals, weigh them.
-weigh_proposals <- function(object, x_obs, x_err, theta, log_q, acceptance) {
+weigh_proposals <- function(object, x_obs, x_err, theta, log_q, acceptance, n_drawn = NA) {
   sims <- nbi_simulate(object, theta = theta)
   keep <- sims$kept
   theta <- theta[keep, , drop = FALSE]
@@ -104,7 +104,10 @@ weigh_proposals <- function(object, x_obs, x_err, theta, log_q, acceptance) {
   post$n_eff <- s$n_eff
   post$efficiency <- s$efficiency
   post$log_evidence <- s$log_evidence
-  post$log_evidence_se <- s$log_evidence_se
+  # the acceptance rate is estimated from n_drawn draws: its relative variance
+  # (1 - a) / (a n_drawn) adds to that of the mean weight
+  acc_var <- if (is.finite(n_drawn) && acceptance < 1) (1 - acceptance) / (acceptance * n_drawn) else 0
+  post$log_evidence_se <- sqrt(s$log_evidence_se^2 + acc_var)
   post$pareto_k <- s$pareto_k
   post
 }

@@ -54,7 +54,7 @@ predict.nbi_engine <- function(object, x_obs, x_err = NULL, n_samples = 2000,
     posts <- lapply(seq_along(obs$items), function(i) {
       if (weigh) {
         p <- weigh_proposals(object, obs$items[[i]], x_err, draws$theta[[i]],
-                             draws$log_q[[i]], draws$acceptance[i])
+                             draws$log_q[[i]], draws$acceptance[i], draws$drawn[i])
         p$temper <- temper
         p
       }
@@ -134,11 +134,12 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
   theta <- vector("list", n_obs)
   log_q <- vector("list", n_obs)
   drawn <- numeric(n_obs)
+  inside <- numeric(n_obs)  # draws inside the support, surplus ones included
   need <- rep(n, n_obs)
   for (attempt in 1:20) {
     todo <- which(need > 0)
     if (!length(todo)) break
-    acc <- if (attempt == 1) 1 else pmax(0.05, (n - need[todo]) / pmax(1, drawn[todo]))
+    acc <- if (attempt == 1) 1 else pmax(0.05, inside[todo] / pmax(1, drawn[todo]))
     k <- as.integer(min(1e7 / length(todo), max(ceiling(1.2 * need[todo] / acc) + 8)))
     if (attempt == 1) k <- n
     z <- with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_sample, enc$spec, m$params,
@@ -156,6 +157,7 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
       theta[[i]] <- rbind(theta[[i]], th[keep, , drop = FALSE])
       log_q[[i]] <- c(log_q[[i]], lq[keep])
       drawn[i] <- drawn[i] + k
+      inside[i] <- inside[i] + sum(ok[rows])
       need[i] <- need[i] - length(keep)
     }
   }
@@ -166,7 +168,10 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
   if (any(need > 0))
     warning(sprintf("only %d of %d draws fell inside the prior's support for %d observation(s)",
                     min(n - need), n, sum(need > 0)), call. = FALSE)
-  list(theta = theta, log_q = log_q, acceptance = pmin(1, (n - need) / pmax(drawn, 1)))
+  # the acceptance rate estimates the surrogate's mass inside the support: every draw counts
+  # (counting only the kept ones would bias it, and so log_evidence, low)
+  list(theta = theta, log_q = log_q, acceptance = pmin(1, inside / pmax(drawn, 1)),
+       drawn = drawn)
 }
 
 # The proposal of importance sampling: the surrogate with its base widened by this factor

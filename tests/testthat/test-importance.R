@@ -36,6 +36,24 @@ test_that("log evidence matches the analytic marginal likelihood within 3 s.e.",
   expect_gt(post$log_evidence_se, 0)
 })
 
+test_that("log evidence is right when many surrogate draws fall outside the prior", {
+  # mu ~ U(0, 1), five measurements with sd 0.3 near the upper edge: a good part of the
+  # surrogate's mass lies above 1, those draws are redrawn, and the evidence needs the
+  # surrogate's mass inside the support (all draws count, surplus ones included)
+  sig <- 0.3
+  eng <- nbi_engine(function(theta) matrix(theta[, 1], nrow(theta), 5),
+                    nbi_prior(mu = prior_uniform(0, 1)), noise = sig, vectorized = TRUE,
+                    flow = flow_maf(blocks = 2, hidden = 16, mixture = 2))
+  eng <- fit(eng, n_sims = 2000, n_epochs = 20, seed = 4, verbose = FALSE)
+  x <- c(1.2, 0.8, 1.1, 0.9, 1.05)
+  post <- predict(eng, x, n_samples = 4000, seed = 5, temper = 2)  # a wide proposal
+  expect_lt(post$acceptance, 0.8)
+  n <- length(x); xb <- mean(x); s <- sig / sqrt(n)
+  logz <- -n / 2 * log(2 * pi * sig^2) - sum((x - xb)^2) / (2 * sig^2) +
+    log(sqrt(2 * pi) * s) + log(stats::pnorm((1 - xb) / s) - stats::pnorm(-xb / s))
+  expect_lt(abs(post$log_evidence - logz), 3.5 * post$log_evidence_se)
+})
+
 test_that("n_eff is n - 1 for equal weights and 0 for one nonzero weight", {
   n <- 100
   s <- .Call(C_r_importance, rep(0, n), rep(0, n), rep(0, n))
