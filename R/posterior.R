@@ -59,6 +59,12 @@ print.nbi_posterior <- function(x, ...) {
       sprintf("; proposal tempered x%.2f", x$temper) else ""
     cat(sprintf("<nbi posterior: %d draws, n_eff %.1f (efficiency %.1f%%)%s>\n", n, x$n_eff,
                 100 * x$efficiency, tempered))
+    k <- x$pareto_k
+    cat(sprintf("  Pareto k %s, log evidence %s\n",
+                if (is.finite(k)) sprintf("%.2f%s", k, if (k > 0.7) " (> 0.7: weights unreliable)" else "")
+                else "n/a",
+                if (is.finite(x$log_evidence))
+                  sprintf("%.4g +/- %.2g", x$log_evidence, x$log_evidence_se) else "n/a"))
   }
   s <- summary(x)
   print(format(as.data.frame(s), digits = 4), row.names = FALSE)

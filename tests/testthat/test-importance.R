@@ -26,6 +26,7 @@ test_that("weighted posterior of a poor surrogate matches the analytic one", {
   expect_gt(max(abs(colMeans(post$theta) - mu) / sqrt(diag(S))) +
               max(abs(apply(post$theta, 2, sd) / sqrt(diag(S)) - 1)), 0.05)
   expect_output(print(post), "n_eff")
+  expect_output(print(post), "Pareto k -?[0-9.]+.*log evidence -?[0-9.]+ \\+/- ")
 })
 
 test_that("log evidence matches the analytic marginal likelihood within 3 s.e.", {
