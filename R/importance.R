@@ -33,6 +33,10 @@ eval_log_lik <- function(object, x_obs, x_sim, theta, x_err) {
     return(as.numeric(ll))
   }
   err <- default_x_err(object, x_err)
+  # a noise function may append columns (e.g. the drawn per-object errors, seed 001): the
+  # observation then starts with the simulator's values, which the likelihood compares
+  if (is.function(object$noise) && is.matrix(x_sim) && length(x_obs) > ncol(x_sim))
+    x_obs <- x_obs[seq_len(ncol(x_sim))]
   if (!is.matrix(x_sim) || ncol(x_sim) != length(x_obs))
     stop(sprintf("the default Gaussian likelihood needs `x_obs` in the simulator's layout (%d values); give `log_likelihood` to the engine otherwise",
                  if (is.matrix(x_sim)) ncol(x_sim) else NA_integer_), call. = FALSE)
@@ -91,8 +95,8 @@ gpd_k <- function(x) {
 }
 
 # Weighted posterior for one observation: simulate at the proposals, weigh them.
-weigh_proposals <- function(object, x_obs, x_err, theta, log_q, acceptance, n_drawn = NA) {
-  sims <- nbi_simulate(object, theta = theta)
+weigh_proposals <- function(object, x_obs, x_err, theta, log_q, acceptance, n_drawn = NA,
+                            sims = nbi_simulate(object, theta = theta)) {
   keep <- sims$kept
   theta <- theta[keep, , drop = FALSE]
   ll <- eval_log_lik(object, x_obs, sims$x, theta, x_err)

@@ -51,10 +51,14 @@ predict.nbi_engine <- function(object, x_obs, x_err = NULL, n_samples = 2000,
   if (!weigh) temper <- 1
   run <- function() {
     draws <- sample_in_support(object, obs$items, n_samples, threads, temper = temper)
+    # one simulation run for the proposals of every observation (one future_lapply, not
+    # one per observation), split back afterwards
+    sims <- if (weigh) split_sims(nbi_simulate(object, theta = do.call(rbind, draws$theta)),
+                                  vapply(draws$theta, nrow, integer(1)))
     posts <- lapply(seq_along(obs$items), function(i) {
       if (weigh) {
         p <- weigh_proposals(object, obs$items[[i]], x_err, draws$theta[[i]],
-                             draws$log_q[[i]], draws$acceptance[i], draws$drawn[i])
+                             draws$log_q[[i]], draws$acceptance[i], draws$drawn[i], sims[[i]])
         p$temper <- temper
         p
       }
@@ -122,6 +126,18 @@ check_observation <- function(object, x_obs, arg) {
   if (!all(is.finite(x))) stop(sprintf("`%s` has NA or non-finite values", arg), call. = FALSE)
   storage.mode(x) <- "double"
   list(x = x, single = single)
+}
+
+# nbi_simulate() output for stacked parameter sets of several observations (`sizes` rows
+# each), as one list(x, kept) per observation with rows numbered within it.
+split_sims <- function(sims, sizes) {
+  end <- cumsum(sizes)
+  owner <- findInterval(sims$kept - 1, end) + 1  # the observation of each kept row
+  lapply(seq_along(sizes), function(i) {
+    sel <- which(owner == i)
+    x <- if (is.matrix(sims$x)) sims$x[sel, , drop = FALSE] else sims$x[sel]
+    list(x = x, kept = sims$kept[sel] - (end[i] - sizes[i]))
+  })
 }
 
 # Draws from q(theta | x) for each observation in `items`, redrawing those outside the

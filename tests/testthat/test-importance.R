@@ -158,3 +158,28 @@ test_that("importance arguments are checked", {
   expect_false(is.null(predict(eng, x_obs, x_err = 0.5, n_samples = 50, seed = 1)$weights))
   expect_error(fit(lin_engine(), n_sims = 50, n_rounds = 2), "x_obs")
 })
+
+test_that("the default likelihood reads the simulator's part of observations with appended errors, and weighs many observations in one simulation run", {
+  # theta ~ N(0, 1); three measurements y_j ~ N(theta, e_j), e_j drawn per object and
+  # appended by the noise function (seed 001): x = (y, e)
+  noise <- function(x, theta) {
+    e <- matrix(exp(stats::runif(length(x), log(0.2), log(1))), nrow(x))
+    cbind(x + e * matrix(stats::rnorm(length(x)), nrow(x)), e)
+  }
+  eng <- nbi_engine(function(theta) matrix(theta[, 1], nrow(theta), 3),
+                    nbi_prior(theta = prior_normal(0, 1)), noise = noise, vectorized = TRUE,
+                    flow = flow_maf(blocks = 2, hidden = 16, mixture = 2))
+  eng <- fit(eng, n_sims = 1500, n_epochs = 15, seed = 6, verbose = FALSE)
+  e <- c(0.3, 0.5, 0.8)
+  y <- rbind(c(0.4, 0.9, 0.1), c(-1.2, -0.8, -1.5), c(2.0, 1.1, 1.6))
+  posts <- predict(eng, cbind(y, matrix(e, 3, 3, byrow = TRUE)), x_err = e, n_samples = 4000,
+                   seed = 7)
+  expect_s3_class(posts, "nbi_posterior_list")
+  prec <- 1 + sum(1 / e^2)
+  for (i in 1:3) {
+    p <- posts[[i]]
+    m <- sum(p$weights * p$theta[, 1])
+    exact <- sum(y[i, ] / e^2) / prec
+    expect_lt(abs(m - exact), 4 * sqrt(1 / prec / p$n_eff) + 1e-3)
+  }
+})
