@@ -81,10 +81,13 @@ print.summary.nbi_posterior <- function(x, ...) {
 print.nbi_posterior_list <- function(x, ...) {
   cat(sprintf("<nbi posterior list: %d observations x %d draws>\n", length(x),
               nrow(x[[1]]$theta)))
-  means <- t(vapply(x, function(p) colMeans(p$theta), numeric(ncol(x[[1]]$theta))))
+  # weighted means when the draws carry importance weights
+  means <- t(vapply(x, function(p) if (is.null(p$weights)) colMeans(p$theta)
+                    else colSums(p$weights * p$theta), numeric(ncol(x[[1]]$theta))))
   if (ncol(x[[1]]$theta) == 1) means <- t(means)
   colnames(means) <- colnames(x[[1]]$theta)
-  cat("posterior means (first rows):\n")
+  weighted <- !is.null(x[[1]]$weights)
+  cat(sprintf("posterior means%s (first rows):\n", if (weighted) ", importance-weighted" else ""))
   print(utils::head(means))
   invisible(x)
 }

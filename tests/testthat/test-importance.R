@@ -175,6 +175,12 @@ test_that("the default likelihood reads the simulator's part of observations wit
   posts <- predict(eng, cbind(y, matrix(e, 3, 3, byrow = TRUE)), x_err = e, n_samples = 4000,
                    seed = 7)
   expect_s3_class(posts, "nbi_posterior_list")
+  # print() shows the weighted means
+  wm <- sum(posts[[1]]$weights * posts[[1]]$theta[, 1])
+  expect_output(print(posts), "importance-weighted")
+  out <- utils::capture.output(print(posts))
+  first <- strsplit(trimws(out[grep("^\\[1,\\]", out)]), " +")[[1]]
+  expect_equal(as.numeric(first[2]), wm, tolerance = 1e-5)
   prec <- 1 + sum(1 / e^2)
   for (i in 1:3) {
     p <- posts[[i]]
