@@ -54,11 +54,10 @@ default_threads <- function(threads = NULL) {
   as.integer(threads)
 }
 
-# BLAS threads for a .Call on `spec`: float32 products spread their own panels over
-# `threads` (thread-count-independent results), so the BLAS under them runs on one.
-blas_threads <- function(spec, threads) {
-  if (identical(spec$precision, "float32")) 1L else threads
-}
+# BLAS threads for a .Call on `spec`: the C core spreads its matrix products in panels over
+# `threads` itself (thread-count-independent results, no OpenMP/BLAS contention), so the
+# BLAS under them runs on one.
+blas_threads <- function(spec, threads) 1L
 
 # Evaluates `expr` with the BLAS limited to `threads` threads, restored afterwards (also
 # after an error or an interrupt): nbi's OpenMP threads and a threaded BLAS (OpenBLAS,

@@ -19,8 +19,10 @@
 # Every shape runs in both compute precisions ("prec"): float64 products (dgemm) and float32
 # products (sgemm on float copies, engine option precision = "float32"; PyTorch's figures
 # are float32).
-# "threads" is nbi's `threads` (OpenMP) and, where OpenBLAS lets itself be set from R, the
-# number of BLAS threads too (see the "BLAS threads" line).
+# "threads" is nbi's `threads`: nbi computes each matrix product in fixed column panels
+# spread over its OpenMP threads, on a single-threaded BLAS (set from R where OpenBLAS
+# allows, see the "BLAS threads" line), as fit() and predict() do; the "gemm" column's
+# reference product uses the BLAS's own `threads` threads.
 #
 # OpenMP threads that spin while waiting lose badly when another process holds a core:
 # compare with  OMP_WAIT_POLICY=passive Rscript bench/throughput.R  (the policy is read
@@ -105,7 +107,7 @@ cat(sprintf("nbi %s | %s | %d cores\n", utils::packageVersion("nbi"), R.version.
 cat("BLAS:   ", extSoftVersion()[["BLAS"]], "\n")
 cat("LAPACK: ", La_library(), "\n")
 cat(sprintf("BLAS threads: %s\n", if (blas_threads_settable)
-  "set to `threads` for each row (OpenBLAS)" else
+  "1: nbi spreads its products over `threads` itself (OpenBLAS)" else
   "not settable from R; whatever OPENBLAS_NUM_THREADS / OMP_NUM_THREADS give"))
 omp_env <- Sys.getenv(c("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
 cat("environment: ", paste0(names(omp_env), "=", ifelse(nzchar(omp_env), omp_env, "(unset)"),
@@ -137,8 +139,9 @@ for (i in seq_len(nrow(configs))) {
 
   for (prec in precisions) for (th in thread_counts) {
     spec$precision <- prec
-    # float32 products spread their own panels over the threads, on a single-threaded BLAS
-    set_blas_threads(if (prec == "float32") 1L else th)
+    # the C core spreads its products in panels over the threads, on a single-threaded BLAS
+    # (as fit() and predict() do)
+    set_blas_threads(1L)
     used_per_epoch <- floor(n_train / cf$batch) * cf$batch
     train <- measure(function(epochs) {
       opts <- c(epochs, cf$batch, 1000, th, 1e-4, 5, 1, 0)
@@ -158,6 +161,7 @@ for (i in seq_len(nrow(configs))) {
       elapsed(for (r in seq_len(reps))
         .Call(nbi:::C_r_model_log_prob, spec, params, x1, theta_eval, 1, th))
     }, 1) * n_eval
+    set_blas_threads(th)  # the reference product runs on the BLAS's own threads
     gemm <- measure(function(reps) {
       elapsed(for (r in seq_len(reps)) a %*% b)
     }, 10) * 2 * cf$batch * cf$hidden * cf$hidden / 1e9

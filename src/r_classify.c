@@ -59,7 +59,8 @@ static void cb_interrupt(void *cb) { (void)cb; R_CheckUserInterrupt(); }
  * opts: list(h1, h2, epochs, batch, patience, threads, lr, l2, tol, seed) */
 SEXP r_c2st_fit_predict(SEXP x_train, SEXP y_train, SEXP x_valid, SEXP y_valid, SEXP x_test,
                         SEXP opts) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64 */
+    nn_set_precision(0);  /* layers and the classifier compute in float64, */
+    nn_set_threads(1);    /* products on the BLAS alone */
     if (TYPEOF(x_train) != REALSXP || Rf_isNull(Rf_getAttrib(x_train, R_DimSymbol)))
         Rf_error("'x_train' must be a double matrix");
     const int d = Rf_nrows(x_train);
@@ -115,7 +116,8 @@ SEXP r_c2st_fit_predict(SEXP x_train, SEXP y_train, SEXP x_valid, SEXP y_valid, 
 /* Test entry: the penalised mean logistic loss of the rows of x (d x B) and its gradient
  * with respect to params. opts: list(h1, h2, l2, threads). */
 SEXP r_c2st_loss_grad(SEXP params, SEXP x, SEXP y, SEXP opts) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64 */
+    nn_set_precision(0);  /* layers and the classifier compute in float64, */
+    nn_set_threads(1);    /* products on the BLAS alone */
     if (TYPEOF(x) != REALSXP || Rf_isNull(Rf_getAttrib(x, R_DimSymbol)))
         Rf_error("'x' must be a double matrix");
     const int d = Rf_nrows(x);

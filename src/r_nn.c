@@ -6,7 +6,8 @@
 
 /* x: C x B, w: C x OC (column-major = OC x C row-major), b: OC, dout: OC x B */
 SEXP r_nn_linear(SEXP x, SEXP w, SEXP b, SEXP dout) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64 */
+    nn_set_precision(0);  /* layers and the classifier compute in float64, */
+    nn_set_threads(1);    /* products on the BLAS alone */
     int C = Rf_nrows(x), B = Rf_ncols(x), OC = (int)XLENGTH(b);
     need_real(x, -1, "x");
     need_real(w, (R_xlen_t)C * OC, "w");
@@ -28,7 +29,8 @@ SEXP r_nn_linear(SEXP x, SEXP w, SEXP b, SEXP dout) {
 }
 
 SEXP r_nn_act(SEXP x, SEXP dout, SEXP act, SEXP threads) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64 */
+    nn_set_precision(0);  /* layers and the classifier compute in float64, */
+    nn_set_threads(1);    /* products on the BLAS alone */
     R_xlen_t n = XLENGTH(x);
     need_real(x, -1, "x");
     need_real(dout, n, "dout");

@@ -37,7 +37,8 @@ static SEXP zeros(SEXP x) {
 
 /* dims = c(B, L, C, OC, k); x: C x L x B; w: C x k x OC (w[o, j*C + c]); b: OC; dout: OC x L x B */
 SEXP r_nn_conv1d(SEXP x, SEXP w, SEXP b, SEXP dout, SEXP dims) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64 */
+    nn_set_precision(0);  /* layers and the classifier compute in float64, */
+    nn_set_threads(1);    /* products on the BLAS alone */
     int d[5];
     need_dims(dims, 5, d);
     int B = d[0], L = d[1], C = d[2], OC = d[3], k = d[4];
@@ -66,7 +67,8 @@ SEXP r_nn_conv1d(SEXP x, SEXP w, SEXP b, SEXP dout, SEXP dims) {
 
 /* dims = c(N, C); x, dout: C x N; gamma, beta: C */
 SEXP r_nn_layernorm(SEXP x, SEXP gamma, SEXP beta, SEXP dout, SEXP dims) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64 */
+    nn_set_precision(0);  /* layers and the classifier compute in float64, */
+    nn_set_threads(1);    /* products on the BLAS alone */
     int d[2];
     need_dims(dims, 2, d);
     int N = d[0], C = d[1];
@@ -92,7 +94,8 @@ SEXP r_nn_layernorm(SEXP x, SEXP gamma, SEXP beta, SEXP dout, SEXP dims) {
 
 /* dims = c(B, L, C); x: C x L x B; dout: C x floor(L/2) x B */
 SEXP r_nn_maxpool2(SEXP x, SEXP dout, SEXP dims) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64 */
+    nn_set_precision(0);  /* layers and the classifier compute in float64, */
+    nn_set_threads(1);    /* products on the BLAS alone */
     int d[3];
     need_dims(dims, 3, d);
     int B = d[0], L = d[1], C = d[2], L2 = L / 2;
@@ -112,7 +115,8 @@ SEXP r_nn_maxpool2(SEXP x, SEXP dout, SEXP dims) {
 /* dims = c(B, T, C, H); x: C x T x B; Wih: C x 3H (column g = row g of the C layout); Whh: H x 3H;
  * bih, bhh: 3H; dout: H x T x B */
 SEXP r_nn_gru(SEXP x, SEXP Wih, SEXP Whh, SEXP bih, SEXP bhh, SEXP dout, SEXP dims) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64 */
+    nn_set_precision(0);  /* layers and the classifier compute in float64, */
+    nn_set_threads(1);    /* products on the BLAS alone */
     int d[4];
     need_dims(dims, 4, d);
     int B = d[0], T = d[1], C = d[2], H = d[3];

@@ -128,9 +128,11 @@ static void add_back(double *C, int ldc, const float *c, int M, int j0, int nb, 
 }
 
 /* C = alpha op(A) op(B) + beta C, BLAS conventions (column-major, ta/tb "N" or "T").
- * float32: C's columns are computed in panels of PANEL, spread over the .Call's threads
- * (BLAS single-threaded). The panels do not depend on the thread count, so neither do the
- * results (OpenBLAS's own threaded sgemm rounds differently for different thread counts). */
+ * C's columns are computed in panels of PANEL, spread over the .Call's threads on a
+ * single-threaded BLAS: the panels do not depend on the thread count, so neither do the
+ * results (OpenBLAS's own threaded sgemm rounds differently for different thread counts),
+ * and OpenMP and BLAS threads never wait on each other for the same cores (with a threaded
+ * dgemm between OpenMP loops, 2 threads ran at half the speed of 1). */
 void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
              const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -143,8 +145,15 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
      * much as the product), so they stay in double precision */
     if (gemm_single_mode && K > 0 && (gemm_single_mode == 2 || (double)M * N * K >= SINGLE_MIN))
         buf = gemm_scratch((kernel ? 2 : 1) * (MK + NK) + (size_t)M * N);
-    if (!buf) {  /* float64, or no memory for the float copies */
-        F77_CALL(dgemm)(ta, tb, &M, &N, &K, &alpha, A, &lda, B, &ldb, &beta, C, &ldc FCONE FCONE);
+    if (!buf) {  /* float64, or no memory for the float copies: dgemm on the same panels */
+        const int np = (N + PANEL - 1) / PANEL;
+        #pragma omp parallel for num_threads(gemm_threads) if (np > 1 && gemm_threads > 1) schedule(static)
+        for (int p = 0; p < np; p++) {
+            const int j0 = p * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
+            const double *Bp = tB ? B + j0 : B + (size_t)j0 * ldb;
+            F77_CALL(dgemm)(ta, tb, &M, &nb, &K, &alpha, A, &lda, Bp, &ldb, &beta,
+                            C + (size_t)j0 * ldc, &ldc FCONE FCONE);
+        }
         return;
     }
     float *a = buf, *b = a + MK, *c = b + NK, *ap = c + (size_t)M * N, *bp = ap + MK;
