@@ -156,25 +156,31 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
     todo <- which(need > 0)
     if (!length(todo)) break
     acc <- if (attempt == 1) 1 else pmax(0.05, inside[todo] / pmax(1, drawn[todo]))
-    k <- as.integer(min(1e7 / length(todo), max(ceiling(1.2 * need[todo] / acc) + 8)))
-    if (attempt == 1) k <- n
-    z <- with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_sample, enc$spec, m$params,
-                                          xs[, todo, drop = FALSE], k, draw_seed(),
-                                          as.numeric(temper), threads))
-    th <- t(z * m$theta_sd + m$theta_mean)
-    colnames(th) <- m$names
-    lq <- attr(z, "log_prob") - sum(log(m$theta_sd))
-    ok <- in_support(object$prior, th)
-    for (j in seq_along(todo)) {
-      i <- todo[j]
-      rows <- (j - 1) * k + seq_len(k)
-      keep <- rows[ok[rows]]
-      keep <- keep[seq_len(min(length(keep), need[i]))]
-      theta[[i]] <- rbind(theta[[i]], th[keep, , drop = FALSE])
-      log_q[[i]] <- c(log_q[[i]], lq[keep])
-      drawn[i] <- drawn[i] + k
-      inside[i] <- inside[i] + sum(ok[rows])
-      need[i] <- need[i] - length(keep)
+    want <- if (attempt == 1) rep(n, length(todo)) else ceiling(1.2 * need[todo] / acc) + 8
+    # one C call per group of observations needing about the same number of draws (powers
+    # of 2), so one observation with a low acceptance rate does not make all draw as many
+    group <- if (attempt == 1) rep(0, length(todo)) else ceiling(log2(want))
+    for (g in sort(unique(group))) {
+      sel <- todo[group == g]
+      k <- as.integer(min(1e7 / length(sel), max(want[group == g])))
+      z <- with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_sample, enc$spec, m$params,
+                                            xs[, sel, drop = FALSE], k, draw_seed(),
+                                            as.numeric(temper), threads))
+      th <- t(z * m$theta_sd + m$theta_mean)
+      colnames(th) <- m$names
+      lq <- attr(z, "log_prob") - sum(log(m$theta_sd))
+      ok <- in_support(object$prior, th)
+      for (j in seq_along(sel)) {
+        i <- sel[j]
+        rows <- (j - 1) * k + seq_len(k)
+        keep <- rows[ok[rows]]
+        keep <- keep[seq_len(min(length(keep), need[i]))]
+        theta[[i]] <- rbind(theta[[i]], th[keep, , drop = FALSE])
+        log_q[[i]] <- c(log_q[[i]], lq[keep])
+        drawn[i] <- drawn[i] + k
+        inside[i] <- inside[i] + sum(ok[rows])
+        need[i] <- need[i] - length(keep)
+      }
     }
   }
   if (any(need == n))
