@@ -67,49 +67,36 @@ static inline int out_coord(const flow_layout *L, int b, int o) {
     return b == L->blocks - 1 ? o / (3 * L->K) : o % L->d;
 }
 
-void flow_mask(const flow_layout *L, double *v) {
+/* Visits every entry the MADE masks forbid: zeroes it (zero = 1) or, with zero = 0,
+ * returns 0 at the first nonzero one. Returns 1 otherwise. */
+static int mask_walk(const flow_layout *L, double *v, int zero) {
     const int d = L->d, H = L->hidden;
+#define MASKED(x) do { if (zero) (x) = 0.0; else if ((x) != 0.0) return 0; } while (0)
     for (int b = 0; b < L->blocks; b++) {
         made_params p = flow_block_params(L, v, b);
         const int *rk = L->rank + (size_t)b * d;
         for (int h = 0; h < H; h++)
             for (int j = 0; j < d; j++)
-                if (hdeg(h, d) < rk[j] + 1) p.Win[(size_t)h * d + j] = 0.0;
+                if (hdeg(h, d) < rk[j] + 1) MASKED(p.Win[(size_t)h * d + j]);
         for (int l = 1; l < L->layers; l++)
             for (int h2 = 0; h2 < H; h2++)
                 for (int h1 = 0; h1 < H; h1++)
-                    if (hdeg(h2, d) < hdeg(h1, d)) p.Wh[l][(size_t)h2 * H + h1] = 0.0;
+                    if (hdeg(h2, d) < hdeg(h1, d)) MASKED(p.Wh[l][(size_t)h2 * H + h1]);
         const int OD = flow_out_dim(L, b);
         for (int o = 0; o < OD; o++) {
             int j = out_coord(L, b, o);
             for (int h = 0; h < H; h++)
-                if (hdeg(h, d) > rk[j]) p.Wout[(size_t)o * H + h] = 0.0;
+                if (hdeg(h, d) > rk[j]) MASKED(p.Wout[(size_t)o * H + h]);
         }
     }
-}
-
-/* 1 when every entry flow_mask would zero is already zero (then no masked copy is needed) */
-int flow_is_masked(const flow_layout *L, const double *v) {
-    const int d = L->d, H = L->hidden;
-    for (int b = 0; b < L->blocks; b++) {
-        made_params p = flow_block_params(L, (double *)v, b);
-        const int *rk = L->rank + (size_t)b * d;
-        for (int h = 0; h < H; h++)
-            for (int j = 0; j < d; j++)
-                if (hdeg(h, d) < rk[j] + 1 && p.Win[(size_t)h * d + j] != 0.0) return 0;
-        for (int l = 1; l < L->layers; l++)
-            for (int h2 = 0; h2 < H; h2++)
-                for (int h1 = 0; h1 < H; h1++)
-                    if (hdeg(h2, d) < hdeg(h1, d) && p.Wh[l][(size_t)h2 * H + h1] != 0.0) return 0;
-        const int OD = flow_out_dim(L, b);
-        for (int o = 0; o < OD; o++) {
-            int j = out_coord(L, b, o);
-            for (int h = 0; h < H; h++)
-                if (hdeg(h, d) > rk[j] && p.Wout[(size_t)o * H + h] != 0.0) return 0;
-        }
-    }
+#undef MASKED
     return 1;
 }
+
+void flow_mask(const flow_layout *L, double *v) { mask_walk(L, v, 1); }
+
+/* 1 when every entry flow_mask would zero is already zero (then no masked copy is needed) */
+int flow_is_masked(const flow_layout *L, const double *v) { return mask_walk(L, (double *)v, 0); }
 
 static void fill_unif(double *w, size_t n, double scale, rng_t *r) {
     for (size_t i = 0; i < n; i++) w[i] = scale * (2.0 * rng_unif(r) - 1.0);

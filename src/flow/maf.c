@@ -84,38 +84,33 @@ static double mog_logpdf_t(const double *o, int K, double cm, double z, double l
  * mog_logpdf_t(o, K, cm, z, lt) with half the exp/tanh calls */
 #define MOG_FAST_K 32
 static double mog_draw(const double *o, int K, double cm, double lt, rng_t *r, double *z) {
-    double e[MOG_FAST_K], a[MOG_FAST_K], t[MOG_FAST_K];
+    double e[MOG_FAST_K], t[MOG_FAST_K];
+    const int keep = K <= MOG_FAST_K;  /* room to keep the terms (else: recompute) */
     double rmax = -INFINITY, sr = 0.0;
     for (int k = 0; k < K; k++) rmax = fmax(rmax, o[3 * k + 2]);
-    if (K > MOG_FAST_K) {  /* rare: no room to keep the terms */
-        for (int k = 0; k < K; k++) sr += exp(o[3 * k + 2] - rmax);
-        double u = rng_unif(r) * sr, acc = 0.0;
-        int kk = K - 1;
-        for (int k = 0; k < K; k++) {
-            acc += exp(o[3 * k + 2] - rmax);
-            if (u < acc) { kk = k; break; }
-        }
-        *z = o[3 * kk] + exp(soft_clamp(o[3 * kk + 1], cm) + lt) * rng_norm(r);
-        return mog_logpdf_t(o, K, cm, *z, lt);
+    for (int k = 0; k < K; k++) {
+        double w = exp(o[3 * k + 2] - rmax);
+        if (keep) e[k] = w;
+        sr += w;
     }
-    for (int k = 0; k < K; k++) sr += (e[k] = exp(o[3 * k + 2] - rmax));
     double u = rng_unif(r) * sr, acc = 0.0;
     int kk = K - 1;
     for (int k = 0; k < K; k++) {
-        acc += e[k];
+        acc += keep ? e[k] : exp(o[3 * k + 2] - rmax);
         if (u < acc) { kk = k; break; }
     }
-    for (int k = 0; k < K; k++) a[k] = soft_clamp(o[3 * k + 1], cm) + lt;
-    const double zj = o[3 * kk] + exp(a[kk]) * rng_norm(r), lser = rmax + log(sr);
+    const double zj = o[3 * kk] + exp(soft_clamp(o[3 * kk + 1], cm) + lt) * rng_norm(r);
+    *z = zj;
+    if (!keep) return mog_logpdf_t(o, K, cm, zj, lt);
+    const double lser = rmax + log(sr);
     double cmax = -INFINITY;
     for (int k = 0; k < K; k++) {
-        double v = (zj - o[3 * k]) * exp(-a[k]);
-        t[k] = o[3 * k + 2] - lser - a[k] - 0.5 * v * v;
+        double a = soft_clamp(o[3 * k + 1], cm) + lt, v = (zj - o[3 * k]) * exp(-a);
+        t[k] = o[3 * k + 2] - lser - a - 0.5 * v * v;
         cmax = fmax(cmax, t[k]);
     }
     double s = 0.0;
     for (int k = 0; k < K; k++) s += exp(t[k] - cmax);
-    *z = zj;
     return cmax + log(s) - LOG_SQRT_2PI;
 }
 
