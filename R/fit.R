@@ -3,8 +3,10 @@
 #' `n_rounds = 1` trains amortised NPE on simulations from the prior: afterwards
 #' [predict()] returns a posterior for any observation. The network is trained in C with
 #' Adam, a cosine learning-rate decay over the epochs, minibatches reshuffled each epoch,
-#' gradient-norm clipping and early stopping on a validation split (the best parameters
-#' are restored). Parameters and observations are standardised with the training split's
+#' gradient-norm clipping and early stopping on a validation split. What is validated and
+#' kept is an exponential moving average of the Adam iterates (Polyak averaging), which
+#' removes most of the minibatch noise from the fitted network; the best parameters are
+#' restored. Parameters and observations are standardised with the training split's
 #' means and sds, which are stored with the model.
 #'
 #' @param object an [nbi_engine()].
@@ -34,7 +36,9 @@
 #' @param seed optional seed: the whole fit (simulations, split, noise, training) is
 #'   reproducible from it. Without it, [set.seed()] before `fit()` does the same.
 #' @param verbose print the loss per epoch.
-#' @param ... `clip` (gradient-norm bound, default 5); `rescale` (later SNPE rounds
+#' @param ... `clip` (gradient-norm bound, default 5); `average` (cap of the decay of the
+#'   iterate average, default 0.999, a window of about 1,000 steps; 0 validates and keeps
+#'   the raw iterates); `rescale` (later SNPE rounds
 #'   re-standardise from their own data, default `TRUE`); `temper` (see below).
 #' @section Tempered proposals:
 #' Trained with the plain NLL on proposals from the previous round's surrogate q, the next
@@ -79,6 +83,8 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
   dots <- list(...)
   clip <- if (is.null(dots$clip)) 5 else dots$clip
   check_number(clip, "clip", lower = 0)
+  average <- if (is.null(dots$average)) 0.999 else dots$average
+  check_number(average, "average", lower = 0, upper = 0.9999999)
   if (xor(is.null(theta), is.null(x)))
     stop("give both `theta` and `x` (a precomputed training set), or neither", call. = FALSE)
   if (is.null(theta)) {
@@ -107,7 +113,7 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
   }
   train <- function(obj, theta, x, round, t0, warm)
     train_engine(obj, theta, x, n_epochs, batch_size, lr, valid_fraction, patience, clip,
-                 threads, verbose, round = round, t0 = t0, warm = warm, rescale = rescale || !warm)
+                 average, threads, verbose, round = round, t0 = t0, warm = warm, rescale = rescale || !warm)
   run <- function() {
     t0 <- proc.time()[["elapsed"]]
     data <- if (is.null(theta)) {
@@ -310,8 +316,10 @@ standardise <- function(m, sc) t((t(m) - sc$mean) / sc$sd)
 
 # Trains on (theta, x). With `warm = TRUE` the engine's current network, standardisation
 # and history are kept and training continues from its parameters (later SNPE rounds).
+# `average`: cap of the decay of the iterate average that is validated and kept (0: none).
 train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fraction, patience,
-                         clip, threads, verbose, round, t0, warm = FALSE, rescale = !warm) {
+                         clip, average, threads, verbose, round, t0, warm = FALSE,
+                         rescale = !warm) {
   n <- nrow(theta)
   n_valid <- if (valid_fraction > 0) max(1L, floor(valid_fraction * n)) else 0L
   if (n - n_valid < 1) stop("too few simulations for the validation split", call. = FALSE)
@@ -348,7 +356,7 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
     x_valid_std <- encode(apply_noise(noise, take_obs(x, iv), theta[iv, , drop = FALSE]))
     th_valid_std <- t(standardise(theta[iv, , drop = FALSE], ts))
   }
-  opts <- c(n_epochs, batch_size, patience, threads, lr, clip, draw_seed(), verbose)
+  opts <- c(n_epochs, batch_size, patience, threads, lr, clip, draw_seed(), verbose, average)
   adam <- list(numeric(length(params)), numeric(length(params)), 0L)
   spec <- spec_with_precision(spec, object)
   res <- with_blas_threads(blas_threads(spec, threads), .Call(C_r_train, spec, params, adam, x_train_std,

@@ -19,7 +19,7 @@ rate <- function(spec, x, theta, batch, threads) {
     t0 <- proc.time()[["elapsed"]]
     res <- nbi:::with_blas_threads(nbi:::blas_threads(spec, threads),
       .Call(nbi:::C_r_train, spec, params, adam, x, theta, NULL, NULL, NULL, NULL,
-            c(epochs, batch, 1000, threads, 1e-4, 5, 1, 0)))
+            c(epochs, batch, 1000, threads, 1e-4, 5, 1, 0, 0.999)))
     stopifnot(res$status == 0)
     proc.time()[["elapsed"]] - t0
   }

@@ -144,7 +144,7 @@ for (i in seq_len(nrow(configs))) {
     set_blas_threads(1L)
     used_per_epoch <- floor(n_train / cf$batch) * cf$batch
     train <- measure(function(epochs) {
-      opts <- c(epochs, cf$batch, 1000, th, 1e-4, 5, 1, 0)
+      opts <- c(epochs, cf$batch, 1000, th, 1e-4, 5, 1, 0, 0.999)
       s <- elapsed(res <- .Call(nbi:::C_r_train, spec, params, adam, x, theta,
                                 NULL, NULL, NULL, NULL, opts))
       if (res$status != 0) stop("training returned status ", res$status)

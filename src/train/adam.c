@@ -14,6 +14,18 @@ void adam_update(double *w, const double *g, double *m, double *v, size_t n, dou
     }
 }
 
+void average_update(double *avg, const double *w, size_t n, double decay, int threads) {
+    #pragma omp parallel for num_threads(threads) if (n > 65536) schedule(static)
+    for (size_t i = 0; i < n; i++) avg[i] = decay * avg[i] + (1.0 - decay) * w[i];
+}
+
+/* decay of the k-th update (k >= 1): min(cap, (1 + k) / (10 + k)), so early iterates, far
+ * from the optimum, are forgotten fast and the window grows to about 1 / (1 - cap) steps */
+double average_decay(long step, double cap) {
+    double d = (1.0 + step) / (10.0 + step);
+    return d < cap ? d : cap;
+}
+
 /* rescales g to norm at most max_norm; returns the norm before clipping */
 double clip_grad_norm(double *g, size_t n, double max_norm) {
     double s = 0.0;

@@ -23,6 +23,7 @@ void model_mask(const model_layout *M, double *v);
 typedef struct {
     int epochs, batch, patience, threads;
     double lr, clip;
+    double average;  /* cap of the iterate average's decay (0: no averaging) */
     uint64_t seed;
     const double *noise_sd;  /* per observation feature (standardised units), or NULL */
     /* optional: called before each epoch to refill x_train (e.g. a fresh noise draw) */
@@ -34,6 +35,7 @@ typedef struct {
 
 size_t train_work(const model_layout *M, int n_train, int n_valid, int batch);
 /* Adam with cosine decay, reshuffled minibatches, early stopping on the validation loss.
+ * With o->average > 0 an exponential average of the iterates is validated and kept.
  * params: start values in, best values out. m, v: Adam moments (in/out). hist_*: epochs long.
  * Returns 0, or 1 if an epoch had no finite loss, 2 if prepare_epoch failed. */
 int train_model(const model_layout *M, double *params, double *m, double *v, int *adam_step,

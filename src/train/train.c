@@ -12,7 +12,7 @@ size_t train_work(const model_layout *M, int n_train, int n_valid, int batch) {
     const int B = batch < n_train ? batch : n_train;
     const int V = eval_batch(M, n_valid > 0 ? n_valid : 1);
     size_t w = model_grad_work(M, B), wv = model_eval_work(M, V) + V;
-    return 2 * M->n_params + (size_t)B * (M->F.n_in + M->L.d) + (w > wv ? w : wv);
+    return 3 * M->n_params + (size_t)B * (M->F.n_in + M->L.d) + (w > wv ? w : wv);
 }
 
 /* mean negative log-density over n rows, in chunks */
@@ -60,11 +60,15 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
     const size_t np = M->n_params;
     const int B = o->batch < n_train ? o->batch : n_train;
     double *grad = work, *best = grad + np, *xb = best + np;
-    double *thb = xb + (size_t)B * M->F.n_in, *mw = thb + (size_t)B * M->L.d;
+    double *thb = xb + (size_t)B * M->F.n_in, *avg = thb + (size_t)B * M->L.d, *mw = avg + np;
+    /* the parameters validated and kept: the iterate average, or the iterates themselves */
+    const double *kept = o->average > 0 ? avg : params;
+    long n_avg = 0;
     double best_loss = INFINITY;
     int since = 0, status = 0;
     model_mask(M, params);
     memcpy(best, params, np * sizeof(double));
+    memcpy(avg, params, np * sizeof(double));
     *best_epoch = 0; *epochs_run = 0;
     for (int e = 0; e < o->epochs; e++) {
         if (o->prepare_epoch && o->prepare_epoch(o->cb, e, x_train) != 0) { status = 2; break; }
@@ -81,17 +85,19 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             if (!isfinite(loss) || !isfinite(gn)) continue;  /* skip a bad batch */
             (*adam_step)++;
             adam_update(params, grad, m, v, np, lr, *adam_step, 0.9, 0.999, 1e-8, o->threads);
+            if (o->average > 0)
+                average_update(avg, params, np, average_decay(++n_avg, o->average), o->threads);
             tl += loss; nb++;
         }
         if (nb == 0) { status = 1; break; }
-        double vl = n_valid > 0 ? mean_nll(M, params, x_valid, th_valid, n_valid, mw, o->threads)
+        double vl = n_valid > 0 ? mean_nll(M, kept, x_valid, th_valid, n_valid, mw, o->threads)
                                 : tl / nb;
         hist_train[e] = tl / nb; hist_valid[e] = vl; hist_lr[e] = lr;
         *epochs_run = e + 1;
         if (o->report) o->report(o->cb, e, tl / nb, vl, lr);
         if (vl < best_loss) {
             best_loss = vl; since = 0; *best_epoch = e + 1;
-            memcpy(best, params, np * sizeof(double));
+            memcpy(best, kept, np * sizeof(double));
         } else if (++since >= o->patience) {
             break;
         }

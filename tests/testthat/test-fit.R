@@ -107,6 +107,7 @@ test_that("errors name the argument", {
   expect_error(predict(eng_lin, matrix(1, 2, 4)), "x_obs")
   expect_error(predict(eng_lin, x_obs, n_samples = 0), "n_samples")
   expect_error(fit(eng, n_sims = 10, lr = -1), "lr")
+  expect_error(fit(eng, n_sims = 10, average = 1), "average")
   na_sim <- nbi_engine(function(theta) c(NA, 1, 2), lin_prior())
   expect_error(fit(na_sim, n_sims = 10, verbose = FALSE), "simulator")
   rand_len <- nbi_engine(function(theta) rnorm(sample(2:6, 1)), lin_prior())
@@ -119,4 +120,27 @@ test_that("errors name the argument", {
   expect_warning(fit(len_sim, n_sims = 40, n_epochs = 1, seed = 1, verbose = FALSE), "failed")
   expect_error(nbi_engine(lin_sim, lin_prior(), noise = -1), "noise")
   expect_error(fit(eng, theta = matrix(0, 5, 2)), "both")
+})
+
+test_that("iterate averaging brings the fit closer to the analytic posterior", {
+  # two parameters, each measured twice with sd 0.7; the posterior is Gaussian with
+  # precision 1 + 2 / 0.49 per parameter. KL(p || q) = E[log p - log q] over fresh pairs.
+  sim <- function(theta) c(theta, theta) + stats::rnorm(4, sd = 0.7)
+  prior <- nbi_prior(a = prior_normal(0, 1), b = prior_normal(0, 1))
+  set.seed(5)
+  th <- sample_prior(prior, 4000)
+  xs <- t(apply(th, 1, sim))
+  prec <- 1 + 2 / 0.49
+  mu <- cbind(xs[, 1] + xs[, 3], xs[, 2] + xs[, 4]) / 0.49 / prec
+  log_p <- rowSums(dnorm(th, mu, 1 / sqrt(prec), log = TRUE))
+  kl <- function(average, seed) {
+    eng <- nbi_engine(sim, prior, flow = flow_maf(blocks = 3, hidden = 32, mixture = 2))
+    eng <- fit(eng, n_sims = 2000, n_epochs = 60, batch_size = 32, seed = seed,
+               average = average, verbose = FALSE)
+    mean(log_p - nbi_log_prob(eng, th, xs))
+  }
+  raw <- vapply(1:3, function(s) kl(0, s), numeric(1))
+  avg <- vapply(1:3, function(s) kl(0.999, s), numeric(1))
+  expect_lt(mean(avg), 0.85 * mean(raw))
+  expect_lt(mean(avg), 0.03)
 })
