@@ -3,7 +3,8 @@
 
 /* Kingma & Ba (2015), Algorithm 1, with bias-corrected moments; step t >= 1 */
 void adam_update(double *w, const double *g, double *m, double *v, size_t n, double lr, int t,
-                 double beta1, double beta2, double eps, int threads) {
+                 double beta1, double beta2, double eps, double *avg, double avg_decay,
+                 int threads) {
     const double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
     /* element-wise: the same result for any thread count */
     #pragma omp parallel for num_threads(threads) if (n > 65536) schedule(static)
@@ -11,12 +12,8 @@ void adam_update(double *w, const double *g, double *m, double *v, size_t n, dou
         m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
         v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
         w[i] -= lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps);
+        if (avg) avg[i] = avg_decay * avg[i] + (1.0 - avg_decay) * w[i];
     }
-}
-
-void average_update(double *avg, const double *w, size_t n, double decay, int threads) {
-    #pragma omp parallel for num_threads(threads) if (n > 65536) schedule(static)
-    for (size_t i = 0; i < n; i++) avg[i] = decay * avg[i] + (1.0 - decay) * w[i];
 }
 
 /* decay of the k-th update (k >= 1): min(cap, (1 + k) / (10 + k)), so early iterates, far

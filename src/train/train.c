@@ -84,9 +84,10 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             double gn = clip_grad_norm(grad, np, o->clip);
             if (!isfinite(loss) || !isfinite(gn)) continue;  /* skip a bad batch */
             (*adam_step)++;
-            adam_update(params, grad, m, v, np, lr, *adam_step, 0.9, 0.999, 1e-8, o->threads);
-            if (o->average > 0)
-                average_update(avg, params, np, average_decay(++n_avg, o->average), o->threads);
+            const int averaged = o->average > 0;
+            adam_update(params, grad, m, v, np, lr, *adam_step, 0.9, 0.999, 1e-8,
+                        averaged ? avg : NULL, averaged ? average_decay(++n_avg, o->average) : 0.0,
+                        o->threads);
             tl += loss; nb++;
         }
         if (nb == 0) { status = 1; break; }
