@@ -35,6 +35,8 @@
 #                    and budget) and <prefix>_obs.csv (one row per observation) next to
 #                    this script (or where the prefix says, when it holds a "/")
 #   NBI_ACC_APPEND   1 to append to existing CSVs instead of replacing them [0]
+# Output column fit_average: 0.999 when fit() kept its iterate average (nbi >= 0.2.0's
+# default), 0 for rows run before it did.
 suppressPackageStartupMessages(library(nbi))
 
 tasks_file <- file.path("inst", "bench", "sbibm_tasks.R")  # from the source root, else installed
@@ -77,13 +79,16 @@ summarise <- function(r) {
   s$fit_s <- stats::aggregate(r$fit_s, r[c("task", "method", "budget")],
                               function(v) sum(unique(v)))$x
   s$wall_s <- stats::aggregate(r$wall_s, r[c("task", "method", "budget")], max)$x
+  s$fit_average <- stats::aggregate(r$fit_average, r[c("task", "method", "budget")], max)$x
   s <- merge(s, sbibm_published_npe, by = c("task", "budget"), all.x = TRUE)
   s <- s[order(match(s$task, sbibm_task_names), s$method, s$budget), ]
   s[, c("task", "method", "budget", "n_obs", "sims_used", "c2st", "c2st_is", "efficiency",
-        "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s")]
+        "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s", "fit_average")]
 }
 
 old_obs <- if (append && file.exists(csv_obs)) utils::read.csv(csv_obs) else NULL
+# rows from before fit() averaged its iterates have no such column
+if (!is.null(old_obs) && is.null(old_obs$fit_average)) old_obs$fit_average <- 0
 rows <- list()
 t_start <- proc.time()[["elapsed"]]
 for (nm in tasks) {
@@ -100,6 +105,7 @@ for (nm in tasks) {
       r <- sbibm_accuracy(task, b, obs = obs, n_draws = n_draws, references = refs,
                           method = meth, n_rounds = n_rounds, seed = seed, threads = threads)
       r$wall_s <- proc.time()[["elapsed"]] - t0
+      r$fit_average <- 0.999  # fit()'s default: the iterate average is what is kept
       rows[[length(rows) + 1L]] <- r
       cat(sprintf("%-16s %-7s %7g sims: C2ST %.3f (per obs %s), IS-resampled %.3f, efficiency %.3f; fit %.1f s, wall %.1f s\n",
                   nm, meth, b, mean(r$c2st), paste(sprintf("%.3f", r$c2st), collapse = " "),
