@@ -60,15 +60,16 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
     const size_t np = M->n_params;
     const int B = o->batch < n_train ? o->batch : n_train;
     double *grad = work, *best = grad + np, *xb = best + np;
-    double *thb = xb + (size_t)B * M->F.n_in, *avg = thb + (size_t)B * M->L.d, *mw = avg + np;
-    /* the parameters validated and kept: the iterate average, or the iterates themselves */
-    const double *kept = o->average > 0 ? avg : params;
+    double *thb = xb + (size_t)B * M->F.n_in, *avg_buf = thb + (size_t)B * M->L.d;
+    double *mw = avg_buf + np;
+    double *avg = o->average > 0 ? avg_buf : NULL;  /* the iterate average, when kept */
+    const double *kept = avg ? avg : params;        /* what is validated and kept */
     long n_avg = 0;
     double best_loss = INFINITY;
     int since = 0, status = 0;
     model_mask(M, params);
     memcpy(best, params, np * sizeof(double));
-    memcpy(avg, params, np * sizeof(double));
+    if (avg) memcpy(avg, params, np * sizeof(double));
     *best_epoch = 0; *epochs_run = 0;
     for (int e = 0; e < o->epochs; e++) {
         if (o->prepare_epoch && o->prepare_epoch(o->cb, e, x_train) != 0) { status = 2; break; }
@@ -84,10 +85,8 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             double gn = clip_grad_norm(grad, np, o->clip);
             if (!isfinite(loss) || !isfinite(gn)) continue;  /* skip a bad batch */
             (*adam_step)++;
-            const int averaged = o->average > 0;
-            adam_update(params, grad, m, v, np, lr, *adam_step, 0.9, 0.999, 1e-8,
-                        averaged ? avg : NULL, averaged ? average_decay(++n_avg, o->average) : 0.0,
-                        o->threads);
+            adam_update(params, grad, m, v, np, lr, *adam_step, 0.9, 0.999, 1e-8, avg,
+                        avg ? average_decay(++n_avg, o->average) : 0.0, o->threads);
             tl += loss; nb++;
         }
         if (nb == 0) { status = 1; break; }
