@@ -18,6 +18,8 @@
 #   c2st_is     C2ST of the importance-resampled draws (predict() weighs the same draws
 #               with the exact likelihood; nbi_resample() to NBI_ACC_NDRAWS draws)
 #   efficiency  n_eff / n of those importance weights
+#   is_draws    proposals weighed for c2st_is: NBI_ACC_NDRAWS, or more when their n_eff fell
+#               short of NBI_ACC_NDRAWS (up to NBI_ACC_IS_MAX times as many, drawn afresh)
 # and the wall times of fitting, predicting and the two tests. With NBI_ACC_SNPE=1 the
 # same is done for SNPE-IS (fit(n_rounds = NBI_ACC_ROUNDS, x_obs = ) per observation,
 # budget / rounds simulations per round; it may stop early: sims_used says how many).
@@ -29,6 +31,9 @@
 #   NBI_ACC_NDRAWS   draws per sample for each C2ST [10000, as sbibm]
 #   NBI_ACC_SNPE     1 to add SNPE-IS, "only" for SNPE-IS alone [0]
 #   NBI_ACC_ROUNDS   SNPE-IS rounds [5]
+#   NBI_ACC_IS_MAX   at most this many times NBI_ACC_NDRAWS proposals for c2st_is [20]; 1
+#                    resamples the NBI_ACC_NDRAWS proposals whatever their n_eff (rows run
+#                    before this option existed did that)
 #   NBI_ACC_SEED     seed [1]
 #   NBI_ACC_THREADS  threads of the C core [1]
 #   NBI_ACC_OUT      output prefix [accuracy]: writes <prefix>.csv (means per task, method
@@ -51,11 +56,12 @@ snpe_opt <- bench_env("NBI_ACC_SNPE", "0")
 stopifnot(snpe_opt %in% c("0", "1", "only"))
 methods <- switch(snpe_opt, "0" = "npe", "1" = c("npe", "snpe_is"), only = "snpe_is")
 n_rounds <- as.integer(bench_env("NBI_ACC_ROUNDS", "5"))
+is_max <- as.numeric(bench_env("NBI_ACC_IS_MAX", "20"))
 seed <- as.integer(bench_env("NBI_ACC_SEED", "1"))
 threads <- as.integer(bench_env("NBI_ACC_THREADS", "1"))
 prefix <- bench_env("NBI_ACC_OUT", "accuracy")
 append <- bench_env("NBI_ACC_APPEND", "0") == "1"
-stopifnot(all(tasks %in% sbibm_task_names), n_obs >= 1, n_obs <= 10)
+stopifnot(all(tasks %in% sbibm_task_names), n_obs >= 1, n_obs <= 10, is_max >= 1)
 if (!grepl("/", prefix)) prefix <- file.path(bench_script_dir(), prefix)
 csv_mean <- paste0(prefix, ".csv")
 csv_obs <- paste0(prefix, "_obs.csv")
@@ -71,7 +77,7 @@ cat(sprintf("tasks %s; budgets %s; observations 1..%d; %d draws per C2ST sample;
                   collapse = " + "), threads))
 
 summarise <- function(r) {
-  s <- stats::aggregate(r[c("c2st", "c2st_is", "efficiency", "predict_s", "c2st_s")],
+  s <- stats::aggregate(r[c("c2st", "c2st_is", "efficiency", "is_draws", "predict_s", "c2st_s")],
                         r[c("task", "method", "budget")], mean)
   s$n_obs <- stats::aggregate(r$obs, r[c("task", "method", "budget")], length)$x
   s$sims_used <- stats::aggregate(r$sims_used, r[c("task", "method", "budget")], mean)$x
@@ -83,12 +89,14 @@ summarise <- function(r) {
   s <- merge(s, sbibm_published_npe, by = c("task", "budget"), all.x = TRUE)
   s <- s[order(match(s$task, sbibm_task_names), s$method, s$budget), ]
   s[, c("task", "method", "budget", "n_obs", "sims_used", "c2st", "c2st_is", "efficiency",
-        "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s", "fit_average")]
+        "is_draws", "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s", "fit_average")]
 }
 
 old_obs <- if (append && file.exists(csv_obs)) utils::read.csv(csv_obs) else NULL
 # rows from before fit() averaged its iterates have no such column
 if (!is.null(old_obs) && is.null(old_obs$fit_average)) old_obs$fit_average <- 0
+# rows from before c2st_is could draw more proposals resampled n_draws of them
+if (!is.null(old_obs) && is.null(old_obs$is_draws)) old_obs$is_draws <- n_draws
 rows <- list()
 t_start <- proc.time()[["elapsed"]]
 for (nm in tasks) {
@@ -103,13 +111,15 @@ for (nm in tasks) {
     for (b in budgets) {
       t0 <- proc.time()[["elapsed"]]
       r <- sbibm_accuracy(task, b, obs = obs, n_draws = n_draws, references = refs,
-                          method = meth, n_rounds = n_rounds, seed = seed, threads = threads)
+                          method = meth, n_rounds = n_rounds, seed = seed, threads = threads,
+                          is_max = is_max)
       r$wall_s <- proc.time()[["elapsed"]] - t0
       r$fit_average <- 0.999  # fit()'s default: the iterate average is what is kept
       rows[[length(rows) + 1L]] <- r
-      cat(sprintf("%-16s %-7s %7g sims: C2ST %.3f (per obs %s), IS-resampled %.3f, efficiency %.3f; fit %.1f s, wall %.1f s\n",
+      cat(sprintf("%-16s %-7s %7g sims: C2ST %.3f (per obs %s), IS-resampled %.3f (from %.0f proposals on average), efficiency %.3f; fit %.1f s, wall %.1f s\n",
                   nm, meth, b, mean(r$c2st), paste(sprintf("%.3f", r$c2st), collapse = " "),
-                  mean(r$c2st_is), mean(r$efficiency), sum(unique(r$fit_s)), r$wall_s[1]))
+                  mean(r$c2st_is), mean(r$is_draws), mean(r$efficiency), sum(unique(r$fit_s)),
+                  r$wall_s[1]))
       all_obs <- do.call(rbind, rows)
       utils::write.csv(rbind(old_obs, all_obs), csv_obs, row.names = FALSE)
       utils::write.csv(summarise(rbind(old_obs, all_obs)), csv_mean, row.names = FALSE)
@@ -123,5 +133,6 @@ cat(sprintf("\nMeans over observations (C2ST: 0.5 = indistinguishable from the r
 fmt <- res
 for (f in c("c2st", "c2st_is", "efficiency", "c2st_sbibm_npe")) fmt[[f]] <- sprintf("%.3f", fmt[[f]])
 for (f in c("fit_s", "predict_s", "c2st_s", "wall_s")) fmt[[f]] <- sprintf("%.1f", fmt[[f]])
+fmt$is_draws <- sprintf("%.0f", fmt$is_draws)
 print(fmt, row.names = FALSE)
 cat("\nwritten:", csv_mean, "and", csv_obs, "\n")

@@ -8,7 +8,8 @@
 #
 # Environment: NBI_DEFAULTS_SIMS (simulations per problem, default 10000), NBI_DEFAULTS_TEST
 # (test cases for coverage and SBC, default 300), NBI_DEFAULTS_THREADS (default 2),
-# NBI_DEFAULTS_SEED (default 1), NBI_DEFAULTS_PRECISION ("float32" by default: it is the faster path on this kind of CPU;
+# NBI_DEFAULTS_SEED (default 1), NBI_DEFAULTS_EPOCHS (fit()'s n_epochs; unset: its default),
+# NBI_DEFAULTS_PRECISION ("float32" by default: it is the faster path on this kind of CPU;
 # "float64" gives the same calibration), NBI_DEFAULTS_PROBLEMS ("sine,sets").
 #
 # 1. Light curve: the sine problem of the nbi paper (seed 000): 50 points on [0, 1], noise sd
@@ -24,6 +25,8 @@ n_test <- env_num("NBI_DEFAULTS_TEST", 300)
 threads <- env_num("NBI_DEFAULTS_THREADS", 2)
 precision <- Sys.getenv("NBI_DEFAULTS_PRECISION", "float32")
 seed <- env_num("NBI_DEFAULTS_SEED", 1)
+epochs <- Sys.getenv("NBI_DEFAULTS_EPOCHS", "")
+fit_args <- if (nzchar(epochs)) list(n_epochs = as.integer(epochs)) else list()
 problems <- strsplit(Sys.getenv("NBI_DEFAULTS_PROBLEMS", "sine,sets"), ",")[[1]]
 
 t_grid <- seq(0, 1, length.out = 50)
@@ -60,11 +63,12 @@ sets_engine <- function() {
 }
 
 run_problem <- function(name, engine) {
-  cat(sprintf("\n== %s: %s, %s, %g simulations, %d threads, %s ==\n", name,
+  cat(sprintf("\n== %s: %s, %s, %g simulations, %d threads, %s%s ==\n", name,
               format(engine$featurizer$type), "flow_maf() defaults", n_sims, threads,
-              precision))
+              precision, if (nzchar(epochs)) paste0(", n_epochs = ", epochs) else ""))
   t0 <- proc.time()[["elapsed"]]
-  engine <- fit(engine, n_sims = n_sims, threads = threads, seed = seed, verbose = FALSE)
+  engine <- do.call(fit, c(list(engine, n_sims = n_sims, threads = threads, seed = seed,
+                               verbose = FALSE), fit_args))
   t_fit <- proc.time()[["elapsed"]] - t0
   ep <- engine$history$epochs
   cat(sprintf("fit: %.0f s, %d epochs (best validation loss %.3f at epoch %d), %.0f samples/s\n",

@@ -512,12 +512,16 @@ sbibm_fit_settings <- function(n_sims) {
 # task$reference when NULL). Returns one data frame row per observation:
 #   c2st      C2ST of n_draws surrogate draws against n_draws reference draws
 #   c2st_is   C2ST of n_draws importance-resampled draws (nbi_resample of the weighted
-#             proposals) against the same reference draws
+#             proposals) against the same reference draws. With is_max > 1, an observation
+#             whose n_draws weighted proposals have n_eff < n_draws gets a fresh importance
+#             sample of min(is_max * n_draws, 1.2 n_draws^2 / n_eff) proposals, so that the
+#             resampled draws are not mostly duplicates of a few proposals (is_draws says
+#             how many proposals were weighed)
 #   efficiency, n_eff, pareto_k of the importance weights
 #   fit_s, predict_s (per observation), c2st_s (both tests)
 sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references = NULL,
                            method = c("npe", "snpe_is"), n_rounds = 5L, seed = 1L,
-                           threads = 1L, verbose = FALSE, c2st_args = list()) {
+                           threads = 1L, verbose = FALSE, c2st_args = list(), is_max = 1) {
   method <- match.arg(method)
   x_all <- task$observations[obs, , drop = FALSE]
   if (is.null(references))
@@ -557,12 +561,18 @@ sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references
       t1 <- proc.time()[["elapsed"]]
       c_raw <- do.call(nbi_c2st, c(list(raw[[j]]$theta, ref[[j]], seed = seed + i + j,
                                         threads = threads), c2st_args))
+      if (is_max > 1 && is.finite(p$n_eff) && p$n_eff < n_draws) {
+        n_more <- ceiling(min(is_max * n_draws, 1.2 * n_draws^2 / max(p$n_eff, 1)))
+        p <- suppressWarnings(predict(eng, x[j, ], n_samples = n_more, importance = TRUE,
+                                      seed = seed + i + j + 900L, threads = threads))
+      }
       rs <- nbi_resample(p, n_draws, seed = seed + i + j)
       c_is <- do.call(nbi_c2st, c(list(rs$theta, ref[[j]], seed = seed + i + j + 7L,
                                        threads = threads), c2st_args))
       data.frame(c2st = as.numeric(c_raw), c2st_is = as.numeric(c_is),
                  efficiency = p$efficiency, n_eff = p$n_eff,
                  pareto_k = if (is.null(p$pareto_k)) NA_real_ else p$pareto_k,
+                 is_draws = nrow(p$theta),
                  predict_s = pred_s, c2st_s = proc.time()[["elapsed"]] - t1)
     })
     do.call(rbind, rows)
