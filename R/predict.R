@@ -166,10 +166,10 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
       z <- with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_sample, enc$spec, m$params,
                                             xs[, sel, drop = FALSE], k, draw_seed(),
                                             as.numeric(temper), threads))
-      th <- t(z * m$theta_sd + m$theta_mean)
-      colnames(th) <- m$names
+      dr <- draws_theta(object$prior, m, z)
+      th <- dr$theta
+      ok <- dr$inside
       lq <- attr(z, "log_prob") - sum(log(m$theta_sd))
-      ok <- in_support(object$prior, th)
       for (j in seq_along(sel)) {
         i <- sel[j]
         rows <- (j - 1) * k + seq_len(k)
@@ -194,6 +194,17 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
   # (counting only the kept ones would bias it, and so log_evidence, low)
   list(theta = theta, log_q = log_q, acceptance = pmin(1, inside / pmax(drawn, 1)),
        drawn = drawn)
+}
+
+# Standardised draws z (d x n, from C_r_model_sample) as parameters (n x d, named) and
+# whether each lies inside the prior's support: box bounds in C, custom blocks in R.
+draws_theta <- function(prior, m, z) {
+  prior <- prior_resolve(prior)
+  dr <- .Call(C_r_draws_theta, z, as.double(m$theta_mean), as.double(m$theta_sd),
+              as.double(prior$lower), as.double(prior$upper))
+  colnames(dr$theta) <- m$names
+  dr$inside <- support_custom(prior, dr$theta, dr$inside)
+  dr
 }
 
 # The proposal of importance sampling: the surrogate with its base widened by this factor

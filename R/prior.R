@@ -750,9 +750,18 @@ prior_theta_matrix <- function(theta, prior, fn) {
 prior_in_box <- function(prior, theta) {
   n <- nrow(theta)
   if (n == 0L) return(logical(0))
-  ok <- theta >= prior_colmat(prior$lower, n) &
-    theta <= prior_colmat(prior$upper, n)
-  rowSums(!ok) == 0
+  # column by column: no n x d bound matrices (predict() checks millions of draws); NaN is
+  # outside, and a column without bounds only needs that check
+  ok <- rep(TRUE, n)
+  for (j in seq_len(ncol(theta))) {
+    x <- theta[, j]
+    lo <- prior$lower[j]
+    hi <- prior$upper[j]
+    ok <- ok & !is.na(x)
+    if (lo > -Inf) ok <- ok & x >= lo
+    if (hi < Inf) ok <- ok & x <= hi
+  }
+  ok
 }
 
 #' Is theta inside the prior support?
@@ -764,7 +773,12 @@ prior_in_box <- function(prior, theta) {
 in_support <- function(prior, theta) {
   prior <- prior_resolve(prior)
   theta <- prior_theta_matrix(theta, prior, "in_support()")
-  inside <- prior_in_box(prior, theta)
+  support_custom(prior, theta, prior_in_box(prior, theta))
+}
+
+# `inside` (rows of theta inside the prior's box) narrowed to rows where every custom block
+# has a finite log density. `prior` must be resolved.
+support_custom <- function(prior, theta, inside) {
   for (comp in prior$components) {
     if (inherits(comp, "nbi_custom")) {
       idx <- which(inside)

@@ -26,3 +26,33 @@ SEXP r_importance(SEXP log_lik, SEXP log_prior, SEXP log_q) {
     UNPROTECT(4);
     return out;
 }
+
+/* Standardised draws z (d x n, one column per draw) to parameters: theta (n x d) =
+ * z * sd + mean per coordinate, and whether each row lies inside [lower, upper] (NaN does
+ * not). One pass in C: predict() handles millions of draws. */
+SEXP r_draws_theta(SEXP z, SEXP mean, SEXP sd, SEXP lower, SEXP upper) {
+    if (!Rf_isReal(mean)) Rf_error("'mean' must be a double vector");
+    const int d = LENGTH(mean);
+    const int n = need_cols(z, d, "z");
+    const double *m = need_real(mean, d, "mean"), *s = need_real(sd, d, "sd");
+    const double *lo = need_real(lower, d, "lower"), *hi = need_real(upper, d, "upper");
+    const double *zz = REAL(z);
+    SEXP theta = PROTECT(Rf_allocMatrix(REALSXP, n, d)), inside = PROTECT(Rf_allocVector(LGLSXP, n));
+    double *th = REAL(theta);
+    int *in = LOGICAL(inside);
+    for (int i = 0; i < n; i++) in[i] = 1;
+    for (int j = 0; j < d; j++) {
+        double *col = th + (size_t)j * n;
+        for (int i = 0; i < n; i++) {
+            double v = zz[(size_t)i * d + j] * s[j] + m[j];
+            col[i] = v;
+            if (!(v >= lo[j] && v <= hi[j])) in[i] = 0;
+        }
+    }
+    const char *names[] = {"theta", "inside", ""};
+    SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(out, 0, theta);
+    SET_VECTOR_ELT(out, 1, inside);
+    UNPROTECT(3);
+    return out;
+}

@@ -94,7 +94,7 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     SEXP out = PROTECT(Rf_allocMatrix(REALSXP, d, (int)N));
     SEXP lq = PROTECT(Rf_allocVector(REALSXP, N));
     int B = N < CHUNK ? (N > 0 ? (int)N : 1) : CHUNK;
-    double *work = (double *)R_alloc(flow_sample_work(&M.L, B), sizeof(double));
+    double *work = (double *)R_alloc(flow_sample_work(&M.L, B, nt), sizeof(double));
     const double *flow_p = p + M.F.n_params;
     /* chunks of whole observations (or of one observation's draws when n > CHUNK): each
      * observation's context then enters the flow once per chunk, not once per draw */

@@ -40,7 +40,7 @@ void flow_init_params(const flow_layout *L, double *params, uint64_t seed);
 size_t flow_fwd_work(const flow_layout *L, int B);   /* forward keeping every block's cache */
 size_t flow_eval_work(const flow_layout *L, int B);  /* forward only (keep = 0) */
 size_t flow_bwd_work(const flow_layout *L, int B);
-size_t flow_sample_work(const flow_layout *L, int B);
+size_t flow_sample_work(const flow_layout *L, int B, int threads);
 
 /* params must be masked (flow_mask). ctx has ctx_rows = B or 1 (broadcast) rows.
  * keep = 1: work (flow_fwd_work) keeps the activations that flow_backward needs; keep = 0:

@@ -12,11 +12,7 @@ void made_forward(const flow_layout *L, made_params p, int OD, const double *z,
 void made_backward(const flow_layout *L, made_params p, made_params g, int OD, const double *z,
                    const double *ctx, int B, const double *pre, const double *post,
                    const double *dout, double *dz, double *dctx, double *work, int threads);
-/* sampling in degree order (one forward pass per block instead of d) */
+/* sampling in degree order (one forward pass per block instead of d; flow/sample.c) */
 int made_degree_start(const flow_layout *L, int m);
 made_params made_sorted_copy(const flow_layout *L, made_params p, int OD, double *buf, int *pos);
-void made_hidden_degree(const flow_layout *L, made_params q, const double *z, const double *cbase,
-                        int cb_rows, int B, int m, double *pre, double *post, int threads);
-void made_output_rows(const flow_layout *L, made_params q, const double *h, int B, int P,
-                      int r0, int nr, int step, double *o);
 #endif

@@ -3,7 +3,6 @@
 #include <string.h>
 #include "nn/nn.h"
 #include "flow/made.h"
-#include "rng.h"
 
 #define LOG_SQRT_2PI 0.91893853320467274178
 #define PAR_ROWS 256
@@ -51,11 +50,6 @@ size_t flow_bwd_work(const flow_layout *L, int B) {
     return (size_t)B * (3 * L->K * L->d + 2 * L->d + 2 * L->hidden);
 }
 
-size_t flow_sample_work(const flow_layout *L, int B) {
-    return (size_t)B * (2 * L->d + 2 * (size_t)L->layers * L->hidden + 3 * L->K + 1) +
-           (size_t)B * (L->hidden + 3 * L->K * L->d) + L->size_mog + L->hidden / 2 + 1;
-}
-
 /* soft clamp: c * tanh(raw / c) lies in (-c, c) and is the identity near 0 */
 static inline double soft_clamp(double raw, double c) { return c * tanh(raw / c); }
 
@@ -76,41 +70,6 @@ static double mog_logpdf_t(const double *o, int K, double cm, double z, double l
         double a = soft_clamp(o[3 * k + 1], cm) + lt, u = (z - o[3 * k]) * exp(-a);
         s += exp(o[3 * k + 2] - lser - a - 0.5 * u * u - cmax);
     }
-    return cmax + log(s) - LOG_SQRT_2PI;
-}
-
-/* one draw z from the tempered mixture (component by its weight, then z = m_k + e^{a_k} n)
- * and its log-density, each weight and log-sd computed once: the same value as
- * mog_logpdf_t(o, K, cm, z, lt) with half the exp/tanh calls */
-#define MOG_FAST_K 32
-static double mog_draw(const double *o, int K, double cm, double lt, rng_t *r, double *z) {
-    double e[MOG_FAST_K], t[MOG_FAST_K];
-    const int keep = K <= MOG_FAST_K;  /* room to keep the terms (else: recompute) */
-    double rmax = -INFINITY, sr = 0.0;
-    for (int k = 0; k < K; k++) rmax = fmax(rmax, o[3 * k + 2]);
-    for (int k = 0; k < K; k++) {
-        double w = exp(o[3 * k + 2] - rmax);
-        if (keep) e[k] = w;
-        sr += w;
-    }
-    double u = rng_unif(r) * sr, acc = 0.0;
-    int kk = K - 1;
-    for (int k = 0; k < K; k++) {
-        acc += keep ? e[k] : exp(o[3 * k + 2] - rmax);
-        if (u < acc) { kk = k; break; }
-    }
-    const double zj = o[3 * kk] + exp(soft_clamp(o[3 * kk + 1], cm) + lt) * rng_norm(r);
-    *z = zj;
-    if (!keep) return mog_logpdf_t(o, K, cm, zj, lt);
-    const double lser = rmax + log(sr);
-    double cmax = -INFINITY;
-    for (int k = 0; k < K; k++) {
-        double a = soft_clamp(o[3 * k + 1], cm) + lt, v = (zj - o[3 * k]) * exp(-a);
-        t[k] = o[3 * k + 2] - lser - a - 0.5 * v * v;
-        cmax = fmax(cmax, t[k]);
-    }
-    double s = 0.0;
-    for (int k = 0; k < K; k++) s += exp(t[k] - cmax);
     return cmax + log(s) - LOG_SQRT_2PI;
 }
 
@@ -219,71 +178,4 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
     }
     if (dx) memcpy(dx, G, (size_t)B * d * sizeof(double));
     flow_mask(L, dparams);
-}
-
-void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
-                 int B, uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
-                 double *work, int threads) {
-    const double lt = log(tau);
-    const int d = L->d, K = L->K, H = L->hidden, nb = L->blocks;
-    const int per = B / ctx_rows;  /* consecutive draws per context row */
-    double *z = work, *y = z + (size_t)B * d;
-    double *pre = y + (size_t)B * d, *post = pre + (size_t)L->layers * B * H;
-    double *o = post + (size_t)L->layers * B * H;
-    double *lq = o + (size_t)B * 3 * K, *cbase = lq + (size_t)B;
-    double *cout = cbase + (size_t)B * H;  /* ctx_rows x OD */
-    double *sorted = cout + (size_t)B * 3 * K * d;
-    int *pos = (int *)(sorted + L->size_mog);
-    const double *hlast = post + (size_t)(L->layers - 1) * B * H;
-    for (int i = 0; i < B; i++) lq[i] = 0.0;
-    /* final block: draw z coordinate by coordinate from the mixture; step t computes the
-     * hidden units of degree t, the only new ones its coordinate may see */
-    {
-        const int OD = flow_out_dim(L, nb - 1), K3 = 3 * K;
-        made_params q = made_sorted_copy(L, flow_block_params(L, (double *)params, nb - 1), OD,
-                                         sorted, pos);
-        const int *ord = L->order + (size_t)(nb - 1) * d;
-        memset(z, 0, (size_t)B * d * sizeof(double));
-        made_context(L, q, OD, ctx, ctx_rows, cbase, cout);
-        for (int t = 0; t < d; t++) {
-            const int j = ord[t];
-            made_hidden_degree(L, q, z, cbase, ctx_rows, B, t, pre, post, threads);
-            made_output_rows(L, q, hlast, B, made_degree_start(L, t + 1), j * K3, K3, 1, o);
-            const uint64_t key = seed + 0xD1B54A32D192ED03ULL * (uint64_t)(t + 1);
-            #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
-            for (int i = 0; i < B; i++) {
-                double *oi = o + (size_t)i * K3;
-                const double *ci = cout + (size_t)(i / per) * OD + (size_t)j * K3;
-                for (int c = 0; c < K3; c++) oi[c] += ci[c];
-                rng_t r = rng_stream(key, index0 + i);
-                double zj;
-                lq[i] += mog_draw(oi, K, L->clamp_mix, lt, &r, &zj);
-                z[(size_t)i * d + j] = zj;
-            }
-        }
-    }
-    /* affine blocks in reverse: x_j = u_j exp(alpha_j) + mu_j, coordinate by coordinate */
-    for (int b = nb - 2; b >= 0; b--) {
-        made_params q = made_sorted_copy(L, flow_block_params(L, (double *)params, b), 2 * d,
-                                         sorted, pos);
-        const int *ord = L->order + (size_t)b * d;
-        double *tmp = y; y = z; z = tmp;  /* y: output of block b; z: its input, to solve for */
-        memset(z, 0, (size_t)B * d * sizeof(double));
-        made_context(L, q, 2 * d, ctx, ctx_rows, cbase, cout);
-        for (int t = 0; t < d; t++) {
-            const int j = ord[t];
-            made_hidden_degree(L, q, z, cbase, ctx_rows, B, t, pre, post, threads);
-            /* rows j (shift) and d + j (log-scale) of Wout: o[2i], o[2i + 1] */
-            made_output_rows(L, q, hlast, B, made_degree_start(L, t + 1), j, 2, d, o);
-            #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
-            for (int i = 0; i < B; i++) {
-                const double *ci = cout + (size_t)(i / per) * 2 * d;
-                double a = soft_clamp(o[2 * i + 1] + ci[d + j], L->clamp);
-                z[(size_t)i * d + j] = y[(size_t)i * d + j] * exp(a) + o[2 * i] + ci[j];
-                lq[i] -= a;
-            }
-        }
-    }
-    memcpy(x, z, (size_t)B * d * sizeof(double));
-    if (logq) memcpy(logq, lq, (size_t)B * sizeof(double));
 }

@@ -34,17 +34,26 @@ test_that("a 2-D flow integrates to 1 and its marginals follow the density", {
 })
 
 test_that("draws carry their exact log-density in awkward shapes (sampling runs in MADE degree order)", {
-  # hidden < d leaves degrees without units; hidden not a multiple of d gives uneven groups
-  for (sh in list(c(d = 5, hidden = 3, layers = 2), c(d = 4, hidden = 10, layers = 3),
-                  c(d = 3, hidden = 7, layers = 1))) {
+  # hidden < d leaves degrees without units; hidden not a multiple of d gives uneven groups;
+  # 400 draws per context make tiles of 64 draws that straddle two contexts. Every
+  # activation, in both precisions (float32: the sampler's products in float, so its
+  # log-density agrees with the float64 one to float accuracy).
+  shapes <- list(c(d = 5, hidden = 3, layers = 2, act = 3), c(d = 4, hidden = 10, layers = 3, act = 1),
+                 c(d = 3, hidden = 7, layers = 1, act = 2))
+  for (sh in shapes) {
     spec <- small_spec(d = sh[["d"]], nc = 2, hidden = sh[["hidden"]], layers = sh[["layers"]],
-                       act = "gelu")
+                       act = c("relu", "tanh", "gelu")[sh[["act"]]])
     p <- random_params(spec, scale = 0.7)
     ctx <- matrix(c(0.3, -1.1, 1.5, 0.2), 2)
     s <- .Call(C_r_model_sample, spec, p, ctx, 400L, 3, 1, 1L)
     expect_equal(attr(s, "log_prob"),
                  .Call(C_r_model_log_prob, spec, p, ctx[, rep(1:2, each = 400)], s, 1, 1L),
                  tolerance = 1e-10)
+    spec$precision <- "float32"
+    s <- .Call(C_r_model_sample, spec, p, ctx, 400L, 3, 1, 2L)
+    expect_equal(attr(s, "log_prob"),
+                 .Call(C_r_model_log_prob, spec, p, ctx[, rep(1:2, each = 400)], s, 1, 1L),
+                 tolerance = 1e-4)
   }
 })
 

@@ -336,3 +336,14 @@ test_that("print methods show the distributions", {
   expect_true(any(grepl("phi +uniform", out)))
   expect_true(any(grepl("A +loguniform.*\\[1, 10\\]", out)))
 })
+
+test_that("draws are mapped to parameters and checked against the prior's box in C", {
+  z <- matrix(c(0, 0, 1, -1, 3, 0.5, NaN, 0), 2)  # 2 parameters x 4 draws
+  r <- .Call(C_r_draws_theta, z, c(1, 0), c(2, 1), c(-Inf, -0.9), c(Inf, 1))
+  expect_equal(r$theta, t(z) * rep(c(2, 1), each = 4) + rep(c(1, 0), each = 4))
+  expect_identical(r$inside, c(TRUE, FALSE, TRUE, FALSE))  # -1 < -0.9; NaN is outside
+  expect_error(.Call(C_r_draws_theta, z, c(1, 0, 0), c(2, 1, 1), rep(-Inf, 3), rep(Inf, 3)),
+               "z")
+  expect_error(.Call(C_r_draws_theta, z, c(1, 0), 2, c(-Inf, -1), c(Inf, 1)), "sd")
+  expect_error(.Call(C_r_draws_theta, z, 1:2, c(2, 1), c(-Inf, -1), c(Inf, 1)), "mean")
+})

@@ -1,0 +1,342 @@
+/* Sampling the flow (flow.h) in tiles of TILE draws. Each tile goes through every block,
+ * unit-major (see sample_tile.h), so its activations stay in cache and every loop runs over
+ * the tile's draws; each step computes only the hidden units its coordinate may see (one
+ * forward pass per block instead of d). Tiles are spread over OpenMP threads; a draw's
+ * random numbers come from its own stream (rng.h), so results do not depend on the thread
+ * count. On x86-64 CPUs with AVX2 and FMA the tile code runs in a copy compiled for them. */
+#include <math.h>
+#include <string.h>
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "nn/nn.h"
+#include "flow/made.h"
+#include "rng.h"
+
+#define TILE 64
+#define LOG_SQRT_2PI 0.91893853320467274178
+#define AI static inline __attribute__((always_inline))
+
+/* a if the mask (all ones or all zeros, from tile_mask) is set, else b. Written on the bits:
+ * with trapping math (the default) the compiler keeps a branch for a floating-point select,
+ * and a loop with a branch does not vectorise. */
+AI int64_t tile_mask(int cond) { return -(int64_t)cond; }
+AI double tile_select(int64_t mask, double a, double b) {
+    int64_t ab, bb;
+    memcpy(&ab, &a, sizeof ab);
+    memcpy(&bb, &b, sizeof bb);
+    ab = (ab & mask) | (bb & ~mask);
+    memcpy(&a, &ab, sizeof a);
+    return a;
+}
+AI double tile_max(double a, double b) { return tile_select(tile_mask(a > b), a, b); }
+
+/* e^x within about 1 ulp, written so that loops over it vectorise: e^x = 2^k e^r with
+ * k = round(x / ln 2), |r| <= ln(2) / 2, e^r by its Taylor polynomial to r^13 (remainder
+ * below 4e-18), and 2^k added to the exponent bits. 0 below -700, e^700 above 700; NaN
+ * stays NaN. */
+AI double tile_exp(double x) {
+    const double shift = 0x1.8p52;  /* adding it rounds to an integer kept in the low bits */
+    const int64_t under = tile_mask(x < -700.0);
+    double xc = tile_select(tile_mask(x > 700.0), 700.0, tile_select(under, -700.0, x));
+    double kd = xc * 1.4426950408889634 + shift, k = kd - shift;
+    double r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t kb, pb;
+    memcpy(&kb, &kd, sizeof kb);
+    memcpy(&pb, &p, sizeof pb);
+    pb = (pb + (kb << 52)) & ~under;  /* k in the exponent (two's complement wraps right) */
+    memcpy(&p, &pb, sizeof p);
+    return p + (xc - xc);  /* NaN in, NaN out */
+}
+
+/* tanh through tile_exp: sign(x) (1 - e^-2|x|) / (1 + e^-2|x|) */
+AI double tile_tanh(double x) {
+    double e = tile_exp(-2.0 * fabs(x));
+    return copysign((1.0 - e) / (1.0 + e), x);
+}
+
+/* one block, ready for the tiles: sorted hidden units (made_sorted_copy), the context's
+ * contributions per context row, and the products' weights in the compute type */
+typedef struct {
+    int d, H, layers, act, K, OD, mog;
+    double clamp;                 /* soft bound of log-scales (mixture sds in the last block) */
+    const int *order, *start;     /* coordinate at each step; first sorted unit of each degree */
+    const double *cbase, *cout, *bh[FLOW_MAX_LAYERS];
+    const void *Win, *Wh[FLOW_MAX_LAYERS], *Wout;
+} tile_block;
+
+typedef struct {
+    const int *crow;  /* context row of each lane */
+    uint64_t seed, first;  /* random streams (seed, first + lane) */
+    int nt;           /* lanes holding draws; the others are padding */
+    double lt;        /* log temperature */
+} tile_draws;
+
+typedef struct {
+    double *zt, *yt, *lq, *o, *as, *cum, *rmax, *sr, *u, *nrm, *zsel, *asel;
+    void *act, *tmp, *zr;
+    int *crow;
+} tile_scratch;
+
+/* coordinate j of the mixture block for every lane at step t: a component by its weight,
+ * z = mean + e^{a} n, and log of the tempered mixture density at z (as mog_draw in maf.c) */
+AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *zj,
+                      double *lq, tile_scratch *s) {
+    const int K = w->K;
+    const double cm = w->clamp, lt = td->lt;
+    const double *o = s->o;
+    double *rmax = s->rmax, *sr = s->sr, *zsel = s->zsel, *asel = s->asel;
+    #pragma omp simd
+    for (int i = 0; i < TILE; i++) { rmax[i] = o[2 * TILE + i]; sr[i] = 0.0; }
+    for (int k = 1; k < K; k++) {
+        const double *lg = o + (size_t)(3 * k + 2) * TILE;
+        #pragma omp simd
+        for (int i = 0; i < TILE; i++) rmax[i] = tile_max(lg[i], rmax[i]);
+    }
+    for (int k = 0; k < K; k++) {
+        const double *raw = o + (size_t)(3 * k + 1) * TILE, *lg = raw + TILE;
+        double *cum = s->cum + (size_t)k * TILE, *as = s->as + (size_t)k * TILE;
+        #pragma omp simd
+        for (int i = 0; i < TILE; i++) {
+            sr[i] += tile_exp(lg[i] - rmax[i]);
+            cum[i] = sr[i];
+            as[i] = cm * tile_tanh(raw[i] / cm) + lt;
+        }
+    }
+    const uint64_t key = td->seed + 0xD1B54A32D192ED03ULL * (uint64_t)(t + 1);
+    for (int i = 0; i < TILE; i++) {
+        if (i < td->nt) {
+            rng_t r = rng_stream(key, td->first + i);
+            s->u[i] = rng_unif(&r);
+            s->nrm[i] = rng_norm(&r);
+        } else {
+            s->u[i] = 0.5;
+            s->nrm[i] = 0.0;
+        }
+    }
+    /* the first component whose cumulative weight exceeds u * sum */
+    #pragma omp simd
+    for (int i = 0; i < TILE; i++) {
+        zsel[i] = o[(size_t)(3 * (K - 1)) * TILE + i];
+        asel[i] = s->as[(size_t)(K - 1) * TILE + i];
+    }
+    for (int k = K - 2; k >= 0; k--) {
+        const double *cum = s->cum + (size_t)k * TILE, *as = s->as + (size_t)k * TILE;
+        const double *mean = o + (size_t)(3 * k) * TILE;
+        #pragma omp simd
+        for (int i = 0; i < TILE; i++) {
+            const int64_t take = tile_mask(s->u[i] * sr[i] < cum[i]);
+            zsel[i] = tile_select(take, mean[i], zsel[i]);
+            asel[i] = tile_select(take, as[i], asel[i]);
+        }
+    }
+    #pragma omp simd
+    for (int i = 0; i < TILE; i++) zsel[i] += tile_exp(asel[i]) * s->nrm[i];
+    /* log sum_k pi_k N(z; m_k, e^{2 a_k}) with logits shifted by rmax; the terms overwrite cum */
+    #pragma omp simd
+    for (int i = 0; i < TILE; i++) asel[i] = -INFINITY;  /* now: the largest term */
+    for (int k = 0; k < K; k++) {
+        const double *mean = o + (size_t)(3 * k) * TILE, *lg = mean + 2 * TILE;
+        const double *as = s->as + (size_t)k * TILE;
+        double *term = s->cum + (size_t)k * TILE;
+        #pragma omp simd
+        for (int i = 0; i < TILE; i++) {
+            double v = (zsel[i] - mean[i]) * tile_exp(-as[i]);
+            term[i] = (lg[i] - rmax[i]) - as[i] - 0.5 * v * v;
+            asel[i] = tile_max(term[i], asel[i]);
+        }
+    }
+    #pragma omp simd
+    for (int i = 0; i < TILE; i++) rmax[i] = 0.0;  /* now: sum of e^(term - largest) */
+    for (int k = 0; k < K; k++) {
+        const double *term = s->cum + (size_t)k * TILE;
+        #pragma omp simd
+        for (int i = 0; i < TILE; i++) rmax[i] += tile_exp(term[i] - asel[i]);
+    }
+    for (int i = 0; i < td->nt; i++) {
+        lq[i] += asel[i] + log(rmax[i] / sr[i]) - LOG_SQRT_2PI;
+        zj[i] = zsel[i];
+    }
+}
+
+/* affine block, coordinate j: z = y e^{a} + shift, a = the clamped log-scale (rows o[0] and
+ * o[1]); the log-density loses a */
+AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, double *lq,
+                            tile_scratch *s) {
+    const double c = w->clamp;
+    const double *shift = s->o, *raw = s->o + TILE;
+    #pragma omp simd
+    for (int i = 0; i < TILE; i++) {
+        double a = c * tile_tanh(raw[i] / c);
+        zj[i] = yj[i] * tile_exp(a) + shift[i];
+        lq[i] -= a;
+    }
+}
+
+#define REAL double
+#define REAL_BITS int64_t
+#define TS(name) name##_f64
+#include "flow/sample_tile.h"
+#undef REAL
+#undef REAL_BITS
+#undef TS
+#define REAL float
+#define REAL_BITS int32_t
+#define TS(name) name##_f32
+#include "flow/sample_tile.h"
+#undef REAL
+#undef REAL_BITS
+#undef TS
+
+typedef void (*tile_fn)(const tile_block *, int, const tile_draws *, tile_scratch *);
+static void tile_flow_f64_base(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) {
+    tile_flow_f64(b, nb, td, s);
+}
+static void tile_flow_f32_base(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) {
+    tile_flow_f32(b, nb, td, s);
+}
+#if defined(__GNUC__) && defined(__x86_64__)
+#define TILE_DISPATCH 1
+__attribute__((target("avx2,fma")))
+static void tile_flow_f64_avx2(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) {
+    tile_flow_f64(b, nb, td, s);
+}
+__attribute__((target("avx2,fma")))
+static void tile_flow_f32_avx2(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) {
+    tile_flow_f32(b, nb, td, s);
+}
+#endif
+
+static tile_fn tile_function(int single) {
+#ifdef TILE_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return single ? tile_flow_f32_avx2 : tile_flow_f64_avx2;
+#endif
+    return single ? tile_flow_f32_base : tile_flow_f64_base;
+}
+
+/* doubles of one thread's scratch, each array rounded up to whole cache lines */
+#define LINE(n) ((((size_t)(n)) + 7) / 8 * 8)
+static size_t scratch_doubles(const flow_layout *L) {
+    const int H = L->hidden, K3 = 3 * L->K, wide = H > K3 ? H : K3;
+    return 3 * LINE((size_t)L->d * TILE) + 9 * LINE(TILE) + LINE((size_t)K3 * TILE) +
+           2 * LINE((size_t)L->K * TILE) + LINE((size_t)L->layers * H * TILE) +
+           LINE((size_t)wide * TILE);
+}
+
+static tile_scratch scratch_at(const flow_layout *L, double *p) {
+    tile_scratch s;
+    const int H = L->hidden, K3 = 3 * L->K;
+    s.zt = p;   p += LINE((size_t)L->d * TILE);
+    s.yt = p;   p += LINE((size_t)L->d * TILE);
+    s.zr = p;   p += LINE((size_t)L->d * TILE);
+    double **one[] = {&s.lq, &s.rmax, &s.sr, &s.u, &s.nrm, &s.zsel, &s.asel};
+    for (int k = 0; k < 7; k++) { *one[k] = p; p += LINE(TILE); }
+    s.crow = (int *)p;  p += 2 * LINE(TILE);  /* ints in double slots: room to spare */
+    s.o = p;    p += LINE((size_t)K3 * TILE);
+    s.as = p;   p += LINE((size_t)L->K * TILE);
+    s.cum = p;  p += LINE((size_t)L->K * TILE);
+    s.act = p;  p += LINE((size_t)L->layers * H * TILE);
+    s.tmp = p;
+    return s;
+}
+
+size_t flow_sample_work(const flow_layout *L, int B, int threads) {
+    const size_t H = L->hidden, blocks = L->blocks;
+    /* sorted copies and float copies (at most half as many doubles), each rounded up to
+     * cache lines; the context parts; pos and start; every thread's scratch */
+    return 2 * L->n_params + blocks * (L->layers + 4) * 8 +
+           blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) + LINE(H + L->d + 2) +
+           (size_t)(threads > 1 ? threads : 1) * scratch_doubles(L);
+}
+
+/* block b sorted, its context part for the ctx_rows contexts, and float copies of its
+ * product weights in float32 mode; p advances past what it uses */
+static tile_block prepare_block(const flow_layout *L, const double *params, int b,
+                                const double *ctx, int ctx_rows, int single, int *pos,
+                                const int *start, double **p) {
+    tile_block w;
+    const int H = L->hidden, OD = flow_out_dim(L, b);
+    made_params q = made_sorted_copy(L, flow_block_params(L, (double *)params, b), OD, *p, pos);
+    *p += LINE(b == L->blocks - 1 ? L->size_mog : L->size_affine);
+    double *cbase = *p, *cout = cbase + (size_t)ctx_rows * H;
+    *p += LINE((size_t)ctx_rows * (H + OD));
+    made_context(L, q, OD, ctx, ctx_rows, cbase, cout);
+    w.d = L->d; w.H = H; w.layers = L->layers; w.act = L->act; w.K = L->K; w.OD = OD;
+    w.mog = b == L->blocks - 1;
+    w.clamp = w.mog ? L->clamp_mix : L->clamp;
+    w.order = L->order + (size_t)b * L->d;
+    w.start = start;
+    w.Win = q.Win; w.cbase = cbase; w.cout = cout;
+    for (int l = 1; l < L->layers; l++) { w.bh[l] = q.bh[l]; w.Wh[l] = q.Wh[l]; }
+    w.Wout = q.Wout;
+    if (single) {  /* float copies of Win, Wh and Wout */
+        float *fi = (float *)*p;
+        for (size_t i = 0; i < (size_t)H * L->d; i++) fi[i] = (float)q.Win[i];
+        w.Win = fi;
+        *p += LINE((size_t)H * L->d / 2 + 1);
+        for (int l = 1; l < L->layers; l++) {
+            float *f = (float *)*p;
+            for (size_t i = 0; i < (size_t)H * H; i++) f[i] = (float)q.Wh[l][i];
+            w.Wh[l] = f;
+            *p += LINE((size_t)H * H / 2 + 1);
+        }
+        float *f = (float *)*p;
+        for (size_t i = 0; i < (size_t)OD * H; i++) f[i] = (float)q.Wout[i];
+        w.Wout = f;
+        *p += LINE((size_t)OD * H / 2 + 1);
+    }
+    return w;
+}
+
+void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
+                 int B, uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
+                 double *work, int threads) {
+    const int d = L->d, nb = L->blocks, per = B / ctx_rows;
+    const int single = nn_precision_single() != 0;
+    tile_block blocks[nb];
+    int *pos = (int *)work, *start = pos + L->hidden;
+    double *p = work + LINE(L->hidden + d + 2);
+    for (int m = 0; m <= d; m++) start[m] = made_degree_start(L, m);
+    for (int b = 0; b < nb; b++)
+        blocks[b] = prepare_block(L, params, b, ctx, ctx_rows, single, pos, start, &p);
+    const tile_fn run = tile_function(single);
+    const int ntile = (B + TILE - 1) / TILE;
+    const double lt = log(tau);
+    double *scratch = p;
+    #pragma omp parallel num_threads(threads)
+    {
+        int me = 0;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+#endif
+        tile_scratch s = scratch_at(L, scratch + (size_t)me * scratch_doubles(L));
+        #pragma omp for schedule(static)
+        for (int k = 0; k < ntile; k++) {
+            const int i0 = k * TILE, nt = B - i0 < TILE ? B - i0 : TILE;
+            for (int i = 0; i < TILE; i++) s.crow[i] = (i0 + (i < nt ? i : nt - 1)) / per;
+            tile_draws td = {s.crow, seed, index0 + (uint64_t)i0, nt, lt};
+            run(blocks, nb, &td, &s);
+            for (int i = 0; i < nt; i++) {
+                for (int j = 0; j < d; j++) x[(size_t)(i0 + i) * d + j] = s.zt[(size_t)j * TILE + i];
+                if (logq) logq[i0 + i] = s.lq[i];
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+/* One tile of draws through every block of the flow, inverting each block coordinate by
+ * coordinate. The weight products, biases and activations of hidden units run in REAL
+ * (double, or float in float32 mode; REAL_BITS: the integer of its size); the mixture and
+ * affine arithmetic in double. Included by sample.c once per REAL; TS(name) names this
+ * instance's functions. Arrays are unit-major over the tile: unit
+ * s of a layer at s * TILE, draw i of the tile at offset i, so every inner loop runs over
+ * TILE consecutive draws and vectorises. */
+
+/* out (n x TILE) = the first K columns of w (n rows, row stride ldw) times in (K x TILE):
+ * four output units by 2 vectors of draws held in 8 vector registers, so each load of
+ * `in` feeds four multiply-adds (GCC vector extensions; split into halves without AVX) */
+typedef REAL TS(vec) __attribute__((vector_size(32)));
+static inline __attribute__((always_inline))
+void TS(dense)(REAL *restrict out, const REAL *restrict w, int ldw, const REAL *restrict in,
+               int n, int K) {
+    enum { VL = 32 / sizeof(REAL) };  /* draws per vector */
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const REAL *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        for (int t0 = 0; t0 < TILE; t0 += 2 * VL) {
+            TS(vec) a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0},
+                    a30 = {0}, a31 = {0}, x0, x1;
+            for (int k = 0; k < K; k++) {
+                memcpy(&x0, in + (size_t)k * TILE + t0, sizeof x0);
+                memcpy(&x1, in + (size_t)k * TILE + t0 + VL, sizeof x1);
+                a00 += w0[k] * x0; a01 += w0[k] * x1;
+                a10 += w1[k] * x0; a11 += w1[k] * x1;
+                a20 += w2[k] * x0; a21 += w2[k] * x1;
+                a30 += w3[k] * x0; a31 += w3[k] * x1;
+            }
+            REAL *o = out + (size_t)j * TILE + t0;
+            memcpy(o, &a00, sizeof a00); memcpy(o + VL, &a01, sizeof a01);
+            memcpy(o + TILE, &a10, sizeof a10); memcpy(o + TILE + VL, &a11, sizeof a11);
+            memcpy(o + 2 * TILE, &a20, sizeof a20); memcpy(o + 2 * TILE + VL, &a21, sizeof a21);
+            memcpy(o + 3 * TILE, &a30, sizeof a30); memcpy(o + 3 * TILE + VL, &a31, sizeof a31);
+        }
+    }
+    for (; j < n; j++) {  /* the last units one at a time, 4 vectors of draws */
+        const REAL *wj = w + (size_t)j * ldw;
+        for (int t0 = 0; t0 < TILE; t0 += 4 * VL) {
+            TS(vec) a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, x0, x1, x2, x3;
+            for (int k = 0; k < K; k++) {
+                const REAL *x = in + (size_t)k * TILE + t0;
+                memcpy(&x0, x, sizeof x0); memcpy(&x1, x + VL, sizeof x1);
+                memcpy(&x2, x + 2 * VL, sizeof x2); memcpy(&x3, x + 3 * VL, sizeof x3);
+                a0 += wj[k] * x0; a1 += wj[k] * x1; a2 += wj[k] * x2; a3 += wj[k] * x3;
+            }
+            REAL *o = out + (size_t)j * TILE + t0;
+            memcpy(o, &a0, sizeof a0); memcpy(o + VL, &a1, sizeof a1);
+            memcpy(o + 2 * VL, &a2, sizeof a2); memcpy(o + 3 * VL, &a3, sizeof a3);
+        }
+    }
+}
+
+/* out = the activation of in + add, one row of TILE: on a product's output (REAL), so in
+ * float32 mode the bias is added in float (the result is rounded to float for the next
+ * product anyway). */
+static inline __attribute__((always_inline))
+void TS(activate)(REAL *restrict out, const REAL *restrict in, double add, int act) {
+    const REAL b = (REAL)add;
+    switch (act) {
+    case ACT_RELU:
+        #pragma omp simd
+        for (int t = 0; t < TILE; t++) {
+            REAL v = in[t] + b;
+            REAL_BITS vb;  /* v, or +0 unless v > 0: on the bits, see tile_select */
+            memcpy(&vb, &v, sizeof vb);
+            vb &= -(REAL_BITS)(v > 0);
+            memcpy(&out[t], &vb, sizeof vb);
+        }
+        break;
+    case ACT_TANH:
+        #pragma omp simd
+        for (int t = 0; t < TILE; t++) out[t] = (REAL)tile_tanh((double)in[t] + add);
+        break;
+    default:
+        for (int t = 0; t < TILE; t++) {
+            double v = (double)in[t] + add;
+            out[t] = (REAL)(0.5 * v * (1.0 + erf(v * M_SQRT1_2)));
+        }
+    }
+}
+
+/* the hidden units of degree m in every layer of block w, from the tile's inputs zt (d x
+ * TILE) whose coordinates of rank < m are final: exactly the units step m can compute */
+static inline __attribute__((always_inline))
+void TS(hidden_degree)(const tile_block *w, int m, const double *zt, const int *crow,
+                       tile_scratch *s) {
+    const int H = w->H, d = w->d;
+    const int s0 = w->start[m], n = w->start[m + 1] - s0;
+    REAL *act = (REAL *)s->act, *tmp = (REAL *)s->tmp;
+    /* layer 0: the masked inputs' product, plus the context part of the lane's row */
+    REAL *zr = (REAL *)s->zr;
+    #pragma omp simd
+    for (int i = 0; i < d * TILE; i++) zr[i] = (REAL)zt[i];
+    TS(dense)(tmp, (const REAL *)w->Win + (size_t)s0 * d, d, zr, n, d);
+    for (int u = 0; u < n; u++) {
+        REAL *out = act + (size_t)(s0 + u) * TILE, *in = tmp + (size_t)u * TILE;
+        if (crow[0] == crow[TILE - 1]) {  /* one context row for the whole tile (rows ascend) */
+            TS(activate)(out, in, w->cbase[(size_t)crow[0] * H + s0 + u], w->act);
+        } else {
+            #pragma omp simd
+            for (int t = 0; t < TILE; t++) in[t] += (REAL)w->cbase[(size_t)crow[t] * H + s0 + u];
+            TS(activate)(out, in, 0.0, w->act);
+        }
+    }
+    for (int l = 1; l < w->layers; l++) {
+        const REAL *in = act + (size_t)(l - 1) * H * TILE;
+        REAL *out = act + (size_t)l * H * TILE;
+        TS(dense)(tmp, (const REAL *)w->Wh[l] + (size_t)s0 * H, H, in, n, s0 + n);
+        for (int u = 0; u < n; u++)
+            TS(activate)(out + (size_t)(s0 + u) * TILE, tmp + (size_t)u * TILE, w->bh[l][s0 + u],
+                         w->act);
+    }
+}
+
+/* o (nr x TILE, double) = rows r0, r0 + step, ... of Wout over the first P sorted units of
+ * the last layer, plus the context's part cout */
+static inline __attribute__((always_inline))
+void TS(output_rows)(const tile_block *w, int P, int r0, int nr, int step, const int *crow,
+                     tile_scratch *s) {
+    const int H = w->H;
+    REAL *tmp = (REAL *)s->tmp;
+    const REAL *h = (const REAL *)s->act + (size_t)(w->layers - 1) * H * TILE;
+    TS(dense)(tmp, (const REAL *)w->Wout + (size_t)r0 * H, step * H, h, nr, P);
+    for (int r = 0; r < nr; r++) {
+        const double *co = w->cout + r0 + (size_t)r * step;
+        const REAL *in = tmp + (size_t)r * TILE;
+        double *o = s->o + (size_t)r * TILE;
+        if (crow[0] == crow[TILE - 1]) {
+            const double c0 = co[(size_t)crow[0] * w->OD];
+            #pragma omp simd
+            for (int t = 0; t < TILE; t++) o[t] = (double)in[t] + c0;
+        } else {
+            #pragma omp simd
+            for (int t = 0; t < TILE; t++) o[t] = (double)in[t] + co[(size_t)crow[t] * w->OD];
+        }
+    }
+}
+
+/* the d steps of block w on one tile: zt (d x TILE) becomes the block's input, given its
+ * output yt (affine blocks); lq (TILE) accumulates the log-density */
+static inline __attribute__((always_inline))
+void TS(block_steps)(const tile_block *w, const tile_draws *td, double *zt, const double *yt,
+                     double *lq, tile_scratch *s) {
+    const int d = w->d, K3 = 3 * w->K;
+    memset(zt, 0, (size_t)d * TILE * sizeof(double));
+    for (int t = 0; t < d; t++) {
+        const int j = w->order[t];
+        TS(hidden_degree)(w, t, zt, td->crow, s);
+        if (w->mog) {
+            TS(output_rows)(w, w->start[t + 1], j * K3, K3, 1, td->crow, s);
+            tile_mog_draw(w, td, t, zt + (size_t)j * TILE, lq, s);
+        } else {  /* rows j (shift) and d + j (log-scale) */
+            TS(output_rows)(w, w->start[t + 1], j, 2, d, td->crow, s);
+            tile_affine_inverse(w, zt + (size_t)j * TILE, yt + (size_t)j * TILE, lq, s);
+        }
+    }
+}
+
+/* the whole flow on one tile: the mixture block first, then the affine blocks in reverse */
+static inline __attribute__((always_inline))
+void TS(tile_flow)(const tile_block *blocks, int nb, const tile_draws *td, tile_scratch *s) {
+    double *z = s->zt, *y = s->yt;
+    #pragma omp simd
+    for (int t = 0; t < TILE; t++) s->lq[t] = 0.0;
+    for (int b = nb - 1; b >= 0; b--) {
+        double *tmp = y; y = z; z = tmp;  /* y: block b's output; z: its input, solved for */
+        TS(block_steps)(blocks + b, td, z, y, s->lq, s);
+    }
+    if (z != s->zt) memcpy(s->zt, z, (size_t)blocks[0].d * TILE * sizeof(double));
+}
