@@ -173,12 +173,15 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
       for (j in seq_along(sel)) {
         i <- sel[j]
         rows <- (j - 1) * k + seq_len(k)
-        keep <- rows[ok[rows]]
-        keep <- keep[seq_len(min(length(keep), need[i]))]
-        theta[[i]] <- rbind(theta[[i]], th[keep, , drop = FALSE])
+        n_in <- sum(ok[rows])
+        keep <- if (n_in == k) rows else rows[ok[rows]]
+        if (length(keep) > need[i]) keep <- keep[seq_len(need[i])]
+        # the first attempt usually keeps all: no rbind copy then (10^4 observations)
+        theta[[i]] <- if (is.null(theta[[i]])) th[keep, , drop = FALSE]
+                      else rbind(theta[[i]], th[keep, , drop = FALSE])
         log_q[[i]] <- c(log_q[[i]], lq[keep])
         drawn[i] <- drawn[i] + k
-        inside[i] <- inside[i] + sum(ok[rows])
+        inside[i] <- inside[i] + n_in
         need[i] <- need[i] - length(keep)
       }
     }
