@@ -166,23 +166,26 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
       z <- with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_sample, enc$spec, m$params,
                                             xs[, sel, drop = FALSE], k, draw_seed(),
                                             as.numeric(temper), threads))
-      dr <- draws_theta(object$prior, m, z)
-      th <- dr$theta
-      ok <- dr$inside
-      lq <- attr(z, "log_prob") - sum(log(m$theta_sd))
+      dr <- draws_theta(object$prior, m, z, k)
       for (j in seq_along(sel)) {
         i <- sel[j]
-        rows <- (j - 1) * k + seq_len(k)
-        n_in <- sum(ok[rows])
-        keep <- if (n_in == k) rows else rows[ok[rows]]
-        if (length(keep) > need[i]) keep <- keep[seq_len(need[i])]
-        # the first attempt usually keeps all: no rbind copy then (10^4 observations)
-        theta[[i]] <- if (is.null(theta[[i]])) th[keep, , drop = FALSE]
-                      else rbind(theta[[i]], th[keep, , drop = FALSE])
-        log_q[[i]] <- c(log_q[[i]], lq[keep])
+        th <- dr$theta[[j]]
+        lq <- dr$log_q[[j]]
+        if (dr$n_inside[j] < k) {
+          keep <- which(dr$inside[(j - 1) * k + seq_len(k)])
+          th <- th[keep, , drop = FALSE]
+          lq <- lq[keep]
+        }
+        if (nrow(th) > need[i]) {
+          th <- th[seq_len(need[i]), , drop = FALSE]
+          lq <- lq[seq_len(need[i])]
+        }
+        # the first attempt usually keeps all: no copies then (10^4 observations)
+        theta[[i]] <- if (is.null(theta[[i]])) th else rbind(theta[[i]], th)
+        log_q[[i]] <- if (is.null(log_q[[i]])) lq else c(log_q[[i]], lq)
         drawn[i] <- drawn[i] + k
-        inside[i] <- inside[i] + n_in
-        need[i] <- need[i] - length(keep)
+        inside[i] <- inside[i] + dr$n_inside[j]
+        need[i] <- need[i] - nrow(th)
       }
     }
   }
@@ -199,14 +202,18 @@ sample_in_support <- function(object, items, n, threads, temper = 1) {
        drawn = drawn)
 }
 
-# Standardised draws z (d x n, from C_r_model_sample) as parameters (n x d, named) and
-# whether each lies inside the prior's support: box bounds in C, custom blocks in R.
-draws_theta <- function(prior, m, z) {
+# Standardised draws z (d x n, from C_r_model_sample, k per observation) as each
+# observation's parameters (k x d, named) and log-densities, with which draws lie inside
+# the prior's support and how many per observation: box bounds in C, custom blocks in R.
+draws_theta <- function(prior, m, z, k) {
   prior <- prior_resolve(prior)
-  dr <- .Call(C_r_draws_theta, z, as.double(m$theta_mean), as.double(m$theta_sd),
-              as.double(prior$lower), as.double(prior$upper))
-  colnames(dr$theta) <- m$names
-  dr$inside <- support_custom(prior, dr$theta, dr$inside)
+  dr <- .Call(C_r_draws_theta, z, attr(z, "log_prob"), as.integer(k),
+              as.double(m$theta_mean), as.double(m$theta_sd), as.double(prior$lower),
+              as.double(prior$upper), as.character(m$names))
+  if (any(vapply(prior$components, inherits, logical(1), "nbi_custom"))) {
+    dr$inside <- support_custom(prior, do.call(rbind, dr$theta), dr$inside)
+    dr$n_inside <- colSums(matrix(dr$inside, k))
+  }
   dr
 }
 

@@ -13,7 +13,7 @@ SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
 SEXP r_importance(SEXP, SEXP, SEXP);
-SEXP r_draws_theta(SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_draws_theta(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_blas_threads(SEXP);
 SEXP r_have_sgemm(void);
 void nn_free_scratch(void);
@@ -36,7 +36,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_nn_linear", (DL_FUNC)&r_nn_linear, 4},
     {"r_nn_act", (DL_FUNC)&r_nn_act, 4},
     {"r_importance", (DL_FUNC)&r_importance, 3},
-    {"r_draws_theta", (DL_FUNC)&r_draws_theta, 5},
+    {"r_draws_theta", (DL_FUNC)&r_draws_theta, 8},
     {"r_nn_conv1d", (DL_FUNC)&r_nn_conv1d, 5},
     {"r_nn_layernorm", (DL_FUNC)&r_nn_layernorm, 5},
     {"r_nn_maxpool2", (DL_FUNC)&r_nn_maxpool2, 3},

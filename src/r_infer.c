@@ -27,32 +27,59 @@ SEXP r_importance(SEXP log_lik, SEXP log_prior, SEXP log_q) {
     return out;
 }
 
-/* Standardised draws z (d x n, one column per draw) to parameters: theta (n x d) =
- * z * sd + mean per coordinate, and whether each row lies inside [lower, upper] (NaN does
- * not). One pass in C: predict() handles millions of draws. */
-SEXP r_draws_theta(SEXP z, SEXP mean, SEXP sd, SEXP lower, SEXP upper) {
+/* Standardised draws z (d x n, one column per draw; k consecutive draws per observation)
+ * and their log-densities as each observation's parameters: a list of k x d matrices
+ * theta = z * sd + mean per coordinate (column names `names`), a list of log-densities
+ * log_q - sum(log sd), and whether each draw lies inside [lower, upper] (NaN does not),
+ * with the count per observation. One pass in C: predict() handles millions of draws. */
+SEXP r_draws_theta(SEXP z, SEXP log_q, SEXP per, SEXP mean, SEXP sd, SEXP lower, SEXP upper,
+                   SEXP names) {
     if (!Rf_isReal(mean)) Rf_error("'mean' must be a double vector");
     const int d = LENGTH(mean);
-    const int n = need_cols(z, d, "z");
+    const int n = need_cols(z, d, "z"), k = Rf_asInteger(per);
+    if (k == NA_INTEGER || k < 1 || n % k != 0) Rf_error("'per' must divide the number of draws");
     const double *m = need_real(mean, d, "mean"), *s = need_real(sd, d, "sd");
     const double *lo = need_real(lower, d, "lower"), *hi = need_real(upper, d, "upper");
-    const double *zz = REAL(z);
-    SEXP theta = PROTECT(Rf_allocMatrix(REALSXP, n, d)), inside = PROTECT(Rf_allocVector(LGLSXP, n));
-    double *th = REAL(theta);
-    int *in = LOGICAL(inside);
-    for (int i = 0; i < n; i++) in[i] = 1;
-    for (int j = 0; j < d; j++) {
-        double *col = th + (size_t)j * n;
-        for (int i = 0; i < n; i++) {
-            double v = zz[(size_t)i * d + j] * s[j] + m[j];
-            col[i] = v;
-            if (!(v >= lo[j] && v <= hi[j])) in[i] = 0;
+    const double *lq = need_real(log_q, n, "log_q"), *zz = REAL(z);
+    if (!Rf_isString(names) || LENGTH(names) != d) Rf_error("'names' must have %d strings", d);
+    double shift = 0.0;
+    for (int j = 0; j < d; j++) shift += log(s[j]);
+    const int n_obs = n / k;
+    const char *fields[] = {"theta", "log_q", "inside", "n_inside", ""};
+    SEXP out = PROTECT(Rf_mkNamed(VECSXP, fields));
+    SEXP th = Rf_allocVector(VECSXP, n_obs);
+    SET_VECTOR_ELT(out, 0, th);
+    SEXP lql = Rf_allocVector(VECSXP, n_obs);
+    SET_VECTOR_ELT(out, 1, lql);
+    SEXP inside = Rf_allocVector(LGLSXP, n);
+    SET_VECTOR_ELT(out, 2, inside);
+    SEXP count = Rf_allocVector(INTSXP, n_obs);
+    SET_VECTOR_ELT(out, 3, count);
+    SEXP dn = PROTECT(Rf_allocVector(VECSXP, 2));
+    SET_VECTOR_ELT(dn, 1, names);
+    int *in = LOGICAL(inside), *cnt = INTEGER(count);
+    for (int o = 0; o < n_obs; o++) {
+        SEXP mo = Rf_allocMatrix(REALSXP, k, d);
+        SET_VECTOR_ELT(th, o, mo);
+        Rf_setAttrib(mo, R_DimNamesSymbol, dn);
+        SEXP lo_ = Rf_allocVector(REALSXP, k);
+        SET_VECTOR_ELT(lql, o, lo_);
+        double *t = REAL(mo), *l = REAL(lo_);
+        const size_t i0 = (size_t)o * k;
+        for (int i = 0; i < k; i++) {
+            in[i0 + i] = 1;
+            l[i] = lq[i0 + i] - shift;
         }
+        for (int j = 0; j < d; j++)
+            for (int i = 0; i < k; i++) {
+                double v = zz[(i0 + i) * d + j] * s[j] + m[j];
+                t[(size_t)j * k + i] = v;
+                if (!(v >= lo[j] && v <= hi[j])) in[i0 + i] = 0;
+            }
+        int c = 0;
+        for (int i = 0; i < k; i++) c += in[i0 + i];
+        cnt[o] = c;
     }
-    const char *names[] = {"theta", "inside", ""};
-    SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
-    SET_VECTOR_ELT(out, 0, theta);
-    SET_VECTOR_ELT(out, 1, inside);
-    UNPROTECT(3);
+    UNPROTECT(2);
     return out;
 }

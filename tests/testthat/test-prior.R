@@ -338,12 +338,41 @@ test_that("print methods show the distributions", {
 })
 
 test_that("draws are mapped to parameters and checked against the prior's box in C", {
-  z <- matrix(c(0, 0, 1, -1, 3, 0.5, NaN, 0), 2)  # 2 parameters x 4 draws
-  r <- .Call(C_r_draws_theta, z, c(1, 0), c(2, 1), c(-Inf, -0.9), c(Inf, 1))
-  expect_equal(r$theta, t(z) * rep(c(2, 1), each = 4) + rep(c(1, 0), each = 4))
+  z <- matrix(c(0, 0, 1, -1, 3, 0.5, NaN, 0), 2)  # 2 parameters x 4 draws, 2 per observation
+  lq <- c(-1, -2, -3, -4)
+  nm <- c("a", "b")
+  r <- .Call(C_r_draws_theta, z, lq, 2L, c(1, 0), c(2, 1), c(-Inf, -0.9), c(Inf, 1), nm)
+  th <- t(z) * rep(c(2, 1), each = 4) + rep(c(1, 0), each = 4)
+  expect_equal(r$theta[[1]], matrix(th[1:2, ], 2, dimnames = list(NULL, nm)))
+  expect_equal(r$theta[[2]], matrix(th[3:4, ], 2, dimnames = list(NULL, nm)))
+  expect_equal(r$log_q, list(lq[1:2] - log(2), lq[3:4] - log(2)))
   expect_identical(r$inside, c(TRUE, FALSE, TRUE, FALSE))  # -1 < -0.9; NaN is outside
-  expect_error(.Call(C_r_draws_theta, z, c(1, 0, 0), c(2, 1, 1), rep(-Inf, 3), rep(Inf, 3)),
-               "z")
-  expect_error(.Call(C_r_draws_theta, z, c(1, 0), 2, c(-Inf, -1), c(Inf, 1)), "sd")
-  expect_error(.Call(C_r_draws_theta, z, 1:2, c(2, 1), c(-Inf, -1), c(Inf, 1)), "mean")
+  expect_identical(r$n_inside, c(1L, 1L))
+  expect_error(.Call(C_r_draws_theta, z, lq, 2L, c(1, 0, 0), c(2, 1, 1), rep(-Inf, 3),
+                     rep(Inf, 3), c(nm, "c")), "z")
+  expect_error(.Call(C_r_draws_theta, z, lq, 3L, c(1, 0), c(2, 1), c(-Inf, -1), c(Inf, 1), nm),
+               "per")
+  expect_error(.Call(C_r_draws_theta, z, lq, 2L, c(1, 0), 2, c(-Inf, -1), c(Inf, 1), nm), "sd")
+  expect_error(.Call(C_r_draws_theta, z, lq, 2L, 1:2, c(2, 1), c(-Inf, -1), c(Inf, 1), nm), "mean")
+  expect_error(.Call(C_r_draws_theta, z, lq[1:3], 2L, c(1, 0), c(2, 1), c(-Inf, -1), c(Inf, 1), nm),
+               "log_q")
+  expect_error(.Call(C_r_draws_theta, z, lq, 2L, c(1, 0), c(2, 1), c(-Inf, -1), c(Inf, 1), "a"),
+               "names")
+})
+
+test_that("predict() keeps only draws inside a custom block's support, for each observation", {
+  disc <- prior_custom(function(n) {
+    r <- sqrt(stats::runif(n)); a <- stats::runif(n, 0, 2 * pi)
+    cbind(u = r * cos(a), v = r * sin(a))
+  }, function(th) ifelse(rowSums(th^2) < 1, -log(pi), -Inf), dim = 2)
+  eng <- nbi_engine(function(th) th, nbi_prior(disc = disc), noise = 0.3)
+  eng <- fit(eng, n_sims = 300, n_epochs = 2, seed = 1, verbose = FALSE)
+  post <- predict(eng, rbind(c(0.9, 0), c(0, -0.95), c(0.2, 0.1)), n_samples = 500,
+                  importance = FALSE, seed = 2)
+  for (p in post) {
+    expect_identical(nrow(p$theta), 500L)
+    expect_true(all(rowSums(p$theta^2) < 1))
+  }
+  # near the rim many surrogate draws fall outside: the acceptance rate says so
+  expect_lt(post[[2]]$acceptance, post[[3]]$acceptance)
 })
