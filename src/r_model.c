@@ -95,7 +95,7 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     SEXP lq = PROTECT(Rf_allocVector(REALSXP, N));
     int B = N < CHUNK ? (N > 0 ? (int)N : 1) : CHUNK;
     double *work = (double *)R_alloc(flow_sample_work(&M.L, B, nt), sizeof(double));
-    const double *flow_p = p + M.F.n_params;
+    flow_sample_prepare(&M.L, p + M.F.n_params, work);
     /* chunks of whole observations (or of one observation's draws when n > CHUNK): each
      * observation's context then enters the flow once per chunk, not once per draw */
     const int per_chunk = n <= CHUNK ? CHUNK / (n > 0 ? n : 1) : 1;
@@ -104,7 +104,7 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
         for (int s0 = 0; s0 < n; s0 += CHUNK) {
             int b = n <= CHUNK ? mo * n : (n - s0 < CHUNK ? n - s0 : CHUNK);
             R_xlen_t k0 = (R_xlen_t)o0 * n + s0;
-            flow_sample(&M.L, flow_p, feat + (size_t)o0 * nc, n <= CHUNK ? mo : 1, b, s,
+            flow_sample(&M.L, feat + (size_t)o0 * nc, n <= CHUNK ? mo : 1, b, s,
                         (uint64_t)k0, tau, REAL(out) + (size_t)k0 * d, REAL(lq) + k0, work, nt);
             R_CheckUserInterrupt();
         }

@@ -40,7 +40,7 @@ void flow_init_params(const flow_layout *L, double *params, uint64_t seed);
 size_t flow_fwd_work(const flow_layout *L, int B);   /* forward keeping every block's cache */
 size_t flow_eval_work(const flow_layout *L, int B);  /* forward only (keep = 0) */
 size_t flow_bwd_work(const flow_layout *L, int B);
-size_t flow_sample_work(const flow_layout *L, int B, int threads);
+size_t flow_sample_work(const flow_layout *L, int B, int threads);  /* see flow_sample */
 
 /* params must be masked (flow_mask). ctx has ctx_rows = B or 1 (broadcast) rows.
  * keep = 1: work (flow_fwd_work) keeps the activations that flow_backward needs; keep = 0:
@@ -54,12 +54,16 @@ void flow_forward(const flow_layout *L, const double *params, const double *x, c
 void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,
                    const double *g, double *dparams, double *dctx, double *dx,
                    const double *fwd, double *work, int threads);
-/* B draws; row i uses the random stream (seed, index0 + i). logq may be NULL. ctx_rows
+/* Sampling (flow/sample.c): flow_sample_prepare sorts and converts params (masked) into
+ * work (flow_sample_work(L, B, threads) doubles) once; then each flow_sample call with that
+ * work and at most B draws:
+ * B draws; row i uses the random stream (seed, index0 + i). logq may be NULL. ctx_rows
  * must divide B: each context row serves B / ctx_rows consecutive draws (1: all share one;
  * B: one each), so the context enters each block once per row, not once per draw.
  * tau >= 1 tempers the draws: every mixture component's sd in the base is multiplied by
  * tau (tau = 1: the flow itself), and logq is the tempered density. */
-void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
-                 int B, uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
-                 double *work, int threads);
+void flow_sample_prepare(const flow_layout *L, const double *params, double *work);
+void flow_sample(const flow_layout *L, const double *ctx, int ctx_rows, int B, uint64_t seed,
+                 uint64_t index0, double tau, double *x, double *logq, double *work,
+                 int threads);
 #endif

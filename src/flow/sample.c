@@ -320,66 +320,87 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
     return s;
 }
 
+/* work: a header (the prepared blocks and their sorted parameters), pos and start, the
+ * sorted and float copies of every block, the context parts of B rows, per-thread scratch */
+static size_t header_doubles(const flow_layout *L) {
+    const size_t bytes = (size_t)L->blocks * (sizeof(tile_block) + sizeof(made_params)) +
+                         sizeof(double *);
+    return LINE((bytes + 7) / 8);
+}
+
 size_t flow_sample_work(const flow_layout *L, int B, int threads) {
     const size_t H = L->hidden, blocks = L->blocks;
-    /* sorted copies and float copies (at most half as many doubles), each rounded up to
-     * cache lines; the context parts; pos and start; every thread's scratch */
-    return 2 * L->n_params + blocks * (L->layers + 4) * 8 +
-           blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) + LINE(H + L->d + 2) +
+    /* float copies take at most half the doubles of the sorted ones; every array is
+     * rounded up to cache lines */
+    return header_doubles(L) + LINE(H + L->d + 2) + 2 * L->n_params +
+           blocks * (L->layers + 4) * 8 + blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) +
            (size_t)(threads > 1 ? threads : 1) * scratch_doubles(L);
 }
 
-/* block b sorted, its context part for the ctx_rows contexts, and float copies of its
- * product weights in float32 mode; p advances past what it uses */
-static tile_block prepare_block(const flow_layout *L, const double *params, int b,
-                                const double *ctx, int ctx_rows, int single, int *pos,
-                                const int *start, double **p) {
+/* block b sorted (into *p), with float copies of its product weights in float32 mode; p
+ * advances past what it uses. The context parts are filled in per call (flow_sample). */
+static tile_block prepare_block(const flow_layout *L, const double *params, int b, int single,
+                                int *pos, const int *start, made_params *q, double **p) {
     tile_block w;
     const int H = L->hidden, OD = flow_out_dim(L, b);
-    made_params q = made_sorted_copy(L, flow_block_params(L, (double *)params, b), OD, *p, pos);
+    *q = made_sorted_copy(L, flow_block_params(L, (double *)params, b), OD, *p, pos);
     *p += LINE(b == L->blocks - 1 ? L->size_mog : L->size_affine);
-    double *cbase = *p, *cout = cbase + (size_t)ctx_rows * H;
-    *p += LINE((size_t)ctx_rows * (H + OD));
-    made_context(L, q, OD, ctx, ctx_rows, cbase, cout);
     w.d = L->d; w.H = H; w.layers = L->layers; w.act = L->act; w.K = L->K; w.OD = OD;
     w.mog = b == L->blocks - 1;
     w.clamp = w.mog ? L->clamp_mix : L->clamp;
     w.order = L->order + (size_t)b * L->d;
     w.start = start;
-    w.Win = q.Win; w.cbase = cbase; w.cout = cout;
-    for (int l = 1; l < L->layers; l++) { w.bh[l] = q.bh[l]; w.Wh[l] = q.Wh[l]; }
-    w.Wout = q.Wout;
+    w.Win = q->Win; w.cbase = NULL; w.cout = NULL;
+    for (int l = 1; l < L->layers; l++) { w.bh[l] = q->bh[l]; w.Wh[l] = q->Wh[l]; }
+    w.Wout = q->Wout;
     if (single) {  /* float copies of Win, Wh and Wout */
         float *fi = (float *)*p;
-        for (size_t i = 0; i < (size_t)H * L->d; i++) fi[i] = (float)q.Win[i];
+        for (size_t i = 0; i < (size_t)H * L->d; i++) fi[i] = (float)q->Win[i];
         w.Win = fi;
         *p += LINE((size_t)H * L->d / 2 + 1);
         for (int l = 1; l < L->layers; l++) {
             float *f = (float *)*p;
-            for (size_t i = 0; i < (size_t)H * H; i++) f[i] = (float)q.Wh[l][i];
+            for (size_t i = 0; i < (size_t)H * H; i++) f[i] = (float)q->Wh[l][i];
             w.Wh[l] = f;
             *p += LINE((size_t)H * H / 2 + 1);
         }
         float *f = (float *)*p;
-        for (size_t i = 0; i < (size_t)OD * H; i++) f[i] = (float)q.Wout[i];
+        for (size_t i = 0; i < (size_t)OD * H; i++) f[i] = (float)q->Wout[i];
         w.Wout = f;
         *p += LINE((size_t)OD * H / 2 + 1);
     }
     return w;
 }
 
-void flow_sample(const flow_layout *L, const double *params, const double *ctx, int ctx_rows,
-                 int B, uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
-                 double *work, int threads) {
-    const int d = L->d, nb = L->blocks, per = B / ctx_rows;
-    const int single = nn_precision_single() != 0;
-    tile_block blocks[nb];
-    int *pos = (int *)work, *start = pos + L->hidden;
-    double *p = work + LINE(L->hidden + d + 2);
-    for (int m = 0; m <= d; m++) start[m] = made_degree_start(L, m);
+void flow_sample_prepare(const flow_layout *L, const double *params, double *work) {
+    const int nb = L->blocks, single = nn_precision_single() != 0;
+    tile_block *blocks = (tile_block *)work;
+    made_params *q = (made_params *)(blocks + nb);
+    int *pos = (int *)(work + header_doubles(L)), *start = pos + L->hidden;
+    double *p = work + header_doubles(L) + LINE(L->hidden + L->d + 2);
+    for (int m = 0; m <= L->d; m++) start[m] = made_degree_start(L, m);
     for (int b = 0; b < nb; b++)
-        blocks[b] = prepare_block(L, params, b, ctx, ctx_rows, single, pos, start, &p);
-    const tile_fn run = tile_function(single);
+        blocks[b] = prepare_block(L, params, b, single, pos, start, q + b, &p);
+    *(double **)(q + nb) = p;  /* where the per-call part starts */
+}
+
+void flow_sample(const flow_layout *L, const double *ctx, int ctx_rows, int B, uint64_t seed,
+                 uint64_t index0, double tau, double *x, double *logq, double *work,
+                 int threads) {
+    const int d = L->d, nb = L->blocks, per = B / ctx_rows, H = L->hidden;
+    tile_block blocks[nb];
+    const made_params *q = (const made_params *)((tile_block *)work + nb);
+    double *p = *(double *const *)(q + nb);
+    for (int b = 0; b < nb; b++) {  /* the context parts of this call's ctx_rows contexts */
+        const int OD = flow_out_dim(L, b);
+        blocks[b] = ((tile_block *)work)[b];
+        double *cbase = p, *cout = p + (size_t)ctx_rows * H;
+        p += LINE((size_t)ctx_rows * (H + OD));
+        made_context(L, q[b], OD, ctx, ctx_rows, cbase, cout);
+        blocks[b].cbase = cbase;
+        blocks[b].cout = cout;
+    }
+    const tile_fn run = tile_function(nn_precision_single() != 0);
     const int ntile = (B + TILE - 1) / TILE;
     const double lt = log(tau);
     double *scratch = p;
