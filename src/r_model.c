@@ -53,7 +53,7 @@ SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP temper, S
     int n = need_cols(theta, M.L.d, "theta"), nx = need_cols(x, M.F.n_in, "x");
     if (nx != 1 && nx != n) Rf_error("'x' must have 1 column or as many as 'theta' (%d)", n);
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
-    double *work = (double *)R_alloc(model_eval_work(&M, B), sizeof(double));
+    double *work = (double *)R_alloc(model_eval_work(&M, B, nt), sizeof(double));
     SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
     for (int i0 = 0; i0 < n; i0 += B) {
         int b = n - i0 < B ? n - i0 : B;
@@ -133,7 +133,7 @@ SEXP r_flow_grad(SEXP spec, SEXP params, SEXP theta, SEXP context, SEXP g, SEXP 
     SEXP dc = PROTECT(Rf_allocMatrix(REALSXP, L->nc, n));
     SEXP dt = PROTECT(Rf_allocMatrix(REALSXP, L->d, n));
     memset(REAL(dp), 0, L->n_params * sizeof(double));
-    flow_forward(L, p, REAL(theta), REAL(context), n, n, 1.0, REAL(lq), fw, 1, nt);
+    flow_forward(L, p, REAL(theta), REAL(context), n, n, 1.0, REAL(lq), fw, nt);
     flow_backward(L, p, REAL(context), n, gg, REAL(dp), REAL(dc), REAL(dt), fw, bw, nt);
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 4));
     SET_VECTOR_ELT(out, 0, lq); SET_VECTOR_ELT(out, 1, dp);

@@ -86,7 +86,7 @@ SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEX
     SEXP hv = PROTECT(Rf_allocVector(REALSXP, to.epochs));
     SEXP hl = PROTECT(Rf_allocVector(REALSXP, to.epochs));
     int *perm = (int *)R_alloc(n, sizeof(int));
-    double *work = (double *)R_alloc(train_work(&M, n, nv, to.batch), sizeof(double));
+    double *work = (double *)R_alloc(train_work(&M, n, nv, to.batch, to.threads), sizeof(double));
     int run = 0, best = 0;
     int status = train_model(&M, REAL(res_p), REAL(res_m), REAL(res_v), &step, n, xt,
                              REAL(th_train), nv, nv ? REAL(x_valid) : NULL,

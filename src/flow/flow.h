@@ -38,17 +38,15 @@ int flow_is_masked(const flow_layout *L, const double *v);
 void flow_init_params(const flow_layout *L, double *params, uint64_t seed);
 
 size_t flow_fwd_work(const flow_layout *L, int B);   /* forward keeping every block's cache */
-size_t flow_eval_work(const flow_layout *L, int B);  /* forward only (keep = 0) */
 size_t flow_bwd_work(const flow_layout *L, int B);
 size_t flow_sample_work(const flow_layout *L, int B, int threads);  /* see flow_sample */
 
-/* params must be masked (flow_mask). ctx has ctx_rows = B or 1 (broadcast) rows.
- * keep = 1: work (flow_fwd_work) keeps the activations that flow_backward needs; keep = 0:
- * work (flow_eval_work) holds two blocks' at a time. tau: the temperature of the base
- * (see flow_sample); 1 for the flow itself, and always 1 before flow_backward. */
+/* params must be masked (flow_mask). ctx has ctx_rows = B or 1 (broadcast) rows. work
+ * (flow_fwd_work) keeps the activations that flow_backward needs (for log-densities alone,
+ * flow_log_prob is faster). tau: the temperature of the base (see flow_sample); 1 for the
+ * flow itself, and always 1 before flow_backward. */
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
-                  int ctx_rows, int B, double tau, double *logq, double *work, int keep,
-                  int threads);
+                  int ctx_rows, int B, double tau, double *logq, double *work, int threads);
 /* g[b] = dLoss/dlogq[b]. Accumulates dparams (then masked); writes dctx (B x nc) and dx
  * (B x d) when not NULL. ctx must have B rows. */
 void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,
@@ -63,6 +61,10 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
  * tau >= 1 tempers the draws: every mixture component's sd in the base is multiplied by
  * tau (tau = 1: the flow itself), and logq is the tempered density. */
 void flow_sample_prepare(const flow_layout *L, const double *params, double *work);
+/* log q(x | ctx) of B points x (B x d) with the prepared work (as flow_sample; ctx_rows 1
+ * or B): the tiles of flow_sample run in the density direction. tau as in flow_forward. */
+void flow_log_prob(const flow_layout *L, const double *x, const double *ctx, int ctx_rows, int B,
+                   double tau, double *logq, double *work, int threads);
 void flow_sample(const flow_layout *L, const double *ctx, int ctx_rows, int B, uint64_t seed,
                  uint64_t index0, double tau, double *x, double *logq, double *work,
                  int threads);

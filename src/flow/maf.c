@@ -30,22 +30,6 @@ size_t flow_fwd_work(const flow_layout *L, int B) {
     return n;
 }
 
-/* without backward, two caches suffice: block b reads slot b % 2 and writes the next one's
- * input into the other slot; each slot fits the largest block (the mixture block) */
-static size_t eval_slot(const flow_layout *L, int B) {
-    size_t a = cache_size(L, B, 0), m = cache_size(L, B, L->blocks - 1);
-    return a > m ? a : m;
-}
-
-size_t flow_eval_work(const flow_layout *L, int B) {
-    return (size_t)B * (L->hidden + 3 * L->K * L->d) + (L->blocks > 1 ? 2 : 1) * eval_slot(L, B);
-}
-
-static block_cache block_cache_for(const flow_layout *L, double *caches, int B, int b, int keep) {
-    if (keep) return cache_at(L, caches, B, b);
-    return cache_at(L, caches + (size_t)(b % 2) * eval_slot(L, B), B, 0);
-}
-
 size_t flow_bwd_work(const flow_layout *L, int B) {
     return (size_t)B * (3 * L->K * L->d + 2 * L->d + 2 * L->hidden);
 }
@@ -97,22 +81,21 @@ static double mog_backward(const double *o, int K, double cm, double z, double g
 }
 
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
-                  int ctx_rows, int B, double tau, double *logq, double *work, int keep,
-                  int threads) {
+                  int ctx_rows, int B, double tau, double *logq, double *work, int threads) {
     const int d = L->d, K = L->K, nb = L->blocks;
     const double lt = log(tau);
     double *cbase = work, *cout = work + (size_t)B * L->hidden;
     double *caches = cout + (size_t)B * 3 * K * d;
-    memcpy(block_cache_for(L, caches, B, 0, keep).zin, x, (size_t)B * d * sizeof(double));
+    memcpy(cache_at(L, caches, B, 0).zin, x, (size_t)B * d * sizeof(double));
     for (int i = 0; i < B; i++) logq[i] = 0.0;
     for (int b = 0; b < nb; b++) {
         made_params p = flow_block_params(L, (double *)params, b);
-        block_cache c = block_cache_for(L, caches, B, b, keep);
+        block_cache c = cache_at(L, caches, B, b);
         const int OD = flow_out_dim(L, b);
         made_context(L, p, OD, ctx, ctx_rows, cbase, cout);
         made_forward(L, p, OD, c.zin, cbase, cout, ctx_rows, B, c.pre, c.post, c.out, threads);
         if (b < nb - 1) {
-            double *zn = block_cache_for(L, caches, B, b + 1, keep).zin;
+            double *zn = cache_at(L, caches, B, b + 1).zin;
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
             for (int i = 0; i < B; i++) {
                 const double *o = c.out + (size_t)i * OD, *zi = c.zin + (size_t)i * d;

@@ -136,9 +136,11 @@ AI double tile_tanh(double x) {
  * contributions per context row, and the products' weights in the compute type */
 typedef struct {
     int d, H, layers, act, K, OD, mog;
+    int rows;                     /* context rows of this call */
     double clamp;                 /* soft bound of log-scales (mixture sds in the last block) */
     const int *order, *start;     /* coordinate at each step; first sorted unit of each degree */
-    const double *cbase, *cout, *bh[FLOW_MAX_LAYERS];
+    const double *cbase, *cout;   /* context parts, unit-major: hidden (H x rows), outputs */
+    const double *bh[FLOW_MAX_LAYERS];
     const void *Win, *Wh[FLOW_MAX_LAYERS], *Wout;
 } tile_block;
 
@@ -151,19 +153,17 @@ typedef struct {
 
 typedef struct {
     double *zt, *yt, *lq, *o, *as, *cum, *rmax, *sr, *u, *nrm, *zsel, *asel;
-    void *act, *tmp, *zr;
+    void *act, *tmp, *zr, *ctx;
     int *crow;
 } tile_scratch;
 
-/* coordinate j of the mixture block for every lane at step t: a component by its weight,
- * z = mean + e^{a} n, and the log of the tempered mixture density at z (maf.c's
- * mog_logpdf_t) */
-AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *zj,
-                      double *lq, tile_scratch *s) {
+/* the mixture of coordinate j for every lane (s->o: mean, raw log-sd, logit per
+ * component): rmax = the largest logit, cum = the cumulative weights e^(logit - rmax),
+ * sr = their sum, as = the tempered log-sds */
+AI void tile_mog_weights(const tile_block *w, double lt, tile_scratch *s) {
     const int K = w->K;
-    const double cm = w->clamp, lt = td->lt;
-    const double *o = s->o;
-    double *rmax = s->rmax, *sr = s->sr, *zsel = s->zsel, *asel = s->asel;
+    const double cm = w->clamp, *o = s->o;
+    double *rmax = s->rmax, *sr = s->sr;
     #pragma omp simd
     for (int i = 0; i < TILE; i++) { rmax[i] = o[2 * TILE + i]; sr[i] = 0.0; }
     for (int k = 1; k < K; k++) {
@@ -181,6 +181,48 @@ AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *
             as[i] = cm * tile_tanh(raw[i] / cm) + lt;
         }
     }
+}
+
+/* lq[i] += log of the tempered mixture at z[i] (maf.c's mog_logpdf_t), after
+ * tile_mog_weights; overwrites cum, rmax and asel */
+AI void tile_mog_density(const tile_block *w, const double *z, int nt, double *lq,
+                         tile_scratch *s) {
+    const int K = w->K;
+    const double *o = s->o;
+    double *big = s->asel, *sum = s->rmax, *sr = s->sr;
+    /* log sum_k pi_k N(z; m_k, e^{2 a_k}) with logits shifted by rmax, the largest term
+     * (big) factored out; the terms overwrite cum */
+    #pragma omp simd
+    for (int i = 0; i < TILE; i++) big[i] = -INFINITY;
+    for (int k = 0; k < K; k++) {
+        const double *mean = o + (size_t)(3 * k) * TILE, *lg = mean + 2 * TILE;
+        const double *as = s->as + (size_t)k * TILE;
+        double *term = s->cum + (size_t)k * TILE;
+        #pragma omp simd
+        for (int i = 0; i < TILE; i++) {
+            double v = (z[i] - mean[i]) * tile_exp(-as[i]);
+            term[i] = (lg[i] - s->rmax[i]) - as[i] - 0.5 * v * v;
+            big[i] = tile_max(term[i], big[i]);
+        }
+    }
+    #pragma omp simd
+    for (int i = 0; i < TILE; i++) sum[i] = 0.0;  /* rmax is no longer needed */
+    for (int k = 0; k < K; k++) {
+        const double *term = s->cum + (size_t)k * TILE;
+        #pragma omp simd
+        for (int i = 0; i < TILE; i++) sum[i] += tile_exp(term[i] - big[i]);
+    }
+    for (int i = 0; i < nt; i++) lq[i] += big[i] + log(sum[i] / sr[i]) - LOG_SQRT_2PI;
+}
+
+/* coordinate j of the mixture block for every lane at step t: a component by its weight,
+ * z = mean + e^{a} n, and the log-density of the tempered mixture at z */
+AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *zj,
+                      double *lq, tile_scratch *s) {
+    const int K = w->K;
+    const double *o = s->o;
+    double *sr = s->sr, *zsel = s->zsel, *asel = s->asel;
+    tile_mog_weights(w, td->lt, s);
     const uint64_t key = td->seed + 0xD1B54A32D192ED03ULL * (uint64_t)(t + 1);
     double *u1 = s->nrm, *u2 = s->cum + (size_t)(K - 1) * TILE;  /* cum's last row: free */
     for (int i = 0; i < TILE; i++) {
@@ -210,30 +252,20 @@ AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *
     }
     #pragma omp simd
     for (int i = 0; i < TILE; i++) zsel[i] += tile_exp(asel[i]) * s->nrm[i];
-    /* log sum_k pi_k N(z; m_k, e^{2 a_k}) with logits shifted by rmax; the terms overwrite cum */
+    tile_mog_density(w, zsel, td->nt, lq, s);
+    for (int i = 0; i < td->nt; i++) zj[i] = zsel[i];
+}
+
+/* affine block forward, coordinate j: y = (z - shift) e^{-a}; the log-density loses a */
+AI void tile_affine_forward(const tile_block *w, const double *zj, double *yj, double *lq,
+                            tile_scratch *s) {
+    const double c = w->clamp;
+    const double *shift = s->o, *raw = s->o + TILE;
     #pragma omp simd
-    for (int i = 0; i < TILE; i++) asel[i] = -INFINITY;  /* now: the largest term */
-    for (int k = 0; k < K; k++) {
-        const double *mean = o + (size_t)(3 * k) * TILE, *lg = mean + 2 * TILE;
-        const double *as = s->as + (size_t)k * TILE;
-        double *term = s->cum + (size_t)k * TILE;
-        #pragma omp simd
-        for (int i = 0; i < TILE; i++) {
-            double v = (zsel[i] - mean[i]) * tile_exp(-as[i]);
-            term[i] = (lg[i] - rmax[i]) - as[i] - 0.5 * v * v;
-            asel[i] = tile_max(term[i], asel[i]);
-        }
-    }
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++) rmax[i] = 0.0;  /* now: sum of e^(term - largest) */
-    for (int k = 0; k < K; k++) {
-        const double *term = s->cum + (size_t)k * TILE;
-        #pragma omp simd
-        for (int i = 0; i < TILE; i++) rmax[i] += tile_exp(term[i] - asel[i]);
-    }
-    for (int i = 0; i < td->nt; i++) {
-        lq[i] += asel[i] + log(rmax[i] / sr[i]) - LOG_SQRT_2PI;
-        zj[i] = zsel[i];
+    for (int i = 0; i < TILE; i++) {
+        double a = c * tile_tanh(raw[i] / c);
+        yj[i] = (zj[i] - shift[i]) * tile_exp(-a);
+        lq[i] -= a;
     }
 }
 
@@ -267,38 +299,42 @@ AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, d
 #undef TS
 
 typedef void (*tile_fn)(const tile_block *, int, const tile_draws *, tile_scratch *);
-static void tile_flow_f64_base(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) {
-    tile_flow_f64(b, nb, td, s);
-}
-static void tile_flow_f32_base(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) {
-    tile_flow_f32(b, nb, td, s);
-}
+#define TILE_ENTRY(NAME, BODY, ATTR)                                                        \
+    ATTR static void NAME(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) { \
+        BODY(b, nb, td, s);                                                                 \
+    }
+TILE_ENTRY(tile_flow_f64_base, tile_flow_f64, )
+TILE_ENTRY(tile_flow_f32_base, tile_flow_f32, )
+TILE_ENTRY(tile_density_f64_base, tile_density_f64, )
+TILE_ENTRY(tile_density_f32_base, tile_density_f32, )
 #if defined(__GNUC__) && defined(__x86_64__)
 #define TILE_DISPATCH 1
-__attribute__((target("avx2,fma")))
-static void tile_flow_f64_avx2(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) {
-    tile_flow_f64(b, nb, td, s);
-}
-__attribute__((target("avx2,fma")))
-static void tile_flow_f32_avx2(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) {
-    tile_flow_f32(b, nb, td, s);
-}
+#define AVX2 __attribute__((target("avx2,fma")))
+TILE_ENTRY(tile_flow_f64_avx2, tile_flow_f64, AVX2)
+TILE_ENTRY(tile_flow_f32_avx2, tile_flow_f32, AVX2)
+TILE_ENTRY(tile_density_f64_avx2, tile_density_f64, AVX2)
+TILE_ENTRY(tile_density_f32_avx2, tile_density_f32, AVX2)
 #endif
 
-static tile_fn tile_function(int single) {
+/* the tile function for sampling or density, in the product precision, for this CPU */
+static tile_fn tile_function(int density, int single) {
+    static const tile_fn base[2][2] = {{tile_flow_f64_base, tile_flow_f32_base},
+                                       {tile_density_f64_base, tile_density_f32_base}};
 #ifdef TILE_DISPATCH
+    static const tile_fn avx2[2][2] = {{tile_flow_f64_avx2, tile_flow_f32_avx2},
+                                       {tile_density_f64_avx2, tile_density_f32_avx2}};
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return single ? tile_flow_f32_avx2 : tile_flow_f64_avx2;
+        return avx2[density][single];
 #endif
-    return single ? tile_flow_f32_base : tile_flow_f64_base;
+    return base[density][single];
 }
 
 /* doubles of one thread's scratch, each array rounded up to whole cache lines */
 #define LINE(n) ((((size_t)(n)) + 7) / 8 * 8)
 static size_t scratch_doubles(const flow_layout *L) {
     const int H = L->hidden, K3 = 3 * L->K, wide = H > K3 ? H : K3;
-    return 3 * LINE((size_t)L->d * TILE) + 9 * LINE(TILE) + LINE((size_t)K3 * TILE) +
+    return 3 * LINE((size_t)L->d * TILE) + 10 * LINE(TILE) + LINE((size_t)K3 * TILE) +
            2 * LINE((size_t)L->K * TILE) + LINE((size_t)L->layers * H * TILE) +
            LINE((size_t)wide * TILE);
 }
@@ -309,8 +345,8 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
     s.zt = p;   p += LINE((size_t)L->d * TILE);
     s.yt = p;   p += LINE((size_t)L->d * TILE);
     s.zr = p;   p += LINE((size_t)L->d * TILE);
-    double **one[] = {&s.lq, &s.rmax, &s.sr, &s.u, &s.nrm, &s.zsel, &s.asel};
-    for (int k = 0; k < 7; k++) { *one[k] = p; p += LINE(TILE); }
+    double **one[] = {&s.lq, &s.rmax, &s.sr, &s.u, &s.nrm, &s.zsel, &s.asel, (double **)&s.ctx};
+    for (int k = 0; k < 8; k++) { *one[k] = p; p += LINE(TILE); }
     s.crow = (int *)p;  p += 2 * LINE(TILE);  /* ints in double slots: room to spare */
     s.o = p;    p += LINE((size_t)K3 * TILE);
     s.as = p;   p += LINE((size_t)L->K * TILE);
@@ -384,26 +420,46 @@ void flow_sample_prepare(const flow_layout *L, const double *params, double *wor
     *(double **)(q + nb) = p;  /* where the per-call part starts */
 }
 
-void flow_sample(const flow_layout *L, const double *ctx, int ctx_rows, int B, uint64_t seed,
-                 uint64_t index0, double tau, double *x, double *logq, double *work,
-                 int threads) {
-    const int d = L->d, nb = L->blocks, per = B / ctx_rows, H = L->hidden;
-    tile_block blocks[nb];
+/* part (n x rows, unit-major) = W (n x nc, row-major) ctx (nc x rows) + bias */
+static void context_part(double *part, const double *W, const double *bias, const double *ctx,
+                         int nc, int n, int rows) {
+    if (nc > 0) nn_gemm("T", "N", rows, n, nc, 1.0, ctx, nc, W, nc, 0.0, part, rows);
+    else memset(part, 0, (size_t)n * rows * sizeof(double));
+    for (int u = 0; u < n; u++)
+        for (int r = 0; r < rows; r++) part[(size_t)u * rows + r] += bias[u];
+}
+
+/* the prepared blocks with this call's context parts (ctx_rows contexts) */
+static void blocks_for_call(const flow_layout *L, const double *ctx, int ctx_rows, double *work,
+                            tile_block *blocks, double **scratch) {
+    const int nb = L->blocks, H = L->hidden;
     const made_params *q = (const made_params *)((tile_block *)work + nb);
     double *p = *(double *const *)(q + nb);
-    for (int b = 0; b < nb; b++) {  /* the context parts of this call's ctx_rows contexts */
+    for (int b = 0; b < nb; b++) {
         const int OD = flow_out_dim(L, b);
         blocks[b] = ((tile_block *)work)[b];
         double *cbase = p, *cout = p + (size_t)ctx_rows * H;
         p += LINE((size_t)ctx_rows * (H + OD));
-        made_context(L, q[b], OD, ctx, ctx_rows, cbase, cout);
+        context_part(cbase, q[b].Wc, q[b].b1, ctx, L->nc, H, ctx_rows);
+        context_part(cout, q[b].Wco, q[b].bout, ctx, L->nc, OD, ctx_rows);
         blocks[b].cbase = cbase;
         blocks[b].cout = cout;
+        blocks[b].rows = ctx_rows;
     }
-    const tile_fn run = tile_function(nn_precision_single() != 0);
+    *scratch = p;
+}
+
+/* B points through the tiles: x (B x d, row-major) in for the density, out for sampling */
+static void run_tiles(const flow_layout *L, const double *ctx, int ctx_rows, int B, int density,
+                      uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
+                      double *work, int threads) {
+    const int d = L->d, nb = L->blocks, per = B / ctx_rows;
+    tile_block blocks[nb];
+    double *scratch;
+    blocks_for_call(L, ctx, ctx_rows, work, blocks, &scratch);
+    const tile_fn run = tile_function(density, nn_precision_single() != 0);
     const int ntile = (B + TILE - 1) / TILE;
     const double lt = log(tau);
-    double *scratch = p;
     #pragma omp parallel num_threads(threads)
     {
         int me = 0;
@@ -416,11 +472,27 @@ void flow_sample(const flow_layout *L, const double *ctx, int ctx_rows, int B, u
             const int i0 = k * TILE, nt = B - i0 < TILE ? B - i0 : TILE;
             for (int i = 0; i < TILE; i++) s.crow[i] = (i0 + (i < nt ? i : nt - 1)) / per;
             tile_draws td = {s.crow, seed, index0 + (uint64_t)i0, nt, lt};
+            if (density)
+                for (int j = 0; j < d; j++)
+                    for (int i = 0; i < TILE; i++)
+                        s.zt[(size_t)j * TILE + i] = i < nt ? x[(size_t)(i0 + i) * d + j] : 0.0;
             run(blocks, nb, &td, &s);
             for (int i = 0; i < nt; i++) {
-                for (int j = 0; j < d; j++) x[(size_t)(i0 + i) * d + j] = s.zt[(size_t)j * TILE + i];
+                if (!density)
+                    for (int j = 0; j < d; j++) x[(size_t)(i0 + i) * d + j] = s.zt[(size_t)j * TILE + i];
                 if (logq) logq[i0 + i] = s.lq[i];
             }
         }
     }
+}
+
+void flow_sample(const flow_layout *L, const double *ctx, int ctx_rows, int B, uint64_t seed,
+                 uint64_t index0, double tau, double *x, double *logq, double *work,
+                 int threads) {
+    run_tiles(L, ctx, ctx_rows, B, 0, seed, index0, tau, x, logq, work, threads);
+}
+
+void flow_log_prob(const flow_layout *L, const double *x, const double *ctx, int ctx_rows, int B,
+                   double tau, double *logq, double *work, int threads) {
+    run_tiles(L, ctx, ctx_rows, B, 1, 0, 0, tau, (double *)x, logq, work, threads);
 }

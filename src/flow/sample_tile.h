@@ -81,6 +81,25 @@ void TS(activate)(REAL *restrict out, const REAL *restrict in, double add, int a
     }
 }
 
+/* c (TILE) = row u of a unit-major context part (u x rows: the block's cbase or cout) at
+ * each lane's context row; the rows of a tile ascend: all one row, or consecutive rows
+ * (one context per draw), or a general gather */
+static inline __attribute__((always_inline))
+void TS(context_row)(REAL *restrict c, const double *part, int rows, int u, const int *crow) {
+    const double *base = part + (size_t)u * rows;
+    if (crow[0] == crow[TILE - 1]) {
+        const REAL c0 = (REAL)base[crow[0]];
+        #pragma omp simd
+        for (int t = 0; t < TILE; t++) c[t] = c0;
+    } else if (crow[TILE - 1] - crow[0] == TILE - 1) {
+        const double *b0 = base + crow[0];
+        #pragma omp simd
+        for (int t = 0; t < TILE; t++) c[t] = (REAL)b0[t];
+    } else {
+        for (int t = 0; t < TILE; t++) c[t] = (REAL)base[crow[t]];
+    }
+}
+
 /* the hidden units of degree m in every layer of block w, from the tile's inputs zt (d x
  * TILE) whose coordinates of rank < m are final: exactly the units step m can compute */
 static inline __attribute__((always_inline))
@@ -96,11 +115,13 @@ void TS(hidden_degree)(const tile_block *w, int m, const double *zt, const int *
     TS(dense)(tmp, (const REAL *)w->Win + (size_t)s0 * d, d, zr, n, d);
     for (int u = 0; u < n; u++) {
         REAL *out = act + (size_t)(s0 + u) * TILE, *in = tmp + (size_t)u * TILE;
-        if (crow[0] == crow[TILE - 1]) {  /* one context row for the whole tile (rows ascend) */
-            TS(activate)(out, in, w->cbase[(size_t)crow[0] * H + s0 + u], w->act);
+        if (crow[0] == crow[TILE - 1]) {  /* one context row for the whole tile */
+            TS(activate)(out, in, w->cbase[(size_t)(s0 + u) * w->rows + crow[0]], w->act);
         } else {
+            REAL *c = (REAL *)s->ctx;
+            TS(context_row)(c, w->cbase, w->rows, s0 + u, crow);
             #pragma omp simd
-            for (int t = 0; t < TILE; t++) in[t] += (REAL)w->cbase[(size_t)crow[t] * H + s0 + u];
+            for (int t = 0; t < TILE; t++) in[t] += c[t];
             TS(activate)(out, in, 0.0, w->act);
         }
     }
@@ -124,17 +145,12 @@ void TS(output_rows)(const tile_block *w, int P, int r0, int nr, int step, const
     const REAL *h = (const REAL *)s->act + (size_t)(w->layers - 1) * H * TILE;
     TS(dense)(tmp, (const REAL *)w->Wout + (size_t)r0 * H, step * H, h, nr, P);
     for (int r = 0; r < nr; r++) {
-        const double *co = w->cout + r0 + (size_t)r * step;
         const REAL *in = tmp + (size_t)r * TILE;
         double *o = s->o + (size_t)r * TILE;
-        if (crow[0] == crow[TILE - 1]) {
-            const double c0 = co[(size_t)crow[0] * w->OD];
-            #pragma omp simd
-            for (int t = 0; t < TILE; t++) o[t] = (double)in[t] + c0;
-        } else {
-            #pragma omp simd
-            for (int t = 0; t < TILE; t++) o[t] = (double)in[t] + co[(size_t)crow[t] * w->OD];
-        }
+        REAL *c = (REAL *)s->ctx;
+        TS(context_row)(c, w->cout, w->rows, r0 + r * step, crow);
+        #pragma omp simd
+        for (int t = 0; t < TILE; t++) o[t] = (double)in[t] + (double)c[t];
     }
 }
 
@@ -169,4 +185,38 @@ void TS(tile_flow)(const tile_block *blocks, int nb, const tile_draws *td, tile_
         TS(block_steps)(blocks + b, td, z, y, s->lq, s);
     }
     if (z != s->zt) memcpy(s->zt, z, (size_t)blocks[0].d * TILE * sizeof(double));
+}
+
+/* block w in the density direction on one tile: zt (d x TILE) is its input, yt receives
+ * its output (affine blocks); lq (TILE) accumulates log-determinants and, in the mixture
+ * block, the base log-density. Hidden units still go degree by degree, so each output
+ * row multiplies only the units its mask lets through. */
+static inline __attribute__((always_inline))
+void TS(block_density)(const tile_block *w, const tile_draws *td, const double *zt, double *yt,
+                       double *lq, tile_scratch *s) {
+    const int d = w->d, K3 = 3 * w->K;
+    for (int t = 0; t < d; t++) {
+        const int j = w->order[t];
+        TS(hidden_degree)(w, t, zt, td->crow, s);
+        if (w->mog) {
+            TS(output_rows)(w, w->start[t + 1], j * K3, K3, 1, td->crow, s);
+            tile_mog_weights(w, td->lt, s);
+            tile_mog_density(w, zt + (size_t)j * TILE, td->nt, lq, s);
+        } else {
+            TS(output_rows)(w, w->start[t + 1], j, 2, d, td->crow, s);
+            tile_affine_forward(w, zt + (size_t)j * TILE, yt + (size_t)j * TILE, lq, s);
+        }
+    }
+}
+
+/* log q of the tile's points (s->zt on entry) into s->lq: blocks 0, 1, ... in order */
+static inline __attribute__((always_inline))
+void TS(tile_density)(const tile_block *blocks, int nb, const tile_draws *td, tile_scratch *s) {
+    double *z = s->zt, *y = s->yt;
+    #pragma omp simd
+    for (int t = 0; t < TILE; t++) s->lq[t] = 0.0;
+    for (int b = 0; b < nb; b++) {
+        TS(block_density)(blocks + b, td, z, y, s->lq, s);
+        double *tmp = z; z = y; y = tmp;  /* the output is the next block's input */
+    }
 }

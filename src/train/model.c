@@ -11,8 +11,8 @@ size_t model_fwd_work(const model_layout *M, int B) {
     return feat_fwd_work(&M->F, B) + flow_fwd_work(&M->L, B);
 }
 
-size_t model_eval_work(const model_layout *M, int B) {
-    return feat_fwd_work(&M->F, B) + flow_eval_work(&M->L, B);
+size_t model_eval_work(const model_layout *M, int B, int threads) {
+    return feat_fwd_work(&M->F, B) + flow_sample_work(&M->L, B, threads);
 }
 
 size_t model_grad_work(const model_layout *M, int B) {
@@ -27,7 +27,8 @@ void model_log_prob(const model_layout *M, const double *params, const double *x
                     int threads) {
     double *fw = work, *lw = work + feat_fwd_work(&M->F, B);
     const double *ctx = feat_forward(&M->F, params, x, x_rows, fw, threads);
-    flow_forward(&M->L, params + M->F.n_params, theta, ctx, x_rows, B, tau, logq, lw, 0, threads);
+    flow_sample_prepare(&M->L, params + M->F.n_params, lw);
+    flow_log_prob(&M->L, theta, ctx, x_rows, B, tau, logq, lw, threads);
 }
 
 double model_nll_grad(const model_layout *M, const double *params, const double *x,
@@ -37,7 +38,7 @@ double model_nll_grad(const model_layout *M, const double *params, const double 
     double *fbw = dctx + (size_t)B * M->L.nc, *g = fbw + feat_bwd_work(&M->F, B);
     const double *ctx = feat_forward(&M->F, params, x, B, fw, threads);
     double *logq = g;  /* logq, then overwritten by dLoss/dlogq */
-    flow_forward(&M->L, params + M->F.n_params, theta, ctx, B, B, 1.0, logq, lw, 1, threads);
+    flow_forward(&M->L, params + M->F.n_params, theta, ctx, B, B, 1.0, logq, lw, threads);
     double loss = 0.0;
     for (int i = 0; i < B; i++) loss -= logq[i];
     for (int i = 0; i < B; i++) g[i] = -1.0 / B;

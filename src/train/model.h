@@ -8,7 +8,7 @@ typedef struct { feat_layout F; flow_layout L; size_t n_params; } model_layout;
 
 int model_layout_link(model_layout *M);  /* checks F and L fit together, sets n_params */
 size_t model_fwd_work(const model_layout *M, int B);
-size_t model_eval_work(const model_layout *M, int B);  /* model_log_prob's work */
+size_t model_eval_work(const model_layout *M, int B, int threads);  /* model_log_prob's work */
 size_t model_grad_work(const model_layout *M, int B);
 /* log q(theta_i | x_i); x has x_rows = B or 1 rows (one observation for every theta);
  * tau > 1: the density of the tempered flow (see flow_sample) */
@@ -33,7 +33,7 @@ typedef struct {
     void *cb;
 } train_options;
 
-size_t train_work(const model_layout *M, int n_train, int n_valid, int batch);
+size_t train_work(const model_layout *M, int n_train, int n_valid, int batch, int threads);
 /* Adam with cosine decay, reshuffled minibatches, early stopping on the validation loss.
  * With o->average > 0 an exponential average of the iterates is validated and kept.
  * params: start values in, best values out. m, v: Adam moments (in/out). hist_*: epochs long.

@@ -8,10 +8,10 @@
 
 static int eval_batch(const model_layout *M, int n) { (void)M; return n < 1024 ? n : 1024; }
 
-size_t train_work(const model_layout *M, int n_train, int n_valid, int batch) {
+size_t train_work(const model_layout *M, int n_train, int n_valid, int batch, int threads) {
     const int B = batch < n_train ? batch : n_train;
     const int V = eval_batch(M, n_valid > 0 ? n_valid : 1);
-    size_t w = model_grad_work(M, B), wv = model_eval_work(M, V) + V;
+    size_t w = model_grad_work(M, B), wv = model_eval_work(M, V, threads) + V;
     return 3 * M->n_params + (size_t)B * (M->F.n_in + M->L.d) + (w > wv ? w : wv);
 }
 

@@ -121,3 +121,23 @@ test_that("C entries reject malformed specs and parameters", {
   expect_error(.Call(C_r_model_log_prob, spec, p, matrix(0, 3, 1), matrix(0, 2, 1), 1, 0L), "threads")
   expect_error(.Call(C_r_model_init, list(feat = 1), 1), "spec")
 })
+
+test_that("log-densities from the tiles equal those of the training forward pass", {
+  # r_model_log_prob runs flow_log_prob (tiles of 64, units in degree order); r_flow_grad
+  # runs flow_forward (whole-batch products, every unit): two implementations of log q.
+  # 150 points: three tiles, the last one partial; one context per point or one shared.
+  for (sh in list(c(d = 3, hidden = 8, layers = 2, act = 1), c(d = 5, hidden = 3, layers = 3, act = 2),
+                  c(d = 4, hidden = 13, layers = 1, act = 3), c(d = 1, hidden = 6, layers = 2, act = 1))) {
+    spec <- small_spec(d = sh[["d"]], nc = 3, hidden = sh[["hidden"]], layers = sh[["layers"]],
+                       act = c("relu", "tanh", "gelu")[sh[["act"]]])
+    p <- random_params(spec, scale = 0.5)
+    set.seed(sh[["hidden"]])
+    th <- matrix(stats::rnorm(sh[["d"]] * 150), sh[["d"]])
+    ctx <- matrix(stats::rnorm(3 * 150), 3)
+    ref <- .Call(C_r_flow_grad, spec, p, th, ctx, rep(0, 150), 1L)[[1]]
+    expect_equal(.Call(C_r_model_log_prob, spec, p, ctx, th, 1, 2L), ref, tolerance = 1e-12)
+    one <- .Call(C_r_flow_grad, spec, p, th, ctx[, rep(1, 150)], rep(0, 150), 1L)[[1]]
+    expect_equal(.Call(C_r_model_log_prob, spec, p, ctx[, 1, drop = FALSE], th, 1, 1L), one,
+                 tolerance = 1e-12)
+  }
+})
