@@ -154,22 +154,31 @@ void TS(output_rows)(const tile_block *w, int P, int r0, int nr, int step, const
     }
 }
 
-/* the d steps of block w on one tile: zt (d x TILE) becomes the block's input, given its
- * output yt (affine blocks); lq (TILE) accumulates the log-density */
+/* the d steps of block w on one tile. Sampling (density = 0): zt (d x TILE) becomes the
+ * block's input, solved coordinate by coordinate from its output yt (affine blocks) or
+ * drawn (the mixture block). Density: zt is the input, yt receives the output. lq (TILE)
+ * accumulates the log-density either way. */
 static inline __attribute__((always_inline))
-void TS(block_steps)(const tile_block *w, const tile_draws *td, double *zt, const double *yt,
-                     double *lq, tile_scratch *s) {
+void TS(block_steps)(const tile_block *w, const tile_draws *td, double *zt, double *yt,
+                     double *lq, tile_scratch *s, int density) {
     const int d = w->d, K3 = 3 * w->K;
-    memset(zt, 0, (size_t)d * TILE * sizeof(double));
+    if (!density) memset(zt, 0, (size_t)d * TILE * sizeof(double));
     for (int t = 0; t < d; t++) {
         const int j = w->order[t];
+        double *zj = zt + (size_t)j * TILE, *yj = yt + (size_t)j * TILE;
         TS(hidden_degree)(w, t, zt, td->crow, s);
         if (w->mog) {
             TS(output_rows)(w, w->start[t + 1], j * K3, K3, 1, td->crow, s);
-            tile_mog_draw(w, td, t, zt + (size_t)j * TILE, lq, s);
+            if (density) {
+                tile_mog_weights(w, td->lt, s);
+                tile_mog_density(w, zj, td->nt, lq, s);
+            } else {
+                tile_mog_draw(w, td, t, zj, lq, s);
+            }
         } else {  /* rows j (shift) and d + j (log-scale) */
             TS(output_rows)(w, w->start[t + 1], j, 2, d, td->crow, s);
-            tile_affine_inverse(w, zt + (size_t)j * TILE, yt + (size_t)j * TILE, lq, s);
+            if (density) tile_affine_forward(w, zj, yj, lq, s);
+            else tile_affine_inverse(w, zj, yj, lq, s);
         }
     }
 }
@@ -182,31 +191,9 @@ void TS(tile_flow)(const tile_block *blocks, int nb, const tile_draws *td, tile_
     for (int t = 0; t < TILE; t++) s->lq[t] = 0.0;
     for (int b = nb - 1; b >= 0; b--) {
         double *tmp = y; y = z; z = tmp;  /* y: block b's output; z: its input, solved for */
-        TS(block_steps)(blocks + b, td, z, y, s->lq, s);
+        TS(block_steps)(blocks + b, td, z, y, s->lq, s, 0);
     }
     if (z != s->zt) memcpy(s->zt, z, (size_t)blocks[0].d * TILE * sizeof(double));
-}
-
-/* block w in the density direction on one tile: zt (d x TILE) is its input, yt receives
- * its output (affine blocks); lq (TILE) accumulates log-determinants and, in the mixture
- * block, the base log-density. Hidden units still go degree by degree, so each output
- * row multiplies only the units its mask lets through. */
-static inline __attribute__((always_inline))
-void TS(block_density)(const tile_block *w, const tile_draws *td, const double *zt, double *yt,
-                       double *lq, tile_scratch *s) {
-    const int d = w->d, K3 = 3 * w->K;
-    for (int t = 0; t < d; t++) {
-        const int j = w->order[t];
-        TS(hidden_degree)(w, t, zt, td->crow, s);
-        if (w->mog) {
-            TS(output_rows)(w, w->start[t + 1], j * K3, K3, 1, td->crow, s);
-            tile_mog_weights(w, td->lt, s);
-            tile_mog_density(w, zt + (size_t)j * TILE, td->nt, lq, s);
-        } else {
-            TS(output_rows)(w, w->start[t + 1], j, 2, d, td->crow, s);
-            tile_affine_forward(w, zt + (size_t)j * TILE, yt + (size_t)j * TILE, lq, s);
-        }
-    }
 }
 
 /* log q of the tile's points (s->zt on entry) into s->lq: blocks 0, 1, ... in order */
@@ -216,7 +203,7 @@ void TS(tile_density)(const tile_block *blocks, int nb, const tile_draws *td, ti
     #pragma omp simd
     for (int t = 0; t < TILE; t++) s->lq[t] = 0.0;
     for (int b = 0; b < nb; b++) {
-        TS(block_density)(blocks + b, td, z, y, s->lq, s);
+        TS(block_steps)(blocks + b, td, z, y, s->lq, s, 1);
         double *tmp = z; z = y; y = tmp;  /* the output is the next block's input */
     }
 }
