@@ -328,6 +328,15 @@ test_that("fuzz: r_importance", {
   fz_run("r_importance", bases, seed = 108)
 })
 
+test_that("fuzz: r_draws_theta", {
+  set.seed(9)
+  z <- matrix(rnorm(12), 3)
+  bases <- list(list(args = list(z, rnorm(4), 2L, c(0, 1, -1), c(1, 2, 0.5), rep(-Inf, 3),
+                                 c(Inf, 1, Inf), c("a", "b", "c"))),
+                list(args = list(z[1, , drop = FALSE], rnorm(4), 4L, 0, 1, -1, 1, "a")))
+  fz_run("r_draws_theta", bases, seed = 118)
+})
+
 test_that("fuzz: r_blas_threads", {
   old <- .Call(C_r_blas_threads, NA_integer_)
   on.exit(if (!is.na(old)) .Call(C_r_blas_threads, old), add = TRUE)
@@ -402,7 +411,7 @@ test_that("fuzz: every registered entry point was covered", {
   covered <- c("r_model_init", "r_model_n_params", "r_model_log_prob", "r_model_sample",
                "r_flow_grad", "r_model_nll_grad", "r_train", "r_importance", "r_blas_threads",
                "r_nn_linear", "r_nn_act", "r_nn_conv1d", "r_nn_layernorm", "r_nn_maxpool2",
-               "r_nn_gru", "r_c2st_loss_grad", "r_c2st_fit_predict",
+               "r_nn_gru", "r_c2st_loss_grad", "r_c2st_fit_predict", "r_draws_theta",
                "r_have_sgemm")  # no arguments to corrupt
   expect_setequal(entries, covered)
 })
