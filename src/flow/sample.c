@@ -360,7 +360,7 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
  * sorted and float copies of every block, the context parts of B rows, per-thread scratch */
 static size_t header_doubles(const flow_layout *L) {
     const size_t bytes = (size_t)L->blocks * (sizeof(tile_block) + sizeof(made_params)) +
-                         sizeof(double *);
+                         3 * sizeof(double *);
     return LINE((bytes + 7) / 8);
 }
 
@@ -368,7 +368,7 @@ size_t flow_sample_work(const flow_layout *L, int B, int threads) {
     const size_t H = L->hidden, blocks = L->blocks;
     /* float copies take at most half the doubles of the sorted ones; every array is
      * rounded up to cache lines */
-    return header_doubles(L) + LINE(H + L->d + 2) + 2 * L->n_params +
+    return header_doubles(L) + LINE(H + L->d + 2) + 3 * L->n_params + 16 +
            blocks * (L->layers + 4) * 8 + blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) +
            (size_t)(threads > 1 ? threads : 1) * scratch_doubles(L);
 }
@@ -417,7 +417,24 @@ void flow_sample_prepare(const flow_layout *L, const double *params, double *wor
     for (int m = 0; m <= L->d; m++) start[m] = made_degree_start(L, m);
     for (int b = 0; b < nb; b++)
         blocks[b] = prepare_block(L, params, b, single, pos, start, q + b, &p);
-    *(double **)(q + nb) = p;  /* where the per-call part starts */
+    /* every block's context weights (Wc, then Wco) stacked, with their biases: one product
+     * per call gives all the blocks' context parts */
+    double **slot = (double **)(q + nb), *W = p, *bias;
+    for (int b = 0; b < nb; b++) {
+        const size_t nh = (size_t)L->hidden * L->nc, no = (size_t)flow_out_dim(L, b) * L->nc;
+        memcpy(p, q[b].Wc, nh * sizeof(double));
+        memcpy(p + nh, q[b].Wco, no * sizeof(double));
+        p += nh + no;
+    }
+    bias = p;
+    for (int b = 0; b < nb; b++) {
+        memcpy(p, q[b].b1, L->hidden * sizeof(double));
+        memcpy(p + L->hidden, q[b].bout, flow_out_dim(L, b) * sizeof(double));
+        p += L->hidden + flow_out_dim(L, b);
+    }
+    slot[1] = W;
+    slot[2] = bias;
+    slot[0] = p;  /* where the per-call part starts */
 }
 
 /* part (n x rows, unit-major) = W (n x nc, row-major) ctx (nc x rows) + bias */
@@ -434,19 +451,19 @@ static void blocks_for_call(const flow_layout *L, const double *ctx, int ctx_row
                             tile_block *blocks, double **scratch) {
     const int nb = L->blocks, H = L->hidden;
     const made_params *q = (const made_params *)((tile_block *)work + nb);
-    double *p = *(double *const *)(q + nb);
+    double *const *slot = (double *const *)(q + nb);
+    double *part = slot[0];
+    int n = 0;  /* context parts of all blocks: hidden and output units */
+    for (int b = 0; b < nb; b++) n += H + flow_out_dim(L, b);
+    context_part(part, slot[1], slot[2], ctx, L->nc, n, ctx_rows);
     for (int b = 0; b < nb; b++) {
-        const int OD = flow_out_dim(L, b);
         blocks[b] = ((tile_block *)work)[b];
-        double *cbase = p, *cout = p + (size_t)ctx_rows * H;
-        p += LINE((size_t)ctx_rows * (H + OD));
-        context_part(cbase, q[b].Wc, q[b].b1, ctx, L->nc, H, ctx_rows);
-        context_part(cout, q[b].Wco, q[b].bout, ctx, L->nc, OD, ctx_rows);
-        blocks[b].cbase = cbase;
-        blocks[b].cout = cout;
+        blocks[b].cbase = part;
+        blocks[b].cout = part + (size_t)H * ctx_rows;
         blocks[b].rows = ctx_rows;
+        part += (size_t)(H + flow_out_dim(L, b)) * ctx_rows;
     }
-    *scratch = p;
+    *scratch = part + 8;
 }
 
 /* B points through the tiles: x (B x d, row-major) in for the density, out for sampling */
