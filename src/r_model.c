@@ -54,11 +54,12 @@ SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP temper, S
     if (nx != 1 && nx != n) Rf_error("'x' must have 1 column or as many as 'theta' (%d)", n);
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
     double *work = (double *)R_alloc(model_eval_work(&M, B, nt), sizeof(double));
+    const model_eval E = model_eval_prepare(&M, p, B, work);
     SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
     for (int i0 = 0; i0 < n; i0 += B) {
         int b = n - i0 < B ? n - i0 : B;
-        model_log_prob(&M, p, REAL(x) + (nx == 1 ? 0 : (size_t)i0 * M.F.n_in), nx == 1 ? 1 : b,
-                       REAL(theta) + (size_t)i0 * M.L.d, b, tau, REAL(out) + i0, work, nt);
+        model_log_prob(&M, p, &E, REAL(x) + (nx == 1 ? 0 : (size_t)i0 * M.F.n_in), nx == 1 ? 1 : b,
+                       REAL(theta) + (size_t)i0 * M.L.d, b, tau, REAL(out) + i0, nt);
         R_CheckUserInterrupt();
     }
     UNPROTECT(1);

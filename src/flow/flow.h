@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #define FLOW_MAX_LAYERS 16
+#define LOG_SQRT_2PI 0.91893853320467274178  /* log sqrt(2 pi): the normal density's constant */
 
 typedef struct {
     int d, nc, hidden, layers, blocks, K, act;

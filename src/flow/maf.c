@@ -4,7 +4,6 @@
 #include "nn/nn.h"
 #include "flow/made.h"
 
-#define LOG_SQRT_2PI 0.91893853320467274178
 #define PAR_ROWS 256
 
 typedef struct { double *zin, *pre, *post, *out; } block_cache;

@@ -15,7 +15,6 @@
 #include "rng.h"
 
 #define TILE 64
-#define LOG_SQRT_2PI 0.91893853320467274178
 #define AI static inline __attribute__((always_inline))
 
 /* a if the mask (all ones or all zeros, from tile_mask) is set, else b. Written on the bits:
@@ -32,6 +31,26 @@ AI double tile_select(int64_t mask, double a, double b) {
 }
 AI double tile_max(double a, double b) { return tile_select(tile_mask(a > b), a, b); }
 
+/* c[0] + c[1] x + ... + c[n-1] x^(n-1) by Horner's rule, unrolled (n <= 16) so that the
+ * loops around it vectorise (GCC keeps a loop nest with an inner loop scalar) */
+AI double tile_poly(double x, const double *c, int n) {
+    double p = c[n - 1];
+    #pragma GCC unroll 16
+    for (int k = n - 2; k >= 0; k--) p = p * x + c[k];
+    return p;
+}
+static const double EXP_TAYLOR[14] = {  /* 1 / k! */
+    1.0, 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0,
+    1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0, 1.0 / 479001600.0,
+    1.0 / 6227020800.0};
+static const double ATANH_SERIES[10] = {  /* 1 / (2k + 1) */
+    1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0, 1.0 / 13.0, 1.0 / 15.0,
+    1.0 / 17.0, 1.0 / 19.0};
+static const double COS_TAYLOR[11] = {  /* (-1)^k / (2k)! */
+    1.0, -1.0 / 2.0, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3628800.0,
+    1.0 / 479001600.0, -1.0 / 87178291200.0, 1.0 / 20922789888000.0,
+    -1.0 / 6402373705728000.0, 1.0 / 2432902008176640000.0};
+
 /* e^x within about 1 ulp, written so that loops over it vectorise: e^x = 2^k e^r with
  * k = round(x / ln 2), |r| <= ln(2) / 2, e^r by its Taylor polynomial to r^13 (remainder
  * below 4e-18), and 2^k added to the exponent bits. 0 below -700, e^700 above 700; NaN
@@ -42,20 +61,7 @@ AI double tile_exp(double x) {
     double xc = tile_select(tile_mask(x > 700.0), 700.0, tile_select(under, -700.0, x));
     double kd = xc * 1.4426950408889634 + shift, k = kd - shift;
     double r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    double p = tile_poly(r, EXP_TAYLOR, 14);
     int64_t kb, pb;
     memcpy(&kb, &kd, sizeof kb);
     memcpy(&pb, &p, sizeof pb);
@@ -80,16 +86,7 @@ AI double tile_log(double x) {
     memcpy(&e, &ebits, sizeof e);
     e -= 4503599627370496.0 + 1023.0;
     const double f = (m - 1.0) / (m + 1.0), f2 = f * f;
-    double p = 1.0 / 19.0;
-    p = p * f2 + 1.0 / 17.0;
-    p = p * f2 + 1.0 / 15.0;
-    p = p * f2 + 1.0 / 13.0;
-    p = p * f2 + 1.0 / 11.0;
-    p = p * f2 + 1.0 / 9.0;
-    p = p * f2 + 1.0 / 7.0;
-    p = p * f2 + 1.0 / 5.0;
-    p = p * f2 + 1.0 / 3.0;
-    p = p * f2 + 1.0 / 1.0;
+    const double p = tile_poly(f2, ATANH_SERIES, 10);
     return e * 0.6931471805599453 + 2.0 * f * p;
 }
 
@@ -99,18 +96,8 @@ AI double tile_cos_2pi(double u) {
     double w = fabs(u - 0.5);                 /* cos(2 pi u) = -cos(2 pi w) */
     const int64_t far = tile_mask(w > 0.25);  /* cos(2 pi w) = -cos(2 pi (1/2 - w)) */
     w = tile_select(far, 0.5 - w, w);
-    const double x = 6.283185307179586 * w, x2 = x * x;
-    double p = 1.0 / 2432902008176640000.0;   /* 1 / 20!, then alternating 1 / k! */
-    p = 1.0 / 6402373705728000.0 - p * x2;
-    p = 1.0 / 20922789888000.0 - p * x2;
-    p = 1.0 / 87178291200.0 - p * x2;
-    p = 1.0 / 479001600.0 - p * x2;
-    p = 1.0 / 3628800.0 - p * x2;
-    p = 1.0 / 40320.0 - p * x2;
-    p = 1.0 / 720.0 - p * x2;
-    p = 1.0 / 24.0 - p * x2;
-    p = 1.0 / 2.0 - p * x2;
-    p = 1.0 - p * x2;
+    const double x = 6.283185307179586 * w;
+    const double p = tile_poly(x * x, COS_TAYLOR, 11);
     return tile_select(far, p, -p);
 }
 
@@ -334,7 +321,7 @@ static tile_fn tile_function(int density, int single) {
 #define LINE(n) ((((size_t)(n)) + 7) / 8 * 8)
 static size_t scratch_doubles(const flow_layout *L) {
     const int H = L->hidden, K3 = 3 * L->K, wide = H > K3 ? H : K3;
-    return 3 * LINE((size_t)L->d * TILE) + 10 * LINE(TILE) + LINE((size_t)K3 * TILE) +
+    return 3 * LINE((size_t)L->d * TILE) + 9 * LINE(TILE) + LINE((size_t)K3 * TILE) +
            2 * LINE((size_t)L->K * TILE) + LINE((size_t)L->layers * H * TILE) +
            LINE((size_t)wide * TILE);
 }
@@ -345,9 +332,15 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
     s.zt = p;   p += LINE((size_t)L->d * TILE);
     s.yt = p;   p += LINE((size_t)L->d * TILE);
     s.zr = p;   p += LINE((size_t)L->d * TILE);
-    double **one[] = {&s.lq, &s.rmax, &s.sr, &s.u, &s.nrm, &s.zsel, &s.asel, (double **)&s.ctx};
-    for (int k = 0; k < 8; k++) { *one[k] = p; p += LINE(TILE); }
-    s.crow = (int *)p;  p += 2 * LINE(TILE);  /* ints in double slots: room to spare */
+    s.lq = p;   p += LINE(TILE);
+    s.rmax = p; p += LINE(TILE);
+    s.sr = p;   p += LINE(TILE);
+    s.u = p;    p += LINE(TILE);
+    s.nrm = p;  p += LINE(TILE);
+    s.zsel = p; p += LINE(TILE);
+    s.asel = p; p += LINE(TILE);
+    s.ctx = p;  p += LINE(TILE);
+    s.crow = (int *)p;  p += LINE(TILE);  /* TILE ints fit in TILE double slots */
     s.o = p;    p += LINE((size_t)K3 * TILE);
     s.as = p;   p += LINE((size_t)L->K * TILE);
     s.cum = p;  p += LINE((size_t)L->K * TILE);

@@ -22,13 +22,17 @@ size_t model_grad_work(const model_layout *M, int B) {
 
 void model_mask(const model_layout *M, double *v) { flow_mask(&M->L, v + M->F.n_params); }
 
-void model_log_prob(const model_layout *M, const double *params, const double *x, int x_rows,
-                    const double *theta, int B, double tau, double *logq, double *work,
-                    int threads) {
-    double *fw = work, *lw = work + feat_fwd_work(&M->F, B);
-    const double *ctx = feat_forward(&M->F, params, x, x_rows, fw, threads);
-    flow_sample_prepare(&M->L, params + M->F.n_params, lw);
-    flow_log_prob(&M->L, theta, ctx, x_rows, B, tau, logq, lw, threads);
+model_eval model_eval_prepare(const model_layout *M, const double *params, int B, double *work) {
+    model_eval E = {work, work + feat_fwd_work(&M->F, B)};
+    flow_sample_prepare(&M->L, params + M->F.n_params, E.flow);
+    return E;
+}
+
+void model_log_prob(const model_layout *M, const double *params, const model_eval *E,
+                    const double *x, int x_rows, const double *theta, int B, double tau,
+                    double *logq, int threads) {
+    const double *ctx = feat_forward(&M->F, params, x, x_rows, E->feat, threads);
+    flow_log_prob(&M->L, theta, ctx, x_rows, B, tau, logq, E->flow, threads);
 }
 
 double model_nll_grad(const model_layout *M, const double *params, const double *x,

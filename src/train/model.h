@@ -8,13 +8,17 @@ typedef struct { feat_layout F; flow_layout L; size_t n_params; } model_layout;
 
 int model_layout_link(model_layout *M);  /* checks F and L fit together, sets n_params */
 size_t model_fwd_work(const model_layout *M, int B);
-size_t model_eval_work(const model_layout *M, int B, int threads);  /* model_log_prob's work */
+size_t model_eval_work(const model_layout *M, int B, int threads);  /* model_eval_prepare's */
 size_t model_grad_work(const model_layout *M, int B);
-/* log q(theta_i | x_i); x has x_rows = B or 1 rows (one observation for every theta);
- * tau > 1: the density of the tempered flow (see flow_sample) */
-void model_log_prob(const model_layout *M, const double *params, const double *x, int x_rows,
-                    const double *theta, int B, double tau, double *logq, double *work,
-                    int threads);
+/* work of log-densities for batches of up to B rows with fixed params: the flow's weights
+ * prepared once (flow_sample_prepare), then any number of model_log_prob calls */
+typedef struct { double *feat, *flow; } model_eval;
+model_eval model_eval_prepare(const model_layout *M, const double *params, int B, double *work);
+/* log q(theta_i | x_i) for B rows (at most the prepared B); x has x_rows = B or 1 rows
+ * (one observation for every theta); tau > 1: the density of the tempered flow */
+void model_log_prob(const model_layout *M, const double *params, const model_eval *E,
+                    const double *x, int x_rows, const double *theta, int B, double tau,
+                    double *logq, int threads);
 /* mean negative log-density of the batch; adds its gradient into grad */
 double model_nll_grad(const model_layout *M, const double *params, const double *x,
                       const double *theta, int B, double *grad, double *work, int threads);

@@ -19,11 +19,12 @@ size_t train_work(const model_layout *M, int n_train, int n_valid, int batch, in
 static double mean_nll(const model_layout *M, const double *params, const double *x,
                        const double *th, int n, double *work, int threads) {
     const int V = eval_batch(M, n);
-    double *lq = work, *w = work + V, s = 0.0;
+    double *lq = work, s = 0.0;
+    const model_eval E = model_eval_prepare(M, params, V, work + V);
     for (int i0 = 0; i0 < n; i0 += V) {
         const int b = n - i0 < V ? n - i0 : V;
-        model_log_prob(M, params, x + (size_t)i0 * M->F.n_in, b, th + (size_t)i0 * M->L.d, b, 1.0,
-                       lq, w, threads);
+        model_log_prob(M, params, &E, x + (size_t)i0 * M->F.n_in, b, th + (size_t)i0 * M->L.d, b,
+                       1.0, lq, threads);
         for (int i = 0; i < b; i++) s -= lq[i];
     }
     return s / n;
