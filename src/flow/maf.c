@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 #include "nn/nn.h"
+#include "nn/vmath.h"
 #include "flow/made.h"
 
 #define PAR_ROWS 256
@@ -34,55 +35,107 @@ size_t flow_bwd_work(const flow_layout *L, int B) {
 }
 
 /* soft clamp: c * tanh(raw / c) lies in (-c, c) and is the identity near 0 */
-static inline double soft_clamp(double raw, double c) { return c * tanh(raw / c); }
+VM_INLINE double soft_clamp(double raw, double c) { return c * vm_tanh(raw / c); }
 
-/* log of sum_k pi_k N(z; m_k, s_k e^lt) for one coordinate; o holds (mean, raw log-sd,
- * logit) x K; lt = log temperature (0: the flow itself) */
-static double mog_logpdf_t(const double *o, int K, double cm, double z, double lt) {
-    double rmax = -INFINITY, cmax = -INFINITY;
-    for (int k = 0; k < K; k++) rmax = fmax(rmax, o[3 * k + 2]);
-    double sr = 0.0;
-    for (int k = 0; k < K; k++) sr += exp(o[3 * k + 2] - rmax);
-    const double lser = rmax + log(sr);
-    for (int k = 0; k < K; k++) {
-        double a = soft_clamp(o[3 * k + 1], cm) + lt, u = (z - o[3 * k]) * exp(-a);
-        cmax = fmax(cmax, o[3 * k + 2] - lser - a - 0.5 * u * u);
-    }
+VM_INLINE double sum_of(const double *w, int K) {
     double s = 0.0;
-    for (int k = 0; k < K; k++) {
-        double a = soft_clamp(o[3 * k + 1], cm) + lt, u = (z - o[3 * k]) * exp(-a);
-        s += exp(o[3 * k + 2] - lser - a - 0.5 * u * u - cmax);
-    }
-    return cmax + log(s) - LOG_SQRT_2PI;
+    for (int k = 0; k < K; k++) s += w[k];
+    return s;
 }
 
-static double mog_logpdf(const double *o, int K, double cm, double z) {
-    return mog_logpdf_t(o, K, cm, z, 0.0);
+/* One coordinate's mixture: o holds (mean, raw log-sd, logit) x K, lt = log temperature
+ * (0: the flow itself). Fills a (log-sds), e (e^-a), u (standardised z) and c (log of
+ * each weighted component density, logits not yet normalised, without log sqrt(2 pi));
+ * returns log sum_k e^{logit_k}. Each loop over k vectorises (no library calls). */
+VM_INLINE double mog_terms(const double *o, int K, double cm, double z, double lt, double *a,
+                        double *e, double *u, double *c) {
+    double rmax = o[2], w[K], m[K], r[K], lg[K];
+    for (int k = 0; k < K; k++) { m[k] = o[3 * k]; r[k] = o[3 * k + 1]; lg[k] = o[3 * k + 2]; }
+    for (int k = 1; k < K; k++) rmax = vm_max(lg[k], rmax);
+    #pragma omp simd
+    for (int k = 0; k < K; k++) {
+        w[k] = vm_exp(lg[k] - rmax);
+        a[k] = soft_clamp(r[k], cm) + lt;
+        e[k] = vm_exp(-a[k]);
+        u[k] = (z - m[k]) * e[k];
+        c[k] = lg[k] - a[k] - 0.5 * u[k] * u[k];
+    }
+    return rmax + vm_log(sum_of(w, K));
+}
+
+/* log sum_k e^{c_k} */
+VM_INLINE double log_sum_exp(const double *c, int K) {
+    double cmax = c[0], w[K];
+    for (int k = 1; k < K; k++) cmax = vm_max(c[k], cmax);
+    #pragma omp simd
+    for (int k = 0; k < K; k++) w[k] = vm_exp(c[k] - cmax);
+    return cmax + vm_log(sum_of(w, K));
+}
+
+/* log of sum_k pi_k N(z; m_k, s_k e^lt) for one coordinate */
+VM_INLINE double mog_logpdf_t(const double *o, int K, double cm, double z, double lt) {
+    double a[K], e[K], u[K], c[K];
+    const double lser = mog_terms(o, K, cm, z, lt, a, e, u, c);
+    return log_sum_exp(c, K) - lser - LOG_SQRT_2PI;
 }
 
 /* gradient of g * mog_logpdf wrt the 3K outputs (into dout) and wrt z (returned) */
-static double mog_backward(const double *o, int K, double cm, double z, double g, double *dout) {
-    const double lp = mog_logpdf(o, K, cm, z) + LOG_SQRT_2PI;
-    double rmax = -INFINITY, sr = 0.0, dz = 0.0;
-    for (int k = 0; k < K; k++) rmax = fmax(rmax, o[3 * k + 2]);
-    for (int k = 0; k < K; k++) sr += exp(o[3 * k + 2] - rmax);
-    const double lser = rmax + log(sr);
+VM_INLINE double mog_backward(const double *o, int K, double cm, double z, double g, double *dout) {
+    double a[K], e[K], u[K], c[K], dz = 0.0;
+    const double lser = mog_terms(o, K, cm, z, 0.0, a, e, u, c);
+    const double lp = log_sum_exp(c, K);  /* + lser: the log-density without log sqrt(2 pi) */
+    #pragma omp simd
     for (int k = 0; k < K; k++) {
-        double a = soft_clamp(o[3 * k + 1], cm), s = exp(a), u = (z - o[3 * k]) / s;
-        double lpi = o[3 * k + 2] - lser;
-        double gam = exp(lpi - a - 0.5 * u * u - lp);  /* responsibility of component k */
-        dout[3 * k] = g * gam * u / s;
-        dout[3 * k + 1] = g * gam * (u * u - 1.0) * (1.0 - (a / cm) * (a / cm));
-        dout[3 * k + 2] = g * (gam - exp(lpi));
-        dz -= gam * u / s;
+        const double gam = vm_exp(c[k] - lp);  /* responsibility of component k */
+        const double q = a[k] / cm;
+        dout[3 * k] = g * gam * u[k] * e[k];
+        dout[3 * k + 1] = g * gam * (u[k] * u[k] - 1.0) * (1.0 - q * q);
+        dout[3 * k + 2] = g * (gam - vm_exp(o[3 * k + 2] - lser));
+        c[k] = gam * u[k] * e[k];  /* the term of -dz */
     }
+    dz = -sum_of(c, K);
     return g * dz;
+}
+
+/* the per-row maps between the blocks' networks, compiled for the base CPU and, on x86-64,
+ * for AVX2 + FMA (where the loops over mixture components vectorise), picked at run time */
+#define ROWS(name) name##_base
+#define ROWS_ATTR
+#include "flow/maf_rows.h"
+#undef ROWS
+#undef ROWS_ATTR
+#ifdef VM_DISPATCH
+#define ROWS(name) name##_avx2
+#define ROWS_ATTR VM_AVX2
+#include "flow/maf_rows.h"
+#undef ROWS
+#undef ROWS_ATTR
+#endif
+
+typedef struct {
+    void (*affine_fwd)(const flow_layout *, const double *, const double *, double *, double *);
+    void (*mog_fwd)(const flow_layout *, const double *, const double *, double, double *);
+    void (*affine_bwd)(const flow_layout *, const double *, const double *, double, double *,
+                       double *);
+    void (*mog_bwd)(const flow_layout *, const double *, const double *, double, double *,
+                    double *);
+} row_kernels;
+
+static row_kernels row_kernels_for_cpu(void) {
+#ifdef VM_DISPATCH
+    if (vm_have_avx2())
+        return (row_kernels){affine_fwd_row_avx2, mog_fwd_row_avx2, affine_bwd_row_avx2,
+                             mog_bwd_row_avx2};
+#endif
+    return (row_kernels){affine_fwd_row_base, mog_fwd_row_base, affine_bwd_row_base,
+                         mog_bwd_row_base};
 }
 
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
                   int ctx_rows, int B, double tau, double *logq, double *work, int threads) {
     const int d = L->d, K = L->K, nb = L->blocks;
     const double lt = log(tau);
+    const row_kernels rk = row_kernels_for_cpu();
     double *cbase = work, *cout = work + (size_t)B * L->hidden;
     double *caches = cout + (size_t)B * 3 * K * d;
     memcpy(cache_at(L, caches, B, 0).zin, x, (size_t)B * d * sizeof(double));
@@ -96,25 +149,13 @@ void flow_forward(const flow_layout *L, const double *params, const double *x, c
         if (b < nb - 1) {
             double *zn = cache_at(L, caches, B, b + 1).zin;
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
-            for (int i = 0; i < B; i++) {
-                const double *o = c.out + (size_t)i * OD, *zi = c.zin + (size_t)i * d;
-                double *zo = zn + (size_t)i * d, ld = 0.0;
-                for (int j = 0; j < d; j++) {  /* u = (z - mu) exp(-alpha) */
-                    double a = soft_clamp(o[d + j], L->clamp);
-                    zo[j] = (zi[j] - o[j]) * exp(-a);
-                    ld -= a;
-                }
-                logq[i] += ld;
-            }
+            for (int i = 0; i < B; i++)
+                rk.affine_fwd(L, c.out + (size_t)i * OD, c.zin + (size_t)i * d,
+                              zn + (size_t)i * d, logq + i);
         } else {
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
-            for (int i = 0; i < B; i++) {
-                double s = 0.0;
-                for (int j = 0; j < d; j++)
-                    s += mog_logpdf_t(c.out + (size_t)i * OD + (size_t)j * 3 * K, K, L->clamp_mix,
-                                      c.zin[(size_t)i * d + j], lt);
-                logq[i] += s;
-            }
+            for (int i = 0; i < B; i++)
+                rk.mog_fwd(L, c.out + (size_t)i * OD, c.zin + (size_t)i * d, lt, logq + i);
         }
     }
 }
@@ -123,6 +164,7 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
                    const double *g, double *dparams, double *dctx, double *dx,
                    const double *fwd, double *work, int threads) {
     const int d = L->d, K = L->K, nb = L->blocks;
+    const row_kernels rk = row_kernels_for_cpu();
     double *caches = (double *)fwd + (size_t)B * (L->hidden + 3 * K * d);
     double *dout = work, *G = dout + (size_t)B * 3 * K * d, *dzn = G + (size_t)B * d;
     double *mwork = dzn + (size_t)B * d;
@@ -135,25 +177,14 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
         if (b == nb - 1) {
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
             for (int i = 0; i < B; i++)
-                for (int j = 0; j < d; j++) {
-                    size_t oj = (size_t)i * OD + (size_t)j * 3 * K;
-                    G[(size_t)i * d + j] = mog_backward(c.out + oj, K, L->clamp_mix,
-                                                        c.zin[(size_t)i * d + j], g[i], dout + oj);
-                }
+                rk.mog_bwd(L, c.out + (size_t)i * OD, c.zin + (size_t)i * d, g[i],
+                           dout + (size_t)i * OD, G + (size_t)i * d);
         } else {
             const double *zn = cache_at(L, caches, B, b + 1).zin;
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
-            for (int i = 0; i < B; i++) {
-                const double *o = c.out + (size_t)i * OD;
-                double *Gi = G + (size_t)i * d, *di = dout + (size_t)i * OD;
-                for (int j = 0; j < d; j++) {
-                    double a = soft_clamp(o[d + j], L->clamp), e = exp(-a);
-                    double dalpha = -Gi[j] * zn[(size_t)i * d + j] - g[i];
-                    di[j] = -Gi[j] * e;
-                    di[d + j] = dalpha * (1.0 - (a / L->clamp) * (a / L->clamp));
-                    Gi[j] *= e;  /* direct path dz_out/dz_in */
-                }
-            }
+            for (int i = 0; i < B; i++)
+                rk.affine_bwd(L, c.out + (size_t)i * OD, zn + (size_t)i * d, g[i],
+                              dout + (size_t)i * OD, G + (size_t)i * d);
         }
         made_backward(L, p, gp, OD, c.zin, ctx, B, c.pre, c.post, dout, dzn, dctx, mwork, threads);
         for (size_t i = 0; i < (size_t)B * d; i++) G[i] += dzn[i];

@@ -11,113 +11,12 @@
 #include <omp.h>
 #endif
 #include "nn/nn.h"
+#include "nn/vmath.h"
 #include "flow/made.h"
 #include "rng.h"
 
 #define TILE 64
 #define AI static inline __attribute__((always_inline))
-
-/* a if the mask (all ones or all zeros, from tile_mask) is set, else b. Written on the bits:
- * with trapping math (the default) the compiler keeps a branch for a floating-point select,
- * and a loop with a branch does not vectorise. */
-AI int64_t tile_mask(int cond) { return -(int64_t)cond; }
-AI double tile_select(int64_t mask, double a, double b) {
-    int64_t ab, bb;
-    memcpy(&ab, &a, sizeof ab);
-    memcpy(&bb, &b, sizeof bb);
-    ab = (ab & mask) | (bb & ~mask);
-    memcpy(&a, &ab, sizeof a);
-    return a;
-}
-AI double tile_max(double a, double b) { return tile_select(tile_mask(a > b), a, b); }
-
-/* c[0] + c[1] x + ... + c[n-1] x^(n-1) by Horner's rule, unrolled (n <= 16) so that the
- * loops around it vectorise (GCC keeps a loop nest with an inner loop scalar) */
-AI double tile_poly(double x, const double *c, int n) {
-    double p = c[n - 1];
-    #pragma GCC unroll 16
-    for (int k = n - 2; k >= 0; k--) p = p * x + c[k];
-    return p;
-}
-static const double EXP_TAYLOR[14] = {  /* 1 / k! */
-    1.0, 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0,
-    1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0, 1.0 / 479001600.0,
-    1.0 / 6227020800.0};
-static const double ATANH_SERIES[10] = {  /* 1 / (2k + 1) */
-    1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0, 1.0 / 13.0, 1.0 / 15.0,
-    1.0 / 17.0, 1.0 / 19.0};
-static const double COS_TAYLOR[11] = {  /* (-1)^k / (2k)! */
-    1.0, -1.0 / 2.0, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3628800.0,
-    1.0 / 479001600.0, -1.0 / 87178291200.0, 1.0 / 20922789888000.0,
-    -1.0 / 6402373705728000.0, 1.0 / 2432902008176640000.0};
-
-/* e^x within about 1 ulp, written so that loops over it vectorise: e^x = 2^k e^r with
- * k = round(x / ln 2), |r| <= ln(2) / 2, e^r by its Taylor polynomial to r^13 (remainder
- * below 4e-18), and 2^k added to the exponent bits. 0 below -700, e^700 above 700; NaN
- * stays NaN. */
-AI double tile_exp(double x) {
-    const double shift = 0x1.8p52;  /* adding it rounds to an integer kept in the low bits */
-    const int64_t under = tile_mask(x < -700.0);
-    double xc = tile_select(tile_mask(x > 700.0), 700.0, tile_select(under, -700.0, x));
-    double kd = xc * 1.4426950408889634 + shift, k = kd - shift;
-    double r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
-    double p = tile_poly(r, EXP_TAYLOR, 14);
-    int64_t kb, pb;
-    memcpy(&kb, &kd, sizeof kb);
-    memcpy(&pb, &p, sizeof pb);
-    pb = (pb + (kb << 52)) & ~under;  /* k in the exponent (two's complement wraps right) */
-    memcpy(&p, &pb, sizeof p);
-    return p + (xc - xc);  /* NaN in, NaN out */
-}
-
-/* log x for x > 0 (finite, normal), vectorisable: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
- * log m = 2 atanh(f), f = (m - 1) / (m + 1), by its series to f^19 (|f| < 0.172: remainder
- * below 1e-17) */
-AI double tile_log(double x) {
-    int64_t b;
-    memcpy(&b, &x, sizeof b);
-    int64_t eb = (b >> 52) & 0x7ff, mb = (b & 0xfffffffffffffLL) | 0x3ff0000000000000LL;
-    double m, e;
-    memcpy(&m, &mb, sizeof m);
-    const int64_t big = tile_mask(m > 1.4142135623730951);
-    m = tile_select(big, 0.5 * m, m);
-    eb += big & 1;
-    int64_t ebits = eb | 0x4330000000000000LL;  /* the double 2^52 + eb */
-    memcpy(&e, &ebits, sizeof e);
-    e -= 4503599627370496.0 + 1023.0;
-    const double f = (m - 1.0) / (m + 1.0), f2 = f * f;
-    const double p = tile_poly(f2, ATANH_SERIES, 10);
-    return e * 0.6931471805599453 + 2.0 * f * p;
-}
-
-/* cos(2 pi u) for u in [0, 1], vectorisable: folded to cos(x), x = 2 pi w in [0, pi / 2],
- * by its Taylor series to x^20 (remainder below 2e-17) */
-AI double tile_cos_2pi(double u) {
-    double w = fabs(u - 0.5);                 /* cos(2 pi u) = -cos(2 pi w) */
-    const int64_t far = tile_mask(w > 0.25);  /* cos(2 pi w) = -cos(2 pi (1/2 - w)) */
-    w = tile_select(far, 0.5 - w, w);
-    const double x = 6.283185307179586 * w;
-    const double p = tile_poly(x * x, COS_TAYLOR, 11);
-    return tile_select(far, p, -p);
-}
-
-/* sqrt y for normal y > 0, vectorisable (the library's sqrt keeps a branch for errno):
- * the exponent halved on the bits (within 4%), then 4 Newton steps (below 1 ulp) */
-AI double tile_sqrt(double y) {
-    int64_t b;
-    memcpy(&b, &y, sizeof b);
-    b = 0x1FF7A3BEA91D9B1BLL + (b >> 1);
-    double r;
-    memcpy(&r, &b, sizeof r);
-    for (int k = 0; k < 4; k++) r = 0.5 * (r + y / r);
-    return r;
-}
-
-/* tanh through tile_exp: sign(x) (1 - e^-2|x|) / (1 + e^-2|x|) */
-AI double tile_tanh(double x) {
-    double e = tile_exp(-2.0 * fabs(x));
-    return copysign((1.0 - e) / (1.0 + e), x);
-}
 
 /* one block, ready for the tiles: sorted hidden units (made_sorted_copy), the context's
  * contributions per context row, and the products' weights in the compute type */
@@ -156,16 +55,16 @@ AI void tile_mog_weights(const tile_block *w, double lt, tile_scratch *s) {
     for (int k = 1; k < K; k++) {
         const double *lg = o + (size_t)(3 * k + 2) * TILE;
         #pragma omp simd
-        for (int i = 0; i < TILE; i++) rmax[i] = tile_max(lg[i], rmax[i]);
+        for (int i = 0; i < TILE; i++) rmax[i] = vm_max(lg[i], rmax[i]);
     }
     for (int k = 0; k < K; k++) {
         const double *raw = o + (size_t)(3 * k + 1) * TILE, *lg = raw + TILE;
         double *cum = s->cum + (size_t)k * TILE, *as = s->as + (size_t)k * TILE;
         #pragma omp simd
         for (int i = 0; i < TILE; i++) {
-            sr[i] += tile_exp(lg[i] - rmax[i]);
+            sr[i] += vm_exp(lg[i] - rmax[i]);
             cum[i] = sr[i];
-            as[i] = cm * tile_tanh(raw[i] / cm) + lt;
+            as[i] = cm * vm_tanh(raw[i] / cm) + lt;
         }
     }
 }
@@ -187,9 +86,9 @@ AI void tile_mog_density(const tile_block *w, const double *z, int nt, double *l
         double *term = s->cum + (size_t)k * TILE;
         #pragma omp simd
         for (int i = 0; i < TILE; i++) {
-            double v = (z[i] - mean[i]) * tile_exp(-as[i]);
+            double v = (z[i] - mean[i]) * vm_exp(-as[i]);
             term[i] = (lg[i] - s->rmax[i]) - as[i] - 0.5 * v * v;
-            big[i] = tile_max(term[i], big[i]);
+            big[i] = vm_max(term[i], big[i]);
         }
     }
     #pragma omp simd
@@ -197,7 +96,7 @@ AI void tile_mog_density(const tile_block *w, const double *z, int nt, double *l
     for (int k = 0; k < K; k++) {
         const double *term = s->cum + (size_t)k * TILE;
         #pragma omp simd
-        for (int i = 0; i < TILE; i++) sum[i] += tile_exp(term[i] - big[i]);
+        for (int i = 0; i < TILE; i++) sum[i] += vm_exp(term[i] - big[i]);
     }
     for (int i = 0; i < nt; i++) lq[i] += big[i] + log(sum[i] / sr[i]) - LOG_SQRT_2PI;
 }
@@ -220,7 +119,7 @@ AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *
     }
     #pragma omp simd
     for (int i = 0; i < TILE; i++)  /* Box-Muller, as rng_norm */
-        s->nrm[i] = tile_sqrt(-2.0 * tile_log(u1[i])) * tile_cos_2pi(u2[i]);
+        s->nrm[i] = vm_sqrt(-2.0 * vm_log(u1[i])) * vm_cos_2pi(u2[i]);
     /* the first component whose cumulative weight exceeds u * sum */
     #pragma omp simd
     for (int i = 0; i < TILE; i++) {
@@ -232,13 +131,13 @@ AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *
         const double *mean = o + (size_t)(3 * k) * TILE;
         #pragma omp simd
         for (int i = 0; i < TILE; i++) {
-            const int64_t take = tile_mask(s->u[i] * sr[i] < cum[i]);
-            zsel[i] = tile_select(take, mean[i], zsel[i]);
-            asel[i] = tile_select(take, as[i], asel[i]);
+            const int64_t take = vm_mask(s->u[i] * sr[i] < cum[i]);
+            zsel[i] = vm_select(take, mean[i], zsel[i]);
+            asel[i] = vm_select(take, as[i], asel[i]);
         }
     }
     #pragma omp simd
-    for (int i = 0; i < TILE; i++) zsel[i] += tile_exp(asel[i]) * s->nrm[i];
+    for (int i = 0; i < TILE; i++) zsel[i] += vm_exp(asel[i]) * s->nrm[i];
     tile_mog_density(w, zsel, td->nt, lq, s);
     for (int i = 0; i < td->nt; i++) zj[i] = zsel[i];
 }
@@ -250,8 +149,8 @@ AI void tile_affine_forward(const tile_block *w, const double *zj, double *yj, d
     const double *shift = s->o, *raw = s->o + TILE;
     #pragma omp simd
     for (int i = 0; i < TILE; i++) {
-        double a = c * tile_tanh(raw[i] / c);
-        yj[i] = (zj[i] - shift[i]) * tile_exp(-a);
+        double a = c * vm_tanh(raw[i] / c);
+        yj[i] = (zj[i] - shift[i]) * vm_exp(-a);
         lq[i] -= a;
     }
 }
@@ -264,8 +163,8 @@ AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, d
     const double *shift = s->o, *raw = s->o + TILE;
     #pragma omp simd
     for (int i = 0; i < TILE; i++) {
-        double a = c * tile_tanh(raw[i] / c);
-        zj[i] = yj[i] * tile_exp(a) + shift[i];
+        double a = c * vm_tanh(raw[i] / c);
+        zj[i] = yj[i] * vm_exp(a) + shift[i];
         lq[i] -= a;
     }
 }
@@ -294,25 +193,21 @@ TILE_ENTRY(tile_flow_f64_base, tile_flow_f64, )
 TILE_ENTRY(tile_flow_f32_base, tile_flow_f32, )
 TILE_ENTRY(tile_density_f64_base, tile_density_f64, )
 TILE_ENTRY(tile_density_f32_base, tile_density_f32, )
-#if defined(__GNUC__) && defined(__x86_64__)
-#define TILE_DISPATCH 1
-#define AVX2 __attribute__((target("avx2,fma")))
-TILE_ENTRY(tile_flow_f64_avx2, tile_flow_f64, AVX2)
-TILE_ENTRY(tile_flow_f32_avx2, tile_flow_f32, AVX2)
-TILE_ENTRY(tile_density_f64_avx2, tile_density_f64, AVX2)
-TILE_ENTRY(tile_density_f32_avx2, tile_density_f32, AVX2)
+#ifdef VM_DISPATCH
+TILE_ENTRY(tile_flow_f64_avx2, tile_flow_f64, VM_AVX2)
+TILE_ENTRY(tile_flow_f32_avx2, tile_flow_f32, VM_AVX2)
+TILE_ENTRY(tile_density_f64_avx2, tile_density_f64, VM_AVX2)
+TILE_ENTRY(tile_density_f32_avx2, tile_density_f32, VM_AVX2)
 #endif
 
 /* the tile function for sampling or density, in the product precision, for this CPU */
 static tile_fn tile_function(int density, int single) {
     static const tile_fn base[2][2] = {{tile_flow_f64_base, tile_flow_f32_base},
                                        {tile_density_f64_base, tile_density_f32_base}};
-#ifdef TILE_DISPATCH
+#ifdef VM_DISPATCH
     static const tile_fn avx2[2][2] = {{tile_flow_f64_avx2, tile_flow_f32_avx2},
                                        {tile_density_f64_avx2, tile_density_f32_avx2}};
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return avx2[density][single];
+    if (vm_have_avx2()) return avx2[density][single];
 #endif
     return base[density][single];
 }

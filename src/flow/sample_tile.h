@@ -63,7 +63,7 @@ void TS(activate)(REAL *restrict out, const REAL *restrict in, double add, int a
         #pragma omp simd
         for (int t = 0; t < TILE; t++) {
             REAL v = in[t] + b;
-            REAL_BITS vb;  /* v, or +0 unless v > 0: on the bits, see tile_select */
+            REAL_BITS vb;  /* v, or +0 unless v > 0: on the bits, see vm_select */
             memcpy(&vb, &v, sizeof vb);
             vb &= -(REAL_BITS)(v > 0);
             memcpy(&out[t], &vb, sizeof vb);
@@ -71,7 +71,7 @@ void TS(activate)(REAL *restrict out, const REAL *restrict in, double add, int a
         break;
     case ACT_TANH:
         #pragma omp simd
-        for (int t = 0; t < TILE; t++) out[t] = (REAL)tile_tanh((double)in[t] + add);
+        for (int t = 0; t < TILE; t++) out[t] = (REAL)vm_tanh((double)in[t] + add);
         break;
     default:
         for (int t = 0; t < TILE; t++) {

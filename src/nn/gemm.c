@@ -28,8 +28,9 @@ static int gemm_single_mode = 0;
 void nn_set_precision(int mode) { gemm_single_mode = mode >= 0 && mode <= 2 ? mode : 0; }
 int nn_precision_single(void) { return gemm_single_mode; }
 
-/* the .Call's thread count, for the float32 panels */
-static int gemm_threads = 1;
+/* the thread count of the products, for the panels: the .Call's, or a training shard's
+ * (per thread, so shards running in parallel each set their own) */
+static __thread int gemm_threads = 1;
 void nn_set_threads(int n) { gemm_threads = n >= 1 ? n : 1; }
 int nn_have_sgemm(void) {
 #ifdef NBI_HAVE_SGEMM

@@ -1,4 +1,8 @@
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "nn/nn.h"
 #include "train/model.h"
 
 int model_layout_link(model_layout *M) {
@@ -15,9 +19,26 @@ size_t model_eval_work(const model_layout *M, int B, int threads) {
     return feat_fwd_work(&M->F, B) + flow_sample_work(&M->L, B, threads);
 }
 
-size_t model_grad_work(const model_layout *M, int B) {
+/* Training batches are cut into shards of rows that run in parallel, each with its own
+ * scratch and gradient, summed in shard order: products of a small network split into
+ * panels gain little from a second thread, a shard on each thread nearly twice as much.
+ * The shards depend on B alone, so results do not depend on the thread count. */
+#define SHARD_MIN 64  /* rows of a shard (smaller ones lose more in their products than a thread gains) */
+#define SHARDS 2
+
+static int n_shards(int B) { return B >= SHARDS * SHARD_MIN ? SHARDS : 1; }
+static int shard_rows(int B, int s) { const int S = n_shards(B); return B / S + (s < B % S); }
+
+static size_t shard_work(const model_layout *M, int B) {
     return model_fwd_work(M, B) + flow_bwd_work(&M->L, B) + (size_t)B * M->L.nc +
            feat_bwd_work(&M->F, B) + (size_t)B;
+}
+
+size_t model_grad_work(const model_layout *M, int B) {
+    const int S = n_shards(B);
+    size_t w = (size_t)(S - 1) * M->n_params;  /* the gradients of shards 1.. */
+    for (int s = 0; s < S; s++) w += shard_work(M, shard_rows(B, s));
+    return w;
 }
 
 void model_mask(const model_layout *M, double *v) { flow_mask(&M->L, v + M->F.n_params); }
@@ -35,8 +56,10 @@ void model_log_prob(const model_layout *M, const double *params, const model_eva
     flow_log_prob(&M->L, theta, ctx, x_rows, B, tau, logq, E->flow, threads);
 }
 
-double model_nll_grad(const model_layout *M, const double *params, const double *x,
-                      const double *theta, int B, double *grad, double *work, int threads) {
+/* one shard: its summed negative log-density; adds the gradient of that sum / norm */
+static double shard_nll_grad(const model_layout *M, const double *params, const double *x,
+                             const double *theta, int B, double norm, double *grad,
+                             double *work, int threads) {
     const size_t nf = feat_fwd_work(&M->F, B), nl = flow_fwd_work(&M->L, B);
     double *fw = work, *lw = fw + nf, *bw = lw + nl, *dctx = bw + flow_bwd_work(&M->L, B);
     double *fbw = dctx + (size_t)B * M->L.nc, *g = fbw + feat_bwd_work(&M->F, B);
@@ -45,9 +68,49 @@ double model_nll_grad(const model_layout *M, const double *params, const double 
     flow_forward(&M->L, params + M->F.n_params, theta, ctx, B, B, 1.0, logq, lw, threads);
     double loss = 0.0;
     for (int i = 0; i < B; i++) loss -= logq[i];
-    for (int i = 0; i < B; i++) g[i] = -1.0 / B;
+    for (int i = 0; i < B; i++) g[i] = -1.0 / norm;
     flow_backward(&M->L, params + M->F.n_params, ctx, B, g, grad + M->F.n_params,
                   M->F.type == FEAT_IDENTITY ? NULL : dctx, NULL, lw, bw, threads);
     feat_backward(&M->F, params, x, B, dctx, grad, fw, fbw, threads);
-    return loss / B;
+    return loss;
+}
+
+double model_nll_grad(const model_layout *M, const double *params, const double *x,
+                      const double *theta, int B, double *grad, double *work, int threads) {
+    const int S = n_shards(B);
+    if (S == 1) return shard_nll_grad(M, params, x, theta, B, B, grad, work, threads) / B;
+    const size_t np = M->n_params;
+    double loss[SHARDS], *gs[SHARDS], *ws[SHARDS];
+    int r0[SHARDS];
+    double *w = work + (S - 1) * np;
+    for (int s = 0, r = 0; s < S; s++) {
+        gs[s] = s == 0 ? grad : work + (s - 1) * np;
+        ws[s] = w;
+        r0[s] = r;
+        r += shard_rows(B, s);
+        w += shard_work(M, shard_rows(B, s));
+    }
+    memset(work, 0, (S - 1) * np * sizeof(double));
+    /* threads beyond the shards go to each shard's products (a nested team) */
+    const int outer = threads < S ? threads : S, inner = threads / outer;
+#ifdef _OPENMP
+    const int levels = omp_get_max_active_levels();
+    if (inner > 1) omp_set_max_active_levels(2);
+#endif
+    #pragma omp parallel for num_threads(outer) schedule(static)
+    for (int s = 0; s < S; s++) {
+        nn_set_threads(inner);
+        loss[s] = shard_nll_grad(M, params, x + (size_t)r0[s] * M->F.n_in,
+                                 theta + (size_t)r0[s] * M->L.d, shard_rows(B, s), B, gs[s],
+                                 ws[s], inner);
+    }
+#ifdef _OPENMP
+    omp_set_max_active_levels(levels);
+#endif
+    nn_set_threads(threads);
+    double total = 0.0;
+    for (int s = 0; s < S; s++) total += loss[s];
+    for (int s = 1; s < S; s++)
+        for (size_t i = 0; i < np; i++) grad[i] += gs[s][i];
+    return total / B;
 }

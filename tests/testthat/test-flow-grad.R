@@ -48,3 +48,23 @@ test_that("featurizer + flow loss gradient matches finite differences", {
   lq <- .Call(C_r_model_log_prob, spec, p, x, th, 1, 1L)
   expect_equal(r[[1]], -mean(lq), tolerance = 1e-12)
 })
+
+test_that("a batch split into parallel shards has the whole batch's loss and gradient", {
+  # batches of 128 rows or more run as two shards (rows 1..66 and 67..131 here), each on
+  # its own thread; batches of 66 and 65 rows run whole, so they give the reference
+  spec <- small_spec(d = 2, nc = 4, act = "tanh", featurizer = featurizer_mlp(c(6, 5), 4, "gelu"),
+                     n_in = 7)
+  p <- random_params(spec, scale = 0.3)
+  set.seed(4)
+  n <- 131
+  x <- matrix(rnorm(7 * n), 7, n)
+  th <- matrix(rnorm(2 * n), 2, n)
+  a <- .Call(C_r_model_nll_grad, spec, p, x[, 1:66], th[, 1:66], 1L)
+  b <- .Call(C_r_model_nll_grad, spec, p, x[, 67:n], th[, 67:n], 1L)
+  r <- .Call(C_r_model_nll_grad, spec, p, x, th, 1L)
+  expect_equal(r[[1]], (66 * a[[1]] + 65 * b[[1]]) / n, tolerance = 1e-12)
+  expect_equal(r[[2]], (66 * a[[2]] + 65 * b[[2]]) / n, tolerance = 1e-12)
+  expect_gt(max(abs(r[[2]] - a[[2]])), 1e-6)  # the halves differ, so the sum is tested
+  for (threads in 2:4)  # 4: two threads per shard, in nested teams
+    expect_identical(.Call(C_r_model_nll_grad, spec, p, x, th, threads), r)
+})

@@ -1,0 +1,124 @@
+/* Branch-free elementary functions written so that loops over them vectorise (the C
+ * library's are scalar calls that keep branches for errno and special cases): used by the
+ * sampling tiles (flow/sample.c) and the training's mixture and activation layers. */
+#ifndef NBI_VMATH_H
+#define NBI_VMATH_H
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define VM_INLINE static inline __attribute__((always_inline))
+
+/* a if the mask (all ones or all zeros, from vm_mask) is set, else b. Written on the bits:
+ * with trapping math (the default) the compiler keeps a branch for a floating-point select,
+ * and a loop with a branch does not vectorise. */
+VM_INLINE int64_t vm_mask(int cond) { return -(int64_t)cond; }
+VM_INLINE double vm_select(int64_t mask, double a, double b) {
+    int64_t ab, bb;
+    memcpy(&ab, &a, sizeof ab);
+    memcpy(&bb, &b, sizeof bb);
+    ab = (ab & mask) | (bb & ~mask);
+    memcpy(&a, &ab, sizeof a);
+    return a;
+}
+VM_INLINE double vm_max(double a, double b) { return vm_select(vm_mask(a > b), a, b); }
+
+/* c[0] + c[1] x + ... + c[n-1] x^(n-1) by Horner's rule, unrolled (n <= 16) so that the
+ * loops around it vectorise (GCC keeps a loop nest with an inner loop scalar) */
+VM_INLINE double vm_poly(double x, const double *c, int n) {
+    double p = c[n - 1];
+    #pragma GCC unroll 16
+    for (int k = n - 2; k >= 0; k--) p = p * x + c[k];
+    return p;
+}
+static const double EXP_TAYLOR[14] = {  /* 1 / k! */
+    1.0, 1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0,
+    1.0 / 40320.0, 1.0 / 362880.0, 1.0 / 3628800.0, 1.0 / 39916800.0, 1.0 / 479001600.0,
+    1.0 / 6227020800.0};
+static const double ATANH_SERIES[10] = {  /* 1 / (2k + 1) */
+    1.0, 1.0 / 3.0, 1.0 / 5.0, 1.0 / 7.0, 1.0 / 9.0, 1.0 / 11.0, 1.0 / 13.0, 1.0 / 15.0,
+    1.0 / 17.0, 1.0 / 19.0};
+static const double COS_TAYLOR[11] = {  /* (-1)^k / (2k)! */
+    1.0, -1.0 / 2.0, 1.0 / 24.0, -1.0 / 720.0, 1.0 / 40320.0, -1.0 / 3628800.0,
+    1.0 / 479001600.0, -1.0 / 87178291200.0, 1.0 / 20922789888000.0,
+    -1.0 / 6402373705728000.0, 1.0 / 2432902008176640000.0};
+
+/* e^x within about 1 ulp, written so that loops over it vectorise: e^x = 2^k e^r with
+ * k = round(x / ln 2), |r| <= ln(2) / 2, e^r by its Taylor polynomial to r^13 (remainder
+ * below 4e-18), and 2^k added to the exponent bits. 0 below -700, e^700 above 700; NaN
+ * stays NaN. */
+VM_INLINE double vm_exp(double x) {
+    const double shift = 0x1.8p52;  /* adding it rounds to an integer kept in the low bits */
+    const int64_t under = vm_mask(x < -700.0);
+    double xc = vm_select(vm_mask(x > 700.0), 700.0, vm_select(under, -700.0, x));
+    double kd = xc * 1.4426950408889634 + shift, k = kd - shift;
+    double r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+    double p = vm_poly(r, EXP_TAYLOR, 14);
+    int64_t kb, pb;
+    memcpy(&kb, &kd, sizeof kb);
+    memcpy(&pb, &p, sizeof pb);
+    pb = (pb + (kb << 52)) & ~under;  /* k in the exponent (two's complement wraps right) */
+    memcpy(&p, &pb, sizeof p);
+    return p + (xc - xc);  /* NaN in, NaN out */
+}
+
+/* log x for x > 0 (finite, normal; NaN stays NaN), vectorisable: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+ * log m = 2 atanh(f), f = (m - 1) / (m + 1), by its series to f^19 (|f| < 0.172: remainder
+ * below 1e-17) */
+VM_INLINE double vm_log(double x) {
+    int64_t b;
+    memcpy(&b, &x, sizeof b);
+    int64_t eb = (b >> 52) & 0x7ff, mb = (b & 0xfffffffffffffLL) | 0x3ff0000000000000LL;
+    double m, e;
+    memcpy(&m, &mb, sizeof m);
+    const int64_t big = vm_mask(m > 1.4142135623730951);
+    m = vm_select(big, 0.5 * m, m);
+    eb += big & 1;
+    int64_t ebits = eb | 0x4330000000000000LL;  /* the double 2^52 + eb */
+    memcpy(&e, &ebits, sizeof e);
+    e -= 4503599627370496.0 + 1023.0;
+    const double f = (m - 1.0) / (m + 1.0), f2 = f * f;
+    const double p = vm_poly(f2, ATANH_SERIES, 10);
+    return e * 0.6931471805599453 + 2.0 * f * p + (x - x);  /* NaN and inf give NaN */
+}
+
+/* cos(2 pi u) for u in [0, 1], vectorisable: folded to cos(x), x = 2 pi w in [0, pi / 2],
+ * by its Taylor series to x^20 (remainder below 2e-17) */
+VM_INLINE double vm_cos_2pi(double u) {
+    double w = fabs(u - 0.5);                 /* cos(2 pi u) = -cos(2 pi w) */
+    const int64_t far = vm_mask(w > 0.25);  /* cos(2 pi w) = -cos(2 pi (1/2 - w)) */
+    w = vm_select(far, 0.5 - w, w);
+    const double x = 6.283185307179586 * w;
+    const double p = vm_poly(x * x, COS_TAYLOR, 11);
+    return vm_select(far, p, -p);
+}
+
+/* sqrt y for normal y > 0, vectorisable (the library's sqrt keeps a branch for errno):
+ * the exponent halved on the bits (within 4%), then 4 Newton steps (below 1 ulp) */
+VM_INLINE double vm_sqrt(double y) {
+    int64_t b;
+    memcpy(&b, &y, sizeof b);
+    b = 0x1FF7A3BEA91D9B1BLL + (b >> 1);
+    double r;
+    memcpy(&r, &b, sizeof r);
+    for (int k = 0; k < 4; k++) r = 0.5 * (r + y / r);
+    return r;
+}
+
+/* tanh through vm_exp: sign(x) (1 - e^-2|x|) / (1 + e^-2|x|) */
+VM_INLINE double vm_tanh(double x) {
+    double e = vm_exp(-2.0 * fabs(x));
+    return copysign((1.0 - e) / (1.0 + e), x);
+}
+
+/* x86-64 with GCC: the same code compiled for AVX2 + FMA, used when the CPU has them */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define VM_DISPATCH 1
+#define VM_AVX2 __attribute__((target("avx2,fma")))
+static inline int vm_have_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+#endif
