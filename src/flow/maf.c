@@ -6,6 +6,7 @@
 #include "flow/made.h"
 
 #define PAR_ROWS 256
+#define ROW_CHUNK 32  /* rows per call of the affine maps */
 
 typedef struct { double *zin, *pre, *post, *out; } block_cache;
 
@@ -113,10 +114,11 @@ VM_INLINE double mog_backward(const double *o, int K, double cm, double z, doubl
 #endif
 
 typedef struct {
-    void (*affine_fwd)(const flow_layout *, const double *, const double *, double *, double *);
+    void (*affine_fwd)(const flow_layout *, const double *, const double *, double *, double *,
+                       int);
     void (*mog_fwd)(const flow_layout *, const double *, const double *, double, double *);
-    void (*affine_bwd)(const flow_layout *, const double *, const double *, double, double *,
-                       double *);
+    void (*affine_bwd)(const flow_layout *, const double *, const double *, const double *,
+                       double *, double *, int);
     void (*mog_bwd)(const flow_layout *, const double *, const double *, double, double *,
                     double *);
 } row_kernels;
@@ -124,10 +126,10 @@ typedef struct {
 static row_kernels row_kernels_for_cpu(void) {
 #ifdef VM_DISPATCH
     if (vm_have_avx2())
-        return (row_kernels){affine_fwd_row_avx2, mog_fwd_row_avx2, affine_bwd_row_avx2,
+        return (row_kernels){affine_fwd_rows_avx2, mog_fwd_row_avx2, affine_bwd_rows_avx2,
                              mog_bwd_row_avx2};
 #endif
-    return (row_kernels){affine_fwd_row_base, mog_fwd_row_base, affine_bwd_row_base,
+    return (row_kernels){affine_fwd_rows_base, mog_fwd_row_base, affine_bwd_rows_base,
                          mog_bwd_row_base};
 }
 
@@ -149,9 +151,9 @@ void flow_forward(const flow_layout *L, const double *params, const double *x, c
         if (b < nb - 1) {
             double *zn = cache_at(L, caches, B, b + 1).zin;
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
-            for (int i = 0; i < B; i++)
+            for (int i = 0; i < B; i += ROW_CHUNK)
                 rk.affine_fwd(L, c.out + (size_t)i * OD, c.zin + (size_t)i * d,
-                              zn + (size_t)i * d, logq + i);
+                              zn + (size_t)i * d, logq + i, B - i < ROW_CHUNK ? B - i : ROW_CHUNK);
         } else {
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
             for (int i = 0; i < B; i++)
@@ -182,9 +184,10 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
         } else {
             const double *zn = cache_at(L, caches, B, b + 1).zin;
             #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
-            for (int i = 0; i < B; i++)
-                rk.affine_bwd(L, c.out + (size_t)i * OD, zn + (size_t)i * d, g[i],
-                              dout + (size_t)i * OD, G + (size_t)i * d);
+            for (int i = 0; i < B; i += ROW_CHUNK)
+                rk.affine_bwd(L, c.out + (size_t)i * OD, zn + (size_t)i * d, g + i,
+                              dout + (size_t)i * OD, G + (size_t)i * d,
+                              B - i < ROW_CHUNK ? B - i : ROW_CHUNK);
         }
         made_backward(L, p, gp, OD, c.zin, ctx, B, c.pre, c.post, dout, dzn, dctx, mwork, threads);
         for (size_t i = 0; i < (size_t)B * d; i++) G[i] += dzn[i];

@@ -1,13 +1,16 @@
 #include <math.h>
 #include "train/adam.h"
 
+#define PAR_MIN 16384     /* elements below which one thread is faster */
+#define NORM_CHUNK 4096
+
 /* Kingma & Ba (2015), Algorithm 1, with bias-corrected moments; step t >= 1 */
 void adam_update(double *w, const double *g, double *m, double *v, size_t n, double lr, int t,
                  double beta1, double beta2, double eps, double *avg, double avg_decay,
                  int threads) {
     const double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
     /* element-wise: the same result for any thread count */
-    #pragma omp parallel for num_threads(threads) if (n > 65536) schedule(static)
+    #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
     for (size_t i = 0; i < n; i++) {
         m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
         v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
@@ -23,13 +26,25 @@ double average_decay(long step, double cap) {
     return d < cap ? d : cap;
 }
 
-/* rescales g to norm at most max_norm; returns the norm before clipping */
-double clip_grad_norm(double *g, size_t n, double max_norm) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += g[i] * g[i];
+/* rescales g to norm at most max_norm; returns the norm before clipping. The squares are
+ * summed in fixed chunks, then the chunks in order: the same norm for any thread count. */
+double clip_grad_norm(double *g, size_t n, double max_norm, int threads) {
+    const size_t nc = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    double part[nc > 0 ? nc : 1], s = 0.0;
+    #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+    for (size_t c = 0; c < nc; c++) {
+        const size_t i1 = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
+        double sc = 0.0;
+        for (size_t i = c * NORM_CHUNK; i < i1; i++) sc += g[i] * g[i];
+        part[c] = sc;
+    }
+    for (size_t c = 0; c < nc; c++) s += part[c];
     s = sqrt(s);
-    if (max_norm > 0 && s > max_norm)
-        for (size_t i = 0; i < n; i++) g[i] *= max_norm / s;
+    if (max_norm > 0 && s > max_norm) {
+        const double f = max_norm / s;
+        #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+        for (size_t i = 0; i < n; i++) g[i] *= f;
+    }
     return s;
 }
 

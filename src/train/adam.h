@@ -7,6 +7,6 @@ void adam_update(double *w, const double *g, double *m, double *v, size_t n, dou
                  double beta1, double beta2, double eps, double *avg, double avg_decay,
                  int threads);
 double average_decay(long step, double cap);
-double clip_grad_norm(double *g, size_t n, double max_norm);
+double clip_grad_norm(double *g, size_t n, double max_norm, int threads);
 double cosine_lr(double lr, int epoch, int epochs, double floor);
 #endif

@@ -110,7 +110,8 @@ double model_nll_grad(const model_layout *M, const double *params, const double 
     nn_set_threads(threads);
     double total = 0.0;
     for (int s = 0; s < S; s++) total += loss[s];
-    for (int s = 1; s < S; s++)
-        for (size_t i = 0; i < np; i++) grad[i] += gs[s][i];
+    #pragma omp parallel for num_threads(threads) if (np > 16384) schedule(static)
+    for (size_t i = 0; i < np; i++)
+        for (int s = 1; s < S; s++) grad[i] += gs[s][i];
     return total / B;
 }
