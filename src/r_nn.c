@@ -45,3 +45,27 @@ SEXP r_nn_act(SEXP x, SEXP dout, SEXP act, SEXP threads) {
     UNPROTECT(3);
     return res;
 }
+
+/* C = alpha op(A) op(B) + beta C0 through nn_gemm: trans = c(ta, tb) (0/1), mode = 0 float64,
+ * 1 float32, 2 float32 through the C kernel; for tests of the tiles and threads */
+SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP threads) {
+    if (!Rf_isMatrix(a) || !Rf_isMatrix(b) || !Rf_isMatrix(c0)) Rf_error("'a', 'b', 'c0' must be matrices");
+    need_real(a, -1, "a"); need_real(b, -1, "b"); need_real(c0, -1, "c0");
+    const double *co = need_real(coef, 2, "coef");
+    if (TYPEOF(trans) != INTSXP || XLENGTH(trans) != 2) Rf_error("'trans' must be 2 integers");
+    const int tA = INTEGER(trans)[0] == 1, tB = INTEGER(trans)[1] == 1;
+    const int M = tA ? Rf_ncols(a) : Rf_nrows(a), K = tA ? Rf_nrows(a) : Rf_ncols(a);
+    const int N = tB ? Rf_nrows(b) : Rf_ncols(b), Kb = tB ? Rf_ncols(b) : Rf_nrows(b);
+    if (Kb != K || Rf_nrows(c0) != M || Rf_ncols(c0) != N) Rf_error("non-conformable matrices");
+    const int md = Rf_asInteger(mode), nt = need_threads(threads);
+    if (md == NA_INTEGER || md < 0 || md > 2) Rf_error("'mode' must be 0, 1 or 2");
+    nn_set_precision(md);
+    nn_set_threads(nt);
+    SEXP out = PROTECT(Rf_duplicate(c0));
+    nn_gemm(tA ? "T" : "N", tB ? "T" : "N", M, N, K, co[0], REAL(a), Rf_nrows(a), REAL(b),
+            Rf_nrows(b), co[1], REAL(out), M);
+    nn_set_precision(0);
+    nn_set_threads(1);
+    UNPROTECT(1);
+    return out;
+}

@@ -67,11 +67,10 @@ static inline int out_coord(const flow_layout *L, int b, int o) {
     return b == L->blocks - 1 ? o / (3 * L->K) : o % L->d;
 }
 
-/* Visits every entry the MADE masks forbid: zeroes it (zero = 1) or, with zero = 0,
- * returns 0 at the first nonzero one. Returns 1 otherwise. */
-static int mask_walk(const flow_layout *L, double *v, int zero) {
+/* Visits every entry the MADE masks forbid: returns 0 at the first nonzero one, 1 otherwise */
+static int mask_walk(const flow_layout *L, double *v) {
     const int d = L->d, H = L->hidden;
-#define MASKED(x) do { if (zero) (x) = 0.0; else if ((x) != 0.0) return 0; } while (0)
+#define MASKED(x) do { if ((x) != 0.0) return 0; } while (0)
     for (int b = 0; b < L->blocks; b++) {
         made_params p = flow_block_params(L, v, b);
         const int *rk = L->rank + (size_t)b * d;
@@ -93,10 +92,37 @@ static int mask_walk(const flow_layout *L, double *v, int zero) {
     return 1;
 }
 
-void flow_mask(const flow_layout *L, double *v) { mask_walk(L, v, 1); }
+/* zeroes every entry mask_walk checks: each row is multiplied by 0 or 1
+ * from a comparison of degrees, in loops that vectorise (finite entries become +-0, NaN
+ * stays NaN: a gradient with NaN is rejected whole anyway) */
+void flow_mask(const flow_layout *L, double *v) {
+    const int d = L->d, H = L->hidden;
+    int deg[H];
+    for (int h = 0; h < H; h++) deg[h] = hdeg(h, d);
+    for (int b = 0; b < L->blocks; b++) {
+        made_params p = flow_block_params(L, v, b);
+        const int *rk = L->rank + (size_t)b * d;
+        for (int h = 0; h < H; h++)
+            for (int j = 0; j < d; j++) p.Win[(size_t)h * d + j] *= (double)(deg[h] >= rk[j] + 1);
+        for (int l = 1; l < L->layers; l++)
+            for (int h2 = 0; h2 < H; h2++) {
+                double *row = p.Wh[l] + (size_t)h2 * H;
+                const int d2 = deg[h2];
+                #pragma omp simd
+                for (int h1 = 0; h1 < H; h1++) row[h1] *= (double)(d2 >= deg[h1]);
+            }
+        const int OD = flow_out_dim(L, b);
+        for (int o = 0; o < OD; o++) {
+            double *row = p.Wout + (size_t)o * H;
+            const int r = rk[out_coord(L, b, o)];
+            #pragma omp simd
+            for (int h = 0; h < H; h++) row[h] *= (double)(deg[h] <= r);
+        }
+    }
+}
 
 /* 1 when every entry flow_mask would zero is already zero (then no masked copy is needed) */
-int flow_is_masked(const flow_layout *L, const double *v) { return mask_walk(L, (double *)v, 0); }
+int flow_is_masked(const flow_layout *L, const double *v) { return mask_walk(L, (double *)v); }
 
 static void fill_unif(double *w, size_t n, double scale, rng_t *r) {
     for (size_t i = 0; i < n; i++) w[i] = scale * (2.0 * rng_unif(r) - 1.0);

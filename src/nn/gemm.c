@@ -70,12 +70,13 @@ static void to_float(float *dst, const double *src, int rows, int cols, int ld) 
     }
 }
 
-/* packed op(X) for the kernel: element (i, k) of the M x K operand at row-major p[i*K + k] */
-static void pack_rows(float *p, const float *x, int trans, int M, int K) {
-    /* x is packed column-major: M x K when not transposed, K x M when transposed */
+/* packed op(X) for the kernel: element (i, k) of the M x K operand at row-major p[i*K + k];
+ * x is column-major with leading dimension ld: M x K when not transposed, K x M when
+ * transposed */
+static void pack_rows(float *p, const float *x, int trans, int M, int K, int ld) {
     for (int i = 0; i < M; i++)
         for (int k = 0; k < K; k++)
-            p[(size_t)i * K + k] = trans ? x[(size_t)i * K + k] : x[(size_t)k * M + i];
+            p[(size_t)i * K + k] = trans ? x[(size_t)i * ld + k] : x[(size_t)k * ld + i];
 }
 
 /* c (M x N, column-major, ld M) = a (M x K, row-major) * b^T (b: N x K, row-major), four
@@ -112,28 +113,30 @@ static void sgemm_kernel(float *c, const float *a, const float *b, int M, int N,
     }
 }
 
-/* columns j0.. (nb of them) of float c (ld M) added into C: C = beta C + alpha c */
-static void add_back(double *C, int ldc, const float *c, int M, int j0, int nb, double alpha,
-                     double beta) {
+/* rows 0..mb-1 of columns j0.. (nb of them) of float c (ld M) added into C (ld ldc):
+ * C = beta C + alpha c */
+static void add_back(double *C, int ldc, const float *c, int M, int mb, int j0, int nb,
+                     double alpha, double beta) {
     for (int j = j0; j < j0 + nb; j++) {
         double *cj = C + (size_t)j * ldc;
         const float *pj = c + (size_t)j * M;
         if (beta == 0.0) {
             #pragma omp simd
-            for (int i = 0; i < M; i++) cj[i] = alpha * (double)pj[i];
+            for (int i = 0; i < mb; i++) cj[i] = alpha * (double)pj[i];
         } else {
             #pragma omp simd
-            for (int i = 0; i < M; i++) cj[i] = beta * cj[i] + alpha * (double)pj[i];
+            for (int i = 0; i < mb; i++) cj[i] = beta * cj[i] + alpha * (double)pj[i];
         }
     }
 }
 
 /* C = alpha op(A) op(B) + beta C, BLAS conventions (column-major, ta/tb "N" or "T").
- * C's columns are computed in panels of PANEL, spread over the .Call's threads on a
- * single-threaded BLAS: the panels do not depend on the thread count, so neither do the
- * results (OpenBLAS's own threaded sgemm rounds differently for different thread counts),
- * and OpenMP and BLAS threads never wait on each other for the same cores (with a threaded
- * dgemm between OpenMP loops, 2 threads ran at half the speed of 1). */
+ * C is computed in tiles of PANEL columns (and, when that gives a single panel, PANEL rows),
+ * spread over the .Call's threads on a single-threaded BLAS: the tiles depend on the shape
+ * alone, not on the thread count, so neither do the results (OpenBLAS's own threaded sgemm
+ * rounds differently for different thread counts), and OpenMP and BLAS threads never wait
+ * on each other for the same cores (with a threaded dgemm between OpenMP loops, 2 threads
+ * ran at half the speed of 1). */
 void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
              const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -141,44 +144,58 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
     const int ar = tA ? K : M, ac = tA ? M : K;
     const int kernel = gemm_single_mode == 2 || !nn_have_sgemm();
     const size_t MK = (size_t)M * K, NK = (size_t)N * K;
+    const int nn = (N + PANEL - 1) / PANEL;
+    /* row tiles only for a single column panel (a batch of few columns), not in the C kernel */
+    const int nm = nn == 1 && !(gemm_single_mode && kernel) ? (M + PANEL - 1) / PANEL : 1;
+    const int nt = nn * nm, par = nt > 1 && gemm_threads > 1;
     float *buf = NULL;
     /* products below SINGLE_MIN multiply-adds gain nothing from float32 (the copies cost as
      * much as the product), so they stay in double precision */
     if (gemm_single_mode && K > 0 && (gemm_single_mode == 2 || (double)M * N * K >= SINGLE_MIN))
         buf = gemm_scratch((kernel ? 2 : 1) * (MK + NK) + (size_t)M * N);
-    if (!buf) {  /* float64, or no memory for the float copies: dgemm on the same panels */
-        const int np = (N + PANEL - 1) / PANEL;
-        #pragma omp parallel for num_threads(gemm_threads) if (np > 1 && gemm_threads > 1) schedule(static)
-        for (int p = 0; p < np; p++) {
-            const int j0 = p * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
+    if (!buf) {  /* float64, or no memory for the float copies: dgemm on the same tiles */
+        #pragma omp parallel for num_threads(gemm_threads) if (par) schedule(static)
+        for (int t = 0; t < nt; t++) {
+            const int j0 = (t / nm) * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
+            const int i0 = (t % nm) * PANEL, mb = nm == 1 ? M : (M - i0 < PANEL ? M - i0 : PANEL);
+            const double *Ap = tA ? A + (size_t)i0 * lda : A + i0;
             const double *Bp = tB ? B + j0 : B + (size_t)j0 * ldb;
-            F77_CALL(dgemm)(ta, tb, &M, &nb, &K, &alpha, A, &lda, Bp, &ldb, &beta,
-                            C + (size_t)j0 * ldc, &ldc FCONE FCONE);
+            F77_CALL(dgemm)(ta, tb, &mb, &nb, &K, &alpha, Ap, &lda, Bp, &ldb, &beta,
+                            C + (size_t)j0 * ldc + i0, &ldc FCONE FCONE);
         }
         return;
     }
     float *a = buf, *b = a + MK, *c = b + NK, *ap = c + (size_t)M * N, *bp = ap + MK;
-    to_float(a, A, ar, ac, lda);
-    if (kernel) pack_rows(ap, a, tA, M, K);
-    const int np = (N + PANEL - 1) / PANEL;
-    #pragma omp parallel for num_threads(gemm_threads) if (np > 1 && gemm_threads > 1) schedule(static)
-    for (int p = 0; p < np; p++) {
-        const int j0 = p * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
-        float *bj = b + (size_t)j0 * K, *cj = c + (size_t)j0 * M;
-        /* the panel of op(B): columns j0.. of B (K x nb), or its rows j0.. when transposed */
-        if (tB) to_float(bj, B + j0, nb, K, ldb);
-        else to_float(bj, B + (size_t)j0 * ldb, K, nb, ldb);
-        if (kernel) {
-            float *bq = bp + (size_t)j0 * K;
-            pack_rows(bq, bj, !tB, nb, K);  /* op(B)^T is nb x K: the panel itself when transposed */
-            sgemm_kernel(cj, ap, bq, M, nb, K);
-        } else {
+    #pragma omp parallel num_threads(gemm_threads) if (par)
+    {
+        /* the float copies of A and B, by columns, then the tiles */
+        #pragma omp for schedule(static)
+        for (int j = 0; j < ac; j++) to_float(a + (size_t)j * ar, A + (size_t)j * lda, ar, 1, lda);
+        const int bc = tB ? K : N, br = tB ? N : K;
+        #pragma omp for schedule(static)
+        for (int j = 0; j < bc; j++) to_float(b + (size_t)j * br, B + (size_t)j * ldb, br, 1, ldb);
+        #pragma omp single
+        if (kernel) pack_rows(ap, a, tA, M, K, ar);
+        #pragma omp for schedule(static)
+        for (int t = 0; t < nt; t++) {
+            const int j0 = (t / nm) * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
+            const int i0 = (t % nm) * PANEL, mb = nm == 1 ? M : (M - i0 < PANEL ? M - i0 : PANEL);
+            float *cj = c + (size_t)j0 * M + i0;
+            if (kernel) {
+                /* op(B)'s panel transposed, nb x K row-major: columns j0.. of op(B) */
+                float *bq = bp + (size_t)j0 * K;
+                pack_rows(bq, tB ? b + j0 : b + (size_t)j0 * K, !tB, nb, K, br);
+                sgemm_kernel(cj, ap, bq, M, nb, K);
+            } else {
 #ifdef NBI_HAVE_SGEMM
-            const float one = 1.0f, zero = 0.0f;
-            const int ldp = tB ? nb : K;
-            F77_CALL(sgemm)(ta, tb, &M, &nb, &K, &one, a, &ar, bj, &ldp, &zero, cj, &M FCONE FCONE);
+                const float one = 1.0f, zero = 0.0f;
+                const float *apn = tA ? a + (size_t)i0 * ar : a + i0;
+                const float *bpn = tB ? b + j0 : b + (size_t)j0 * br;
+                F77_CALL(sgemm)(ta, tb, &mb, &nb, &K, &one, apn, &ar, bpn, &br, &zero, cj, &M
+                                FCONE FCONE);
 #endif
+            }
+            add_back(C + i0, ldc, c + i0, M, mb, j0, nb, alpha, beta);
         }
-        add_back(C, ldc, c, M, j0, nb, alpha, beta);
     }
 }

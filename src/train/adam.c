@@ -5,15 +5,16 @@
 #define NORM_CHUNK 4096
 
 /* Kingma & Ba (2015), Algorithm 1, with bias-corrected moments; step t >= 1 */
-void adam_update(double *w, const double *g, double *m, double *v, size_t n, double lr, int t,
-                 double beta1, double beta2, double eps, double *avg, double avg_decay,
-                 int threads) {
+void adam_update(double *w, const double *g, double gscale, double *m, double *v, size_t n,
+                 double lr, int t, double beta1, double beta2, double eps, double *avg,
+                 double avg_decay, int threads) {
     const double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
     /* element-wise: the same result for any thread count */
     #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
     for (size_t i = 0; i < n; i++) {
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g[i];
-        v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] * g[i];
+        const double gi = gscale * g[i];
+        m[i] = beta1 * m[i] + (1.0 - beta1) * gi;
+        v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi;
         w[i] -= lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps);
         if (avg) avg[i] = avg_decay * avg[i] + (1.0 - avg_decay) * w[i];
     }
@@ -26,9 +27,9 @@ double average_decay(long step, double cap) {
     return d < cap ? d : cap;
 }
 
-/* rescales g to norm at most max_norm; returns the norm before clipping. The squares are
- * summed in fixed chunks, then the chunks in order: the same norm for any thread count. */
-double clip_grad_norm(double *g, size_t n, double max_norm, int threads) {
+/* the Euclidean norm of g: squares summed in fixed chunks, then the chunks in order, so the
+ * same for any thread count */
+double grad_norm(const double *g, size_t n, int threads) {
     const size_t nc = (n + NORM_CHUNK - 1) / NORM_CHUNK;
     double part[nc > 0 ? nc : 1], s = 0.0;
     #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
@@ -39,13 +40,12 @@ double clip_grad_norm(double *g, size_t n, double max_norm, int threads) {
         part[c] = sc;
     }
     for (size_t c = 0; c < nc; c++) s += part[c];
-    s = sqrt(s);
-    if (max_norm > 0 && s > max_norm) {
-        const double f = max_norm / s;
-        #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
-        for (size_t i = 0; i < n; i++) g[i] *= f;
-    }
-    return s;
+    return sqrt(s);
+}
+
+/* the factor that scales a gradient of norm gn to norm at most max_norm (0: no bound) */
+double clip_factor(double gn, double max_norm) {
+    return max_norm > 0 && gn > max_norm ? max_norm / gn : 1.0;
 }
 
 /* cosine decay from lr at epoch 0 towards lr * floor at the last epoch */

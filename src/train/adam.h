@@ -1,12 +1,14 @@
 #ifndef NBI_ADAM_H
 #define NBI_ADAM_H
 #include <stddef.h>
-/* avg (or NULL) <- avg_decay * avg + (1 - avg_decay) * w after the step: the averaged
- * iterate (Polyak & Juditsky 1992), updated in the same pass over memory */
-void adam_update(double *w, const double *g, double *m, double *v, size_t n, double lr, int t,
-                 double beta1, double beta2, double eps, double *avg, double avg_decay,
-                 int threads);
+/* one Adam step on the gradient gscale * g (gscale: gradient clipping, folded into the
+ * pass); avg (or NULL) <- avg_decay * avg + (1 - avg_decay) * w after the step: the
+ * averaged iterate (Polyak & Juditsky 1992), updated in the same pass over memory */
+void adam_update(double *w, const double *g, double gscale, double *m, double *v, size_t n,
+                 double lr, int t, double beta1, double beta2, double eps, double *avg,
+                 double avg_decay, int threads);
 double average_decay(long step, double cap);
-double clip_grad_norm(double *g, size_t n, double max_norm, int threads);
+double grad_norm(const double *g, size_t n, int threads);
+double clip_factor(double gn, double max_norm);
 double cosine_lr(double lr, int epoch, int epochs, double floor);
 #endif

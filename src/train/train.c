@@ -83,11 +83,12 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             gather(M, o, e, perm + i0, B, x_train, th_train, xb, thb);
             memset(grad, 0, np * sizeof(double));
             double loss = model_nll_grad(M, params, xb, thb, B, grad, mw, o->threads);
-            double gn = clip_grad_norm(grad, np, o->clip, o->threads);
+            const double gn = grad_norm(grad, np, o->threads);
             if (!isfinite(loss) || !isfinite(gn)) continue;  /* skip a bad batch */
             (*adam_step)++;
-            adam_update(params, grad, m, v, np, lr, *adam_step, 0.9, 0.999, 1e-8, avg,
-                        avg ? average_decay(++n_avg, o->average) : 0.0, o->threads);
+            adam_update(params, grad, clip_factor(gn, o->clip), m, v, np, lr, *adam_step, 0.9,
+                        0.999, 1e-8, avg, avg ? average_decay(++n_avg, o->average) : 0.0,
+                        o->threads);
             tl += loss; nb++;
         }
         if (nb == 0) { status = 1; break; }

@@ -344,7 +344,7 @@ test_that("fuzz: r_blas_threads", {
   fz_run("r_blas_threads", bases, seed = 109)
 })
 
-test_that("fuzz: r_nn_linear, r_nn_act", {
+test_that("fuzz: r_nn_linear, r_nn_act, r_nn_gemm", {
   set.seed(9)
   C <- 3; OC <- 4; B <- 2
   bases <- list(list(args = list(x = matrix(rnorm(C * B), C, B), w = matrix(rnorm(C * OC), C, OC),
@@ -353,6 +353,11 @@ test_that("fuzz: r_nn_linear, r_nn_act", {
   bases <- lapply(0:2, function(a) list(args = list(x = rnorm(7), dout = rnorm(7), act = a,
                                                    threads = 1L)))
   fz_run("r_nn_act", bases, seed = 111)
+  bases <- lapply(0:2, function(m) list(args = list(a = matrix(rnorm(6), 3, 2),
+                                                   b = matrix(rnorm(8), 2, 4),
+                                                   c0 = matrix(0, 3, 4), trans = c(0L, 0L),
+                                                   coef = c(1, 0), mode = m, threads = 2L)))
+  fz_run("r_nn_gemm", bases, seed = 118)
 })
 
 test_that("fuzz: r_nn_conv1d, r_nn_layernorm, r_nn_maxpool2, r_nn_gru", {
@@ -410,7 +415,7 @@ test_that("fuzz: every registered entry point was covered", {
   entries <- vapply(getDLLRegisteredRoutines("nbi", addNames = FALSE)$.Call, `[[`, "", "name")
   covered <- c("r_model_init", "r_model_n_params", "r_model_log_prob", "r_model_sample",
                "r_flow_grad", "r_model_nll_grad", "r_train", "r_importance", "r_blas_threads",
-               "r_nn_linear", "r_nn_act", "r_nn_conv1d", "r_nn_layernorm", "r_nn_maxpool2",
+               "r_nn_linear", "r_nn_act", "r_nn_gemm", "r_nn_conv1d", "r_nn_layernorm", "r_nn_maxpool2",
                "r_nn_gru", "r_c2st_loss_grad", "r_c2st_fit_predict", "r_draws_theta",
                "r_have_sgemm")  # no arguments to corrupt
   expect_setequal(entries, covered)

@@ -143,3 +143,24 @@ test_that("precision is checked and old engines without it compute in float64", 
                      1, 1L), "precision")
   expect_type(.Call(C_r_have_sgemm), "logical")
 })
+
+test_that("matrix products in tiles agree with R's for every transpose, precision and thread count", {
+  # shapes: one column panel (then row tiles of 128), several column panels, one tile
+  set.seed(8)
+  for (sh in list(c(300, 50, 70), c(50, 300, 70), c(40, 30, 20))) for (ta in 0:1) for (tb in 0:1) {
+    M <- sh[1]; N <- sh[2]; K <- sh[3]
+    a <- if (ta) matrix(rnorm(K * M), K, M) else matrix(rnorm(M * K), M, K)
+    b <- if (tb) matrix(rnorm(N * K), N, K) else matrix(rnorm(K * N), K, N)
+    c0 <- matrix(rnorm(M * N), M, N)
+    ref <- 0.7 * ((if (ta) t(a) else a) %*% (if (tb) t(b) else b)) + 0.3 * c0
+    for (mode in 0:2) {
+      r1 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, 1L)
+      # float32 products of 70 standard normals: rounding of order 1e-6 relative
+      expect_lt(max(abs(r1 - ref)), if (mode == 0) 1e-12 else 1e-4)
+      for (th in 2:3)
+        expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, th), r1)
+    }
+  }
+  expect_error(.Call(C_r_nn_gemm, diag(2), diag(3), diag(2), c(0L, 0L), c(1, 0), 0L, 1L),
+               "non-conformable")
+})
