@@ -12,7 +12,7 @@ SEXP r_model_nll_grad(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
-SEXP r_nn_gemm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_nn_gemm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_importance(SEXP, SEXP, SEXP);
 SEXP r_draws_theta(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_blas_threads(SEXP);
@@ -36,7 +36,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_train", (DL_FUNC)&r_train, 10},
     {"r_nn_linear", (DL_FUNC)&r_nn_linear, 4},
     {"r_nn_act", (DL_FUNC)&r_nn_act, 4},
-    {"r_nn_gemm", (DL_FUNC)&r_nn_gemm, 7},
+    {"r_nn_gemm", (DL_FUNC)&r_nn_gemm, 8},
     {"r_importance", (DL_FUNC)&r_importance, 3},
     {"r_draws_theta", (DL_FUNC)&r_draws_theta, 8},
     {"r_nn_conv1d", (DL_FUNC)&r_nn_conv1d, 5},

@@ -126,7 +126,7 @@ SEXP r_flow_grad(SEXP spec, SEXP params, SEXP theta, SEXP context, SEXP g, SEXP 
     double *gg = need_real(g, n, "g");
     double *p = (double *)R_alloc(L->n_params, sizeof(double));
     memcpy(p, need_real(params, (R_xlen_t)L->n_params, "params"), L->n_params * sizeof(double));
-    flow_mask(L, p);
+    flow_mask(L, p, 1);
     double *fw = (double *)R_alloc(flow_fwd_work(L, n), sizeof(double));
     double *bw = (double *)R_alloc(flow_bwd_work(L, n), sizeof(double));
     SEXP lq = PROTECT(Rf_allocVector(REALSXP, n));

@@ -47,8 +47,11 @@ SEXP r_nn_act(SEXP x, SEXP dout, SEXP act, SEXP threads) {
 }
 
 /* C = alpha op(A) op(B) + beta C0 through nn_gemm: trans = c(ta, tb) (0/1), mode = 0 float64,
- * 1 float32, 2 float32 through the C kernel; for tests of the tiles and threads */
-SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP threads) {
+ * 1 float32, 2 float32 through the C kernel; mirror = 0, or A and B read from a registered
+ * float copy (nn_set_mirror) that is exact (1) or holds twice their values (2: shows that the
+ * copy, not A and B, is read); for tests of the tiles, threads and copies */
+SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP threads,
+               SEXP mirror) {
     if (!Rf_isMatrix(a) || !Rf_isMatrix(b) || !Rf_isMatrix(c0)) Rf_error("'a', 'b', 'c0' must be matrices");
     need_real(a, -1, "a"); need_real(b, -1, "b"); need_real(c0, -1, "c0");
     const double *co = need_real(coef, 2, "coef");
@@ -59,11 +62,25 @@ SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP t
     if (Kb != K || Rf_nrows(c0) != M || Rf_ncols(c0) != N) Rf_error("non-conformable matrices");
     const int md = Rf_asInteger(mode), nt = need_threads(threads);
     if (md == NA_INTEGER || md < 0 || md > 2) Rf_error("'mode' must be 0, 1 or 2");
+    const int mi = Rf_asInteger(mirror);
+    if (mi == NA_INTEGER || mi < 0 || mi > 2) Rf_error("'mirror' must be 0, 1 or 2");
     nn_set_precision(md);
     nn_set_threads(nt);
     SEXP out = PROTECT(Rf_duplicate(c0));
-    nn_gemm(tA ? "T" : "N", tB ? "T" : "N", M, N, K, co[0], REAL(a), Rf_nrows(a), REAL(b),
-            Rf_nrows(b), co[1], REAL(out), M);
+    const double *A = REAL(a), *B = REAL(b);
+    if (mi) {  /* A and B side by side in one array with its float copy */
+        const size_t na = XLENGTH(a), n = na + XLENGTH(b);
+        double *w = (double *)R_alloc(n, sizeof(double));
+        float *wf = (float *)R_alloc(n, sizeof(float));
+        memcpy(w, A, na * sizeof(double));
+        memcpy(w + na, B, XLENGTH(b) * sizeof(double));
+        for (size_t i = 0; i < n; i++) wf[i] = (float)(mi == 2 ? 2.0 * w[i] : w[i]);
+        nn_set_mirror(w, wf, n);
+        A = w;
+        B = w + na;
+    }
+    nn_gemm(tA ? "T" : "N", tB ? "T" : "N", M, N, K, co[0], A, Rf_nrows(a), B, Rf_nrows(b),
+            co[1], REAL(out), M);
     nn_set_precision(0);
     nn_set_threads(1);
     UNPROTECT(1);

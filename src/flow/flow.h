@@ -34,7 +34,7 @@ int flow_layout_init(flow_layout *L, int d, int nc, int hidden, int layers, int 
 int flow_out_dim(const flow_layout *L, int b);
 size_t flow_block_offset(const flow_layout *L, int b);
 made_params flow_block_params(const flow_layout *L, double *params, int b);
-void flow_mask(const flow_layout *L, double *v);
+void flow_mask(const flow_layout *L, double *v, int threads);
 int flow_is_masked(const flow_layout *L, const double *v);
 void flow_init_params(const flow_layout *L, double *params, uint64_t seed);
 

@@ -94,24 +94,27 @@ static int mask_walk(const flow_layout *L, double *v) {
 
 /* zeroes every entry mask_walk checks: each row is multiplied by 0 or 1
  * from a comparison of degrees, in loops that vectorise (finite entries become +-0, NaN
- * stays NaN: a gradient with NaN is rejected whole anyway) */
-void flow_mask(const flow_layout *L, double *v) {
+ * stays NaN: a gradient with NaN is rejected whole anyway); rows spread over the threads */
+void flow_mask(const flow_layout *L, double *v, int threads) {
     const int d = L->d, H = L->hidden;
     int deg[H];
     for (int h = 0; h < H; h++) deg[h] = hdeg(h, d);
+    #pragma omp parallel num_threads(threads) if (threads > 1 && (double)H * H * L->blocks > 65536)
     for (int b = 0; b < L->blocks; b++) {
         made_params p = flow_block_params(L, v, b);
         const int *rk = L->rank + (size_t)b * d;
-        for (int h = 0; h < H; h++)
-            for (int j = 0; j < d; j++) p.Win[(size_t)h * d + j] *= (double)(deg[h] >= rk[j] + 1);
-        for (int l = 1; l < L->layers; l++)
-            for (int h2 = 0; h2 < H; h2++) {
+        #pragma omp for schedule(static)
+        for (int h2 = 0; h2 < H; h2++) {
+            const int d2 = deg[h2];
+            for (int j = 0; j < d; j++) p.Win[(size_t)h2 * d + j] *= (double)(d2 >= rk[j] + 1);
+            for (int l = 1; l < L->layers; l++) {
                 double *row = p.Wh[l] + (size_t)h2 * H;
-                const int d2 = deg[h2];
                 #pragma omp simd
                 for (int h1 = 0; h1 < H; h1++) row[h1] *= (double)(d2 >= deg[h1]);
             }
+        }
         const int OD = flow_out_dim(L, b);
+        #pragma omp for schedule(static)
         for (int o = 0; o < OD; o++) {
             double *row = p.Wout + (size_t)o * H;
             const int r = rk[out_coord(L, b, o)];
@@ -158,5 +161,5 @@ void flow_init_params(const flow_layout *L, double *params, uint64_t seed) {
                 }
         }
     }
-    flow_mask(L, params);
+    flow_mask(L, params, 1);
 }

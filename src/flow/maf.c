@@ -193,5 +193,5 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
         for (size_t i = 0; i < (size_t)B * d; i++) G[i] += dzn[i];
     }
     if (dx) memcpy(dx, G, (size_t)B * d * sizeof(double));
-    flow_mask(L, dparams);
+    flow_mask(L, dparams, threads);
 }

@@ -248,15 +248,20 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
  * sorted and float copies of every block, the context parts of B rows, per-thread scratch */
 static size_t header_doubles(const flow_layout *L) {
     const size_t bytes = (size_t)L->blocks * (sizeof(tile_block) + sizeof(made_params)) +
-                         3 * sizeof(double *);
+                         4 * sizeof(double *);
     return LINE((bytes + 7) / 8);
 }
 
+/* contexts whose parts are computed together: the parts of one chunk (a few MB) stay in
+ * cache while its tiles read them, and the scratch does not grow with the call */
+#define CTX_CHUNK 256
+
 size_t flow_sample_work(const flow_layout *L, int B, int threads) {
     const size_t H = L->hidden, blocks = L->blocks;
+    if (B > CTX_CHUNK) B = CTX_CHUNK;  /* context rows of one chunk */
     /* float copies take at most half the doubles of the sorted ones; every array is
      * rounded up to cache lines */
-    return header_doubles(L) + LINE(H + L->d + 2) + 3 * L->n_params + 16 +
+    return header_doubles(L) + LINE(H + L->d + 2) + 3 * L->n_params + 24 +
            blocks * (L->layers + 4) * 8 + blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) +
            (size_t)(threads > 1 ? threads : 1) * scratch_doubles(L);
 }
@@ -322,13 +327,22 @@ void flow_sample_prepare(const flow_layout *L, const double *params, double *wor
     }
     slot[1] = W;
     slot[2] = bias;
+    slot[3] = NULL;
+    if (single) {  /* the stacked weights' float copy, for every chunk's product */
+        const size_t nW = (size_t)(bias - W);
+        float *f = (float *)p;
+        for (size_t i = 0; i < nW; i++) f[i] = (float)W[i];
+        slot[3] = p;
+        p += LINE(nW / 2 + 1);
+    }
     slot[0] = p;  /* where the per-call part starts */
 }
 
-/* part (n x rows, unit-major) = W (n x nc, row-major) ctx (nc x rows) + bias */
-static void context_part(double *part, const double *W, const double *bias, const double *ctx,
-                         int nc, int n, int rows) {
-    if (nc > 0) nn_gemm("T", "N", rows, n, nc, 1.0, ctx, nc, W, nc, 0.0, part, rows);
+/* part (n x rows, unit-major) = W (n x nc, row-major; Wf its float copy or NULL) ctx
+ * (nc x rows) + bias */
+static void context_part(double *part, const double *W, const float *Wf, const double *bias,
+                         const double *ctx, int nc, int n, int rows) {
+    if (nc > 0) nn_gemm_bf("T", "N", rows, n, nc, 1.0, ctx, nc, W, Wf, nc, 0.0, part, rows);
     else memset(part, 0, (size_t)n * rows * sizeof(double));
     for (int u = 0; u < n; u++)
         for (int r = 0; r < rows; r++) part[(size_t)u * rows + r] += bias[u];
@@ -343,7 +357,7 @@ static void blocks_for_call(const flow_layout *L, const double *ctx, int ctx_row
     double *part = slot[0];
     int n = 0;  /* context parts of all blocks: hidden and output units */
     for (int b = 0; b < nb; b++) n += H + flow_out_dim(L, b);
-    context_part(part, slot[1], slot[2], ctx, L->nc, n, ctx_rows);
+    context_part(part, slot[1], (const float *)slot[3], slot[2], ctx, L->nc, n, ctx_rows);
     for (int b = 0; b < nb; b++) {
         blocks[b] = ((tile_block *)work)[b];
         blocks[b].cbase = part;
@@ -354,17 +368,13 @@ static void blocks_for_call(const flow_layout *L, const double *ctx, int ctx_row
     *scratch = part + 8;
 }
 
-/* B points through the tiles: x (B x d, row-major) in for the density, out for sampling */
-static void run_tiles(const flow_layout *L, const double *ctx, int ctx_rows, int B, int density,
-                      uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
-                      double *work, int threads) {
-    const int d = L->d, nb = L->blocks, per = B / ctx_rows;
-    tile_block blocks[nb];
-    double *scratch;
-    blocks_for_call(L, ctx, ctx_rows, work, blocks, &scratch);
+/* B points through the tiles: x (B x d, row-major) in for the density, out for sampling;
+ * draws i0 .. i0 + n - 1 of the call, whose contexts are rows c0 .. of ctx (per draws each) */
+static void run_chunk(const flow_layout *L, const tile_block *blocks, double *scratch,
+                      int i0, int n, int c0, int per, int density, uint64_t seed,
+                      uint64_t index0, double lt, double *x, double *logq, int threads) {
+    const int d = L->d, nb = L->blocks, ntile = (n + TILE - 1) / TILE;
     const tile_fn run = tile_function(density, nn_precision_single() != 0);
-    const int ntile = (B + TILE - 1) / TILE;
-    const double lt = log(tau);
     #pragma omp parallel num_threads(threads)
     {
         int me = 0;
@@ -374,20 +384,38 @@ static void run_tiles(const flow_layout *L, const double *ctx, int ctx_rows, int
         tile_scratch s = scratch_at(L, scratch + (size_t)me * scratch_doubles(L));
         #pragma omp for schedule(static)
         for (int k = 0; k < ntile; k++) {
-            const int i0 = k * TILE, nt = B - i0 < TILE ? B - i0 : TILE;
-            for (int i = 0; i < TILE; i++) s.crow[i] = (i0 + (i < nt ? i : nt - 1)) / per;
-            tile_draws td = {s.crow, seed, index0 + (uint64_t)i0, nt, lt};
+            const int a = i0 + k * TILE, nt = i0 + n - a < TILE ? i0 + n - a : TILE;
+            for (int i = 0; i < TILE; i++) s.crow[i] = (a + (i < nt ? i : nt - 1)) / per - c0;
+            tile_draws td = {s.crow, seed, index0 + (uint64_t)a, nt, lt};
             if (density)
                 for (int j = 0; j < d; j++)
                     for (int i = 0; i < TILE; i++)
-                        s.zt[(size_t)j * TILE + i] = i < nt ? x[(size_t)(i0 + i) * d + j] : 0.0;
+                        s.zt[(size_t)j * TILE + i] = i < nt ? x[(size_t)(a + i) * d + j] : 0.0;
             run(blocks, nb, &td, &s);
             for (int i = 0; i < nt; i++) {
                 if (!density)
-                    for (int j = 0; j < d; j++) x[(size_t)(i0 + i) * d + j] = s.zt[(size_t)j * TILE + i];
-                if (logq) logq[i0 + i] = s.lq[i];
+                    for (int j = 0; j < d; j++) x[(size_t)(a + i) * d + j] = s.zt[(size_t)j * TILE + i];
+                if (logq) logq[a + i] = s.lq[i];
             }
         }
+    }
+}
+
+/* the draws in chunks of up to CTX_CHUNK contexts: each chunk's context parts, then its
+ * tiles (a draw's result does not depend on the chunks: its lanes, random stream and
+ * context part are its own) */
+static void run_tiles(const flow_layout *L, const double *ctx, int ctx_rows, int B, int density,
+                      uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
+                      double *work, int threads) {
+    const int nb = L->blocks, per = B / ctx_rows;
+    const double lt = log(tau);
+    tile_block blocks[nb];
+    double *scratch;
+    for (int c0 = 0; c0 < ctx_rows; c0 += CTX_CHUNK) {
+        const int n_ctx = ctx_rows - c0 < CTX_CHUNK ? ctx_rows - c0 : CTX_CHUNK;
+        blocks_for_call(L, ctx + (size_t)c0 * L->nc, n_ctx, work, blocks, &scratch);
+        run_chunk(L, blocks, scratch, c0 * per, n_ctx * per, c0, per, density, seed, index0, lt,
+                  x, logq, threads);
     }
 }
 

@@ -25,7 +25,33 @@ extern void F77_NAME(sgemm)(const char *ta, const char *tb, const int *m, const 
 /* The compute precision of the current .Call, set at its entry from the model's spec:
  * 0 float64, 1 float32, 2 float32 through the C kernel even when sgemm exists (for tests). */
 static int gemm_single_mode = 0;
-void nn_set_precision(int mode) { gemm_single_mode = mode >= 0 && mode <= 2 ? mode : 0; }
+
+/* A float copy of an array of weights kept by the caller (training's Adam writes it with
+ * each update): operands inside the array are read from it instead of being converted for
+ * every product. Same values, so the same results; reset by every .Call (nn_set_precision)
+ * so that it cannot outlive its arrays after an error. */
+static const double *mirror_of = NULL;
+static const float *mirror = NULL;
+static size_t mirror_n = 0;
+
+void nn_set_mirror(const double *w, const float *wf, size_t n) {
+    mirror_of = wf ? w : NULL;
+    mirror = wf;
+    mirror_n = wf ? n : 0;
+}
+
+/* the float copy of the rows x cols matrix at x (leading dimension ld), or NULL */
+static const float *mirrored(const double *x, int rows, int cols, int ld) {
+    if (!mirror || rows <= 0 || cols <= 0 || x < mirror_of || x >= mirror_of + mirror_n)
+        return NULL;
+    const size_t at = (size_t)(x - mirror_of);
+    return at + (size_t)(cols - 1) * ld + rows <= mirror_n ? mirror + at : NULL;
+}
+
+void nn_set_precision(int mode) {
+    gemm_single_mode = mode >= 0 && mode <= 2 ? mode : 0;
+    nn_set_mirror(NULL, NULL, 0);
+}
 int nn_precision_single(void) { return gemm_single_mode; }
 
 /* the thread count of the products, for the panels: the .Call's, or a training shard's
@@ -137,8 +163,25 @@ static void add_back(double *C, int ldc, const float *c, int M, int mb, int j0, 
  * rounds differently for different thread counts), and OpenMP and BLAS threads never wait
  * on each other for the same cores (with a threaded dgemm between OpenMP loops, 2 threads
  * ran at half the speed of 1). */
+static void gemm_tiles(const char *ta, const char *tb, int M, int N, int K, double alpha,
+                       const double *A, int lda, const double *B, int ldb, const float *Bf,
+                       double beta, double *C, int ldc);
+
 void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
              const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc) {
+    gemm_tiles(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
+void nn_gemm_bf(const char *ta, const char *tb, int M, int N, int K, double alpha,
+                const double *A, int lda, const double *B, const float *Bf, int ldb,
+                double beta, double *C, int ldc) {
+    gemm_tiles(ta, tb, M, N, K, alpha, A, lda, B, ldb, Bf, beta, C, ldc);
+}
+
+/* nn_gemm; Bf: NULL, or B's float copy (same layout), used instead of converting B */
+static void gemm_tiles(const char *ta, const char *tb, int M, int N, int K, double alpha,
+                       const double *A, int lda, const double *B, int ldb, const float *Bf,
+                       double beta, double *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     const int tA = ta[0] == 'T', tB = tb[0] == 'T';
     const int ar = tA ? K : M, ac = tA ? M : K;
@@ -166,16 +209,24 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
         return;
     }
     float *a = buf, *b = a + MK, *c = b + NK, *ap = c + (size_t)M * N, *bp = ap + MK;
+    const int bc = tB ? K : N, br = tB ? N : K;
+    const float *Af = mirrored(A, ar, ac, lda);
+    if (!Bf) Bf = mirrored(B, br, bc, ldb);
+    const float *ax = Af ? Af : a, *bx = Bf ? Bf : b;  /* float copies, given or made below */
+    const int lda_x = Af ? lda : ar, ldx = Bf ? ldb : br;
     #pragma omp parallel num_threads(gemm_threads) if (par)
     {
         /* the float copies of A and B, by columns, then the tiles */
-        #pragma omp for schedule(static)
-        for (int j = 0; j < ac; j++) to_float(a + (size_t)j * ar, A + (size_t)j * lda, ar, 1, lda);
-        const int bc = tB ? K : N, br = tB ? N : K;
-        #pragma omp for schedule(static)
-        for (int j = 0; j < bc; j++) to_float(b + (size_t)j * br, B + (size_t)j * ldb, br, 1, ldb);
+        if (!Af) {
+            #pragma omp for schedule(static)
+            for (int j = 0; j < ac; j++) to_float(a + (size_t)j * ar, A + (size_t)j * lda, ar, 1, lda);
+        }
+        if (!Bf) {
+            #pragma omp for schedule(static)
+            for (int j = 0; j < bc; j++) to_float(b + (size_t)j * br, B + (size_t)j * ldb, br, 1, ldb);
+        }
         #pragma omp single
-        if (kernel) pack_rows(ap, a, tA, M, K, ar);
+        if (kernel) pack_rows(ap, ax, tA, M, K, lda_x);
         #pragma omp for schedule(static)
         for (int t = 0; t < nt; t++) {
             const int j0 = (t / nm) * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
@@ -184,14 +235,14 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
             if (kernel) {
                 /* op(B)'s panel transposed, nb x K row-major: columns j0.. of op(B) */
                 float *bq = bp + (size_t)j0 * K;
-                pack_rows(bq, tB ? b + j0 : b + (size_t)j0 * K, !tB, nb, K, br);
+                pack_rows(bq, tB ? bx + j0 : bx + (size_t)j0 * ldx, !tB, nb, K, ldx);
                 sgemm_kernel(cj, ap, bq, M, nb, K);
             } else {
 #ifdef NBI_HAVE_SGEMM
                 const float one = 1.0f, zero = 0.0f;
-                const float *apn = tA ? a + (size_t)i0 * ar : a + i0;
-                const float *bpn = tB ? b + j0 : b + (size_t)j0 * br;
-                F77_CALL(sgemm)(ta, tb, &mb, &nb, &K, &one, apn, &ar, bpn, &br, &zero, cj, &M
+                const float *apn = tA ? ax + (size_t)i0 * lda_x : ax + i0;
+                const float *bpn = tB ? bx + j0 : bx + (size_t)j0 * ldx;
+                F77_CALL(sgemm)(ta, tb, &mb, &nb, &K, &one, apn, &lda_x, bpn, &ldx, &zero, cj, &M
                                 FCONE FCONE);
 #endif
             }

@@ -2,11 +2,12 @@
 #define NBI_ADAM_H
 #include <stddef.h>
 /* one Adam step on the gradient gscale * g (gscale: gradient clipping, folded into the
- * pass); avg (or NULL) <- avg_decay * avg + (1 - avg_decay) * w after the step: the
- * averaged iterate (Polyak & Juditsky 1992), updated in the same pass over memory */
-void adam_update(double *w, const double *g, double gscale, double *m, double *v, size_t n,
-                 double lr, int t, double beta1, double beta2, double eps, double *avg,
-                 double avg_decay, int threads);
+ * pass); wf (or NULL) <- (float)w, the float copy products read (nn_set_mirror); avg (or
+ * NULL) <- avg_decay * avg + (1 - avg_decay) * w after the step: the averaged iterate
+ * (Polyak & Juditsky 1992). All in one pass over memory. */
+void adam_update(double *w, float *wf, const double *g, double gscale, double *m, double *v,
+                 size_t n, double lr, int t, double beta1, double beta2, double eps,
+                 double *avg, double avg_decay, int threads);
 double average_decay(long step, double cap);
 double grad_norm(const double *g, size_t n, int threads);
 double clip_factor(double gn, double max_norm);

@@ -1,5 +1,6 @@
 #include <math.h>
 #include <string.h>
+#include "nn/nn.h"
 #include "train/model.h"
 #include "train/adam.h"
 #include "rng.h"
@@ -12,7 +13,7 @@ size_t train_work(const model_layout *M, int n_train, int n_valid, int batch, in
     const int B = batch < n_train ? batch : n_train;
     const int V = eval_batch(M, n_valid > 0 ? n_valid : 1);
     size_t w = model_grad_work(M, B), wv = model_eval_work(M, V, threads) + V;
-    return 3 * M->n_params + (size_t)B * (M->F.n_in + M->L.d) + (w > wv ? w : wv);
+    return 3 * M->n_params + M->n_params / 2 + 1 + (size_t)B * (M->F.n_in + M->L.d) + (w > wv ? w : wv);
 }
 
 /* mean negative log-density over n rows, in chunks */
@@ -62,13 +63,20 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
     const int B = o->batch < n_train ? o->batch : n_train;
     double *grad = work, *best = grad + np, *xb = best + np;
     double *thb = xb + (size_t)B * M->F.n_in, *avg_buf = thb + (size_t)B * M->L.d;
-    double *mw = avg_buf + np;
+    float *wf = (float *)(avg_buf + np);  /* float copy of params, float32 mode */
+    double *mw = avg_buf + np + np / 2 + 1;
     double *avg = o->average > 0 ? avg_buf : NULL;  /* the iterate average, when kept */
     const double *kept = avg ? avg : params;        /* what is validated and kept */
     long n_avg = 0;
     double best_loss = INFINITY;
     int since = 0, status = 0;
     model_mask(M, params);
+    if (nn_precision_single()) {  /* Adam keeps the copy current */
+        for (size_t i = 0; i < np; i++) wf[i] = (float)params[i];
+        nn_set_mirror(params, wf, np);
+    } else {
+        wf = NULL;
+    }
     memcpy(best, params, np * sizeof(double));
     if (avg) memcpy(avg, params, np * sizeof(double));
     *best_epoch = 0; *epochs_run = 0;
@@ -86,7 +94,7 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             const double gn = grad_norm(grad, np, o->threads);
             if (!isfinite(loss) || !isfinite(gn)) continue;  /* skip a bad batch */
             (*adam_step)++;
-            adam_update(params, grad, clip_factor(gn, o->clip), m, v, np, lr, *adam_step, 0.9,
+            adam_update(params, wf, grad, clip_factor(gn, o->clip), m, v, np, lr, *adam_step, 0.9,
                         0.999, 1e-8, avg, avg ? average_decay(++n_avg, o->average) : 0.0,
                         o->threads);
             tl += loss; nb++;
@@ -104,6 +112,7 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             break;
         }
     }
+    nn_set_mirror(NULL, NULL, 0);
     memcpy(params, best, np * sizeof(double));
     return status;
 }

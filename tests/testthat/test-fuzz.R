@@ -356,7 +356,7 @@ test_that("fuzz: r_nn_linear, r_nn_act, r_nn_gemm", {
   bases <- lapply(0:2, function(m) list(args = list(a = matrix(rnorm(6), 3, 2),
                                                    b = matrix(rnorm(8), 2, 4),
                                                    c0 = matrix(0, 3, 4), trans = c(0L, 0L),
-                                                   coef = c(1, 0), mode = m, threads = 2L)))
+                                                   coef = c(1, 0), mode = m, threads = 2L, mirror = 1L)))
   fz_run("r_nn_gemm", bases, seed = 118)
 })
 

@@ -154,13 +154,21 @@ test_that("matrix products in tiles agree with R's for every transpose, precisio
     c0 <- matrix(rnorm(M * N), M, N)
     ref <- 0.7 * ((if (ta) t(a) else a) %*% (if (tb) t(b) else b)) + 0.3 * c0
     for (mode in 0:2) {
-      r1 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, 1L)
+      r1 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, 1L, 0L)
       # float32 products of 70 standard normals: rounding of order 1e-6 relative
       expect_lt(max(abs(r1 - ref)), if (mode == 0) 1e-12 else 1e-4)
       for (th in 2:3)
-        expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, th), r1)
+        expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, th, 0L), r1)
+      # operands read from a registered float copy (training's weights): the same numbers,
+      # so identical results; a copy holding other values changes the float32 products
+      # (both operands doubled: 4 x the product), so the copy is really what is read
+      expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, 2L, 1L), r1)
+      r2 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, 2L, 2L)
+      in_float <- mode == 2 || (mode == 1 && M * N * K >= 64^3)  # smaller ones stay double
+      if (!in_float) expect_identical(r2, r1)
+      else expect_lt(max(abs(r2 - (4 * (ref - 0.3 * c0) + 0.3 * c0))), 4e-4)
     }
   }
-  expect_error(.Call(C_r_nn_gemm, diag(2), diag(3), diag(2), c(0L, 0L), c(1, 0), 0L, 1L),
+  expect_error(.Call(C_r_nn_gemm, diag(2), diag(3), diag(2), c(0L, 0L), c(1, 0), 0L, 1L, 0L),
                "non-conformable")
 })
