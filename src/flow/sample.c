@@ -23,11 +23,14 @@
 typedef struct {
     int d, H, layers, act, K, OD, mog;
     int rows;                     /* context rows of this call */
+    int nc;                       /* context size */
     double clamp;                 /* soft bound of log-scales (mixture sds in the last block) */
     const int *order, *start;     /* coordinate at each step; first sorted unit of each degree */
     const double *cbase, *cout;   /* context parts, unit-major: hidden (H x rows), outputs */
     const double *bh[FLOW_MAX_LAYERS];
     const void *Win, *Wh[FLOW_MAX_LAYERS], *Wout;
+    const void *Wc, *Wco;         /* context weights (sorted hidden units), for parts per tile */
+    const double *b1, *bout;
 } tile_block;
 
 typedef struct {
@@ -41,6 +44,10 @@ typedef struct {
     double *zt, *yt, *lq, *o, *as, *cum, *rmax, *sr, *u, *nrm, *zsel, *asel;
     void *act, *tmp, *zr, *ctx;
     int *crow;
+    /* one context per draw: the tile's contexts (nc x TILE) and the current block's context
+     * parts of its hidden (H x TILE) and output (OD x TILE) units, computed in the tile;
+     * NULL when the parts come from the call's (a few contexts shared by many draws) */
+    void *ctxt, *cloc, *oloc;
 } tile_scratch;
 
 /* the mixture of coordinate j for every lane (s->o: mean, raw log-sd, logit per
@@ -185,6 +192,7 @@ AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, d
 #undef TS
 
 typedef void (*tile_fn)(const tile_block *, int, const tile_draws *, tile_scratch *);
+typedef void (*parts_fn)(const tile_block *, int, int, int, tile_scratch *);
 #define TILE_ENTRY(NAME, BODY, ATTR)                                                        \
     ATTR static void NAME(const tile_block *b, int nb, const tile_draws *td, tile_scratch *s) { \
         BODY(b, nb, td, s);                                                                 \
@@ -193,7 +201,15 @@ TILE_ENTRY(tile_flow_f64_base, tile_flow_f64, )
 TILE_ENTRY(tile_flow_f32_base, tile_flow_f32, )
 TILE_ENTRY(tile_density_f64_base, tile_density_f64, )
 TILE_ENTRY(tile_density_f32_base, tile_density_f32, )
+#define PARTS_ENTRY(NAME, BODY, ATTR)                                                       \
+    ATTR static void NAME(const tile_block *b, int nb, int r0, int n, tile_scratch *s) {    \
+        BODY(b, nb, r0, n, s);                                                              \
+    }
+PARTS_ENTRY(call_parts_f64_base, call_parts_f64, )
+PARTS_ENTRY(call_parts_f32_base, call_parts_f32, )
 #ifdef VM_DISPATCH
+PARTS_ENTRY(call_parts_f64_avx2, call_parts_f64, VM_AVX2)
+PARTS_ENTRY(call_parts_f32_avx2, call_parts_f32, VM_AVX2)
 TILE_ENTRY(tile_flow_f64_avx2, tile_flow_f64, VM_AVX2)
 TILE_ENTRY(tile_flow_f32_avx2, tile_flow_f32, VM_AVX2)
 TILE_ENTRY(tile_density_f64_avx2, tile_density_f64, VM_AVX2)
@@ -212,13 +228,22 @@ static tile_fn tile_function(int density, int single) {
     return base[density][single];
 }
 
+/* the context parts' function in the product precision, for this CPU */
+static parts_fn parts_function(int single) {
+#ifdef VM_DISPATCH
+    if (vm_have_avx2()) return single ? call_parts_f32_avx2 : call_parts_f64_avx2;
+#endif
+    return single ? call_parts_f32_base : call_parts_f64_base;
+}
+
 /* doubles of one thread's scratch, each array rounded up to whole cache lines */
 #define LINE(n) ((((size_t)(n)) + 7) / 8 * 8)
 static size_t scratch_doubles(const flow_layout *L) {
     const int H = L->hidden, K3 = 3 * L->K, wide = H > K3 ? H : K3;
     return 3 * LINE((size_t)L->d * TILE) + 9 * LINE(TILE) + LINE((size_t)K3 * TILE) +
            2 * LINE((size_t)L->K * TILE) + LINE((size_t)L->layers * H * TILE) +
-           LINE((size_t)wide * TILE);
+           LINE((size_t)L->nc * TILE) + LINE((size_t)H * TILE) +
+           LINE((size_t)K3 * L->d * TILE) + LINE((size_t)wide * TILE);
 }
 
 static tile_scratch scratch_at(const flow_layout *L, double *p) {
@@ -240,6 +265,9 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
     s.as = p;   p += LINE((size_t)L->K * TILE);
     s.cum = p;  p += LINE((size_t)L->K * TILE);
     s.act = p;  p += LINE((size_t)L->layers * H * TILE);
+    s.ctxt = p; p += LINE((size_t)L->nc * TILE);
+    s.cloc = p; p += LINE((size_t)H * TILE);
+    s.oloc = p; p += LINE((size_t)K3 * L->d * TILE);  /* the widest output: the mixture's */
     s.tmp = p;
     return s;
 }
@@ -248,7 +276,7 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
  * sorted and float copies of every block, the context parts of B rows, per-thread scratch */
 static size_t header_doubles(const flow_layout *L) {
     const size_t bytes = (size_t)L->blocks * (sizeof(tile_block) + sizeof(made_params)) +
-                         4 * sizeof(double *);
+                         sizeof(double *);
     return LINE((bytes + 7) / 8);
 }
 
@@ -259,9 +287,9 @@ static size_t header_doubles(const flow_layout *L) {
 size_t flow_sample_work(const flow_layout *L, int B, int threads) {
     const size_t H = L->hidden, blocks = L->blocks;
     if (B > CTX_CHUNK) B = CTX_CHUNK;  /* context rows of one chunk */
-    /* float copies take at most half the doubles of the sorted ones; every array is
-     * rounded up to cache lines */
-    return header_doubles(L) + LINE(H + L->d + 2) + 3 * L->n_params + 24 +
+    /* the sorted copy, float copies (at most half as many doubles), every array rounded up
+     * to cache lines; the context parts of up to B rows; per-thread scratch */
+    return header_doubles(L) + LINE(H + L->d + 2) + 2 * L->n_params + 24 +
            blocks * (L->layers + 4) * 8 + blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) +
            (size_t)(threads > 1 ? threads : 1) * scratch_doubles(L);
 }
@@ -280,6 +308,7 @@ static tile_block prepare_block(const flow_layout *L, const double *params, int 
     w.order = L->order + (size_t)b * L->d;
     w.start = start;
     w.Win = q->Win; w.cbase = NULL; w.cout = NULL;
+    w.nc = L->nc; w.Wc = q->Wc; w.Wco = q->Wco; w.b1 = q->b1; w.bout = q->bout;
     for (int l = 1; l < L->layers; l++) { w.bh[l] = q->bh[l]; w.Wh[l] = q->Wh[l]; }
     w.Wout = q->Wout;
     if (single) {  /* float copies of Win, Wh and Wout */
@@ -297,6 +326,13 @@ static tile_block prepare_block(const flow_layout *L, const double *params, int 
         for (size_t i = 0; i < (size_t)OD * H; i++) f[i] = (float)q->Wout[i];
         w.Wout = f;
         *p += LINE((size_t)OD * H / 2 + 1);
+        const size_t nh = (size_t)H * L->nc, no = (size_t)OD * L->nc;
+        float *fc = (float *)*p;  /* Wc then Wco */
+        for (size_t i = 0; i < nh; i++) fc[i] = (float)q->Wc[i];
+        for (size_t i = 0; i < no; i++) fc[nh + i] = (float)q->Wco[i];
+        w.Wc = fc;
+        w.Wco = fc + nh;
+        *p += LINE((nh + no) / 2 + 1);
     }
     return w;
 }
@@ -310,72 +346,43 @@ void flow_sample_prepare(const flow_layout *L, const double *params, double *wor
     for (int m = 0; m <= L->d; m++) start[m] = made_degree_start(L, m);
     for (int b = 0; b < nb; b++)
         blocks[b] = prepare_block(L, params, b, single, pos, start, q + b, &p);
-    /* every block's context weights (Wc, then Wco) stacked, with their biases: one product
-     * per call gives all the blocks' context parts */
-    double **slot = (double **)(q + nb), *W = p, *bias;
-    for (int b = 0; b < nb; b++) {
-        const size_t nh = (size_t)L->hidden * L->nc, no = (size_t)flow_out_dim(L, b) * L->nc;
-        memcpy(p, q[b].Wc, nh * sizeof(double));
-        memcpy(p + nh, q[b].Wco, no * sizeof(double));
-        p += nh + no;
-    }
-    bias = p;
-    for (int b = 0; b < nb; b++) {
-        memcpy(p, q[b].b1, L->hidden * sizeof(double));
-        memcpy(p + L->hidden, q[b].bout, flow_out_dim(L, b) * sizeof(double));
-        p += L->hidden + flow_out_dim(L, b);
-    }
-    slot[1] = W;
-    slot[2] = bias;
-    slot[3] = NULL;
-    if (single) {  /* the stacked weights' float copy, for every chunk's product */
-        const size_t nW = (size_t)(bias - W);
-        float *f = (float *)p;
-        for (size_t i = 0; i < nW; i++) f[i] = (float)W[i];
-        slot[3] = p;
-        p += LINE(nW / 2 + 1);
-    }
-    slot[0] = p;  /* where the per-call part starts */
+    *(double **)(q + nb) = p;  /* where the per-call part starts */
 }
 
-/* part (n x rows, unit-major) = W (n x nc, row-major; Wf its float copy or NULL) ctx
- * (nc x rows) + bias */
-static void context_part(double *part, const double *W, const float *Wf, const double *bias,
-                         const double *ctx, int nc, int n, int rows) {
-    if (nc > 0) nn_gemm_bf("T", "N", rows, n, nc, 1.0, ctx, nc, W, Wf, nc, 0.0, part, rows);
-    else memset(part, 0, (size_t)n * rows * sizeof(double));
-    for (int u = 0; u < n; u++)
-        for (int r = 0; r < rows; r++) part[(size_t)u * rows + r] += bias[u];
-}
-
-/* the prepared blocks with this call's context parts (ctx_rows contexts) */
-static void blocks_for_call(const flow_layout *L, const double *ctx, int ctx_rows, double *work,
+/* the prepared blocks, with room for the context parts of ctx_rows contexts when parts */
+static void blocks_for_call(const flow_layout *L, int ctx_rows, int parts, double *work,
                             tile_block *blocks, double **scratch) {
     const int nb = L->blocks, H = L->hidden;
     const made_params *q = (const made_params *)((tile_block *)work + nb);
-    double *const *slot = (double *const *)(q + nb);
-    double *part = slot[0];
-    int n = 0;  /* context parts of all blocks: hidden and output units */
-    for (int b = 0; b < nb; b++) n += H + flow_out_dim(L, b);
-    context_part(part, slot[1], (const float *)slot[3], slot[2], ctx, L->nc, n, ctx_rows);
+    double *part = *(double *const *)(q + nb);
     for (int b = 0; b < nb; b++) {
         blocks[b] = ((tile_block *)work)[b];
-        blocks[b].cbase = part;
-        blocks[b].cout = part + (size_t)H * ctx_rows;
+        blocks[b].cbase = parts ? part : NULL;
+        blocks[b].cout = parts ? part + (size_t)H * ctx_rows : NULL;
         blocks[b].rows = ctx_rows;
         part += (size_t)(H + flow_out_dim(L, b)) * ctx_rows;
     }
     *scratch = part + 8;
 }
 
-/* B points through the tiles: x (B x d, row-major) in for the density, out for sampling;
- * draws i0 .. i0 + n - 1 of the call, whose contexts are rows c0 .. of ctx (per draws each) */
-static void run_chunk(const flow_layout *L, const tile_block *blocks, double *scratch,
-                      int i0, int n, int c0, int per, int density, uint64_t seed,
-                      uint64_t index0, double lt, double *x, double *logq, int threads) {
-    const int d = L->d, nb = L->blocks, ntile = (n + TILE - 1) / TILE;
-    const tile_fn run = tile_function(density, nn_precision_single() != 0);
-    #pragma omp parallel num_threads(threads)
+/* the tile's contexts, coordinate-major (nc x TILE), in the products' precision */
+static void tile_contexts(void *dst, int single, const double *ctx, int nc, const int *crow) {
+    for (int j = 0; j < nc; j++)
+        for (int i = 0; i < TILE; i++) {
+            const double v = ctx[(size_t)crow[i] * nc + j];
+            if (single) ((float *)dst)[(size_t)j * TILE + i] = (float)v;
+            else ((double *)dst)[(size_t)j * TILE + i] = v;
+        }
+}
+
+/* the context parts of n contexts ctx into the blocks' call parts, TILE contexts at a time
+ * through the tiles' own arithmetic (so a draw's numbers do not depend on whether its
+ * tile or the call computed them) */
+static void call_parts(const flow_layout *L, const tile_block *blocks, double *scratch,
+                       const double *ctx, int n, int threads) {
+    const int single = nn_precision_single() != 0, ng = (n + TILE - 1) / TILE;
+    const parts_fn run = parts_function(single);
+    #pragma omp parallel num_threads(threads) if (ng > 1)
     {
         int me = 0;
 #ifdef _OPENMP
@@ -383,10 +390,38 @@ static void run_chunk(const flow_layout *L, const tile_block *blocks, double *sc
 #endif
         tile_scratch s = scratch_at(L, scratch + (size_t)me * scratch_doubles(L));
         #pragma omp for schedule(static)
+        for (int g = 0; g < ng; g++) {
+            const int r0 = g * TILE, nr = n - r0 < TILE ? n - r0 : TILE;
+            for (int i = 0; i < TILE; i++) s.crow[i] = i < nr ? i : nr - 1;
+            tile_contexts(s.ctxt, single, ctx + (size_t)r0 * L->nc, L->nc, s.crow);
+            run(blocks, L->blocks, r0, nr, &s);
+        }
+    }
+}
+
+/* B points through the tiles: x (B x d, row-major) in for the density, out for sampling;
+ * draws i0 .. i0 + n - 1 of the call, whose contexts are rows c0 .. of ctx (per draws each) */
+static void run_chunk(const flow_layout *L, const tile_block *blocks, double *scratch,
+                      const double *ctx, int i0, int n, int c0, int per, int density,
+                      uint64_t seed, uint64_t index0, double lt, double *x, double *logq,
+                      int threads) {
+    const int d = L->d, nb = L->blocks, ntile = (n + TILE - 1) / TILE;
+    const int single = nn_precision_single() != 0, local = blocks[0].cbase == NULL;
+    const tile_fn run = tile_function(density, single);
+    #pragma omp parallel num_threads(threads)
+    {
+        int me = 0;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+#endif
+        tile_scratch s = scratch_at(L, scratch + (size_t)me * scratch_doubles(L));
+        if (!local) s.cloc = s.oloc = NULL;
+        #pragma omp for schedule(static)
         for (int k = 0; k < ntile; k++) {
             const int a = i0 + k * TILE, nt = i0 + n - a < TILE ? i0 + n - a : TILE;
             for (int i = 0; i < TILE; i++) s.crow[i] = (a + (i < nt ? i : nt - 1)) / per - c0;
             tile_draws td = {s.crow, seed, index0 + (uint64_t)a, nt, lt};
+            if (local) tile_contexts(s.ctxt, single, ctx, L->nc, s.crow);
             if (density)
                 for (int j = 0; j < d; j++)
                     for (int i = 0; i < TILE; i++)
@@ -411,11 +446,16 @@ static void run_tiles(const flow_layout *L, const double *ctx, int ctx_rows, int
     const double lt = log(tau);
     tile_block blocks[nb];
     double *scratch;
+    /* one context per draw: each tile computes its contexts' parts block by block, in cache
+     * (the call's parts would be read once each from memory) */
+    const int parts = !(per == 1 && ctx_rows > 1);
     for (int c0 = 0; c0 < ctx_rows; c0 += CTX_CHUNK) {
         const int n_ctx = ctx_rows - c0 < CTX_CHUNK ? ctx_rows - c0 : CTX_CHUNK;
-        blocks_for_call(L, ctx + (size_t)c0 * L->nc, n_ctx, work, blocks, &scratch);
-        run_chunk(L, blocks, scratch, c0 * per, n_ctx * per, c0, per, density, seed, index0, lt,
-                  x, logq, threads);
+        const double *cc = ctx + (size_t)c0 * L->nc;
+        blocks_for_call(L, n_ctx, parts, work, blocks, &scratch);
+        if (parts) call_parts(L, blocks, scratch, cc, n_ctx, threads);
+        run_chunk(L, blocks, scratch, cc, c0 * per, n_ctx * per, c0, per, density, seed, index0,
+                  lt, x, logq, threads);
     }
 }
 

@@ -100,6 +100,49 @@ void TS(context_row)(REAL *restrict c, const double *part, int rows, int u, cons
     }
 }
 
+/* the context parts of block w for the tile's own contexts (s->ctxt, nc x TILE), biases
+ * included: hidden units into s->cloc (H x TILE), outputs into s->oloc (OD x TILE) */
+static inline __attribute__((always_inline))
+void TS(tile_context)(const tile_block *w, tile_scratch *s) {
+    REAL *cl = (REAL *)s->cloc, *ol = (REAL *)s->oloc;
+    const REAL *ct = (const REAL *)s->ctxt;
+    if (w->nc > 0) {
+        TS(dense)(cl, (const REAL *)w->Wc, w->nc, ct, w->H, w->nc);
+        TS(dense)(ol, (const REAL *)w->Wco, w->nc, ct, w->OD, w->nc);
+    } else {
+        memset(cl, 0, (size_t)w->H * TILE * sizeof(REAL));
+        memset(ol, 0, (size_t)w->OD * TILE * sizeof(REAL));
+    }
+    for (int u = 0; u < w->H; u++) {
+        const REAL b = (REAL)w->b1[u];
+        #pragma omp simd
+        for (int t = 0; t < TILE; t++) cl[(size_t)u * TILE + t] += b;
+    }
+    for (int o = 0; o < w->OD; o++) {
+        const REAL b = (REAL)w->bout[o];
+        #pragma omp simd
+        for (int t = 0; t < TILE; t++) ol[(size_t)o * TILE + t] += b;
+    }
+}
+
+/* the context parts of contexts r0 .. r0 + n - 1 (the first n lanes of s->ctxt) for every
+ * block, into the blocks' call parts (cbase, cout: unit-major, w->rows per unit) */
+static inline __attribute__((always_inline))
+void TS(call_parts)(const tile_block *blocks, int nb, int r0, int n, tile_scratch *s) {
+    for (int b = 0; b < nb; b++) {
+        const tile_block *w = blocks + b;
+        TS(tile_context)(w, s);
+        const REAL *cl = (const REAL *)s->cloc, *ol = (const REAL *)s->oloc;
+        double *cb = (double *)w->cbase, *co = (double *)w->cout;
+        for (int u = 0; u < w->H; u++)
+            for (int i = 0; i < n; i++)
+                cb[(size_t)u * w->rows + r0 + i] = (double)cl[(size_t)u * TILE + i];
+        for (int o = 0; o < w->OD; o++)
+            for (int i = 0; i < n; i++)
+                co[(size_t)o * w->rows + r0 + i] = (double)ol[(size_t)o * TILE + i];
+    }
+}
+
 /* the hidden units of degree m in every layer of block w, from the tile's inputs zt (d x
  * TILE) whose coordinates of rank < m are final: exactly the units step m can compute */
 static inline __attribute__((always_inline))
@@ -115,7 +158,12 @@ void TS(hidden_degree)(const tile_block *w, int m, const double *zt, const int *
     TS(dense)(tmp, (const REAL *)w->Win + (size_t)s0 * d, d, zr, n, d);
     for (int u = 0; u < n; u++) {
         REAL *out = act + (size_t)(s0 + u) * TILE, *in = tmp + (size_t)u * TILE;
-        if (crow[0] == crow[TILE - 1]) {  /* one context row for the whole tile */
+        if (s->cloc) {  /* the tile's own context parts */
+            const REAL *c = (const REAL *)s->cloc + (size_t)(s0 + u) * TILE;
+            #pragma omp simd
+            for (int t = 0; t < TILE; t++) in[t] += c[t];
+            TS(activate)(out, in, 0.0, w->act);
+        } else if (crow[0] == crow[TILE - 1]) {  /* one context row for the whole tile */
             TS(activate)(out, in, w->cbase[(size_t)(s0 + u) * w->rows + crow[0]], w->act);
         } else {
             REAL *c = (REAL *)s->ctx;
@@ -148,7 +196,8 @@ void TS(output_rows)(const tile_block *w, int P, int r0, int nr, int step, const
         const REAL *in = tmp + (size_t)r * TILE;
         double *o = s->o + (size_t)r * TILE;
         REAL *c = (REAL *)s->ctx;
-        TS(context_row)(c, w->cout, w->rows, r0 + r * step, crow);
+        if (s->oloc) c = (REAL *)s->oloc + (size_t)(r0 + r * step) * TILE;
+        else TS(context_row)(c, w->cout, w->rows, r0 + r * step, crow);
         #pragma omp simd
         for (int t = 0; t < TILE; t++) o[t] = (double)in[t] + (double)c[t];
     }
@@ -163,6 +212,7 @@ void TS(block_steps)(const tile_block *w, const tile_draws *td, double *zt, doub
                      double *lq, tile_scratch *s, int density) {
     const int d = w->d, K3 = 3 * w->K;
     if (!density) memset(zt, 0, (size_t)d * TILE * sizeof(double));
+    if (s->cloc) TS(tile_context)(w, s);
     for (int t = 0; t < d; t++) {
         const int j = w->order[t];
         double *zj = zt + (size_t)j * TILE, *yj = yt + (size_t)j * TILE;

@@ -163,25 +163,8 @@ static void add_back(double *C, int ldc, const float *c, int M, int mb, int j0, 
  * rounds differently for different thread counts), and OpenMP and BLAS threads never wait
  * on each other for the same cores (with a threaded dgemm between OpenMP loops, 2 threads
  * ran at half the speed of 1). */
-static void gemm_tiles(const char *ta, const char *tb, int M, int N, int K, double alpha,
-                       const double *A, int lda, const double *B, int ldb, const float *Bf,
-                       double beta, double *C, int ldc);
-
 void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
              const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc) {
-    gemm_tiles(ta, tb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
-}
-
-void nn_gemm_bf(const char *ta, const char *tb, int M, int N, int K, double alpha,
-                const double *A, int lda, const double *B, const float *Bf, int ldb,
-                double beta, double *C, int ldc) {
-    gemm_tiles(ta, tb, M, N, K, alpha, A, lda, B, ldb, Bf, beta, C, ldc);
-}
-
-/* nn_gemm; Bf: NULL, or B's float copy (same layout), used instead of converting B */
-static void gemm_tiles(const char *ta, const char *tb, int M, int N, int K, double alpha,
-                       const double *A, int lda, const double *B, int ldb, const float *Bf,
-                       double beta, double *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     const int tA = ta[0] == 'T', tB = tb[0] == 'T';
     const int ar = tA ? K : M, ac = tA ? M : K;
@@ -210,9 +193,8 @@ static void gemm_tiles(const char *ta, const char *tb, int M, int N, int K, doub
     }
     float *a = buf, *b = a + MK, *c = b + NK, *ap = c + (size_t)M * N, *bp = ap + MK;
     const int bc = tB ? K : N, br = tB ? N : K;
-    const float *Af = mirrored(A, ar, ac, lda);
-    if (!Bf) Bf = mirrored(B, br, bc, ldb);
-    const float *ax = Af ? Af : a, *bx = Bf ? Bf : b;  /* float copies, given or made below */
+    const float *Af = mirrored(A, ar, ac, lda), *Bf = mirrored(B, br, bc, ldb);
+    const float *ax = Af ? Af : a, *bx = Bf ? Bf : b;  /* float copies, kept or made below */
     const int lda_x = Af ? lda : ar, ldx = Bf ? ldb : br;
     #pragma omp parallel num_threads(gemm_threads) if (par)
     {

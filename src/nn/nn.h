@@ -10,11 +10,6 @@ enum { ACT_RELU = 0, ACT_TANH = 1, ACT_GELU = 2 };
  * float32 (sgemm or a C kernel, result added in double) after nn_set_precision(1) */
 void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
              const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc);
-/* nn_gemm with op(B)'s float copy Bf (B's layout, leading dimension ldb) made once by the
- * caller for many products: used instead of B in float32 mode, B in float64 mode */
-void nn_gemm_bf(const char *ta, const char *tb, int M, int N, int K, double alpha,
-                const double *A, int lda, const double *B, const float *Bf, int ldb,
-                double beta, double *C, int ldc);
 /* in float32 mode, products read operands inside w[0 .. n-1] from its float copy wf,
  * which the caller keeps equal to (float)w; wf = NULL (and every nn_set_precision) ends it */
 void nn_set_mirror(const double *w, const float *wf, size_t n);

@@ -31,6 +31,24 @@ test_that("float32 log-densities agree with float64 within 1e-4 (MLP featurizer 
   }
 })
 
+test_that("a log-density is the same whether its context is its own or shared by the call", {
+  # one context per point: each tile of 64 points computes its contexts' parts itself; one
+  # context for all points: the call computes it once. Same arithmetic, identical numbers.
+  w <- wide_case(n = 130)  # three tiles, the last one partly padding
+  for (prec in c("float64", "float32")) {
+    spec <- with_precision(w$spec, prec)
+    all <- .Call(C_r_model_log_prob, spec, w$p, w$x, w$th, 1, 2L)
+    for (i in c(1, 64, 65, 130)) {
+      one <- .Call(C_r_model_log_prob, spec, w$p, w$x[, i, drop = FALSE],
+                   w$th[, i, drop = FALSE], 1, 1L)
+      expect_identical(one, all[i])
+      shared <- .Call(C_r_model_log_prob, spec, w$p, w$x[, i, drop = FALSE], w$th, 1, 2L)
+      expect_identical(shared[i], all[i])
+    }
+    expect_identical(.Call(C_r_model_log_prob, spec, w$p, w$x, w$th, 1, 1L), all)
+  }
+})
+
 test_that("float32 log-densities agree with float64 for the ResNet-GRU and the set transformer", {
   f <- featurizer_resnet_gru(depth = 2, dim_conv_min = 16, dim_conv_max = 32, n_rnn = 1,
                              dim_out = 16)
