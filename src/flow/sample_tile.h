@@ -7,14 +7,44 @@
  * TILE consecutive draws and vectorises. */
 
 /* out (n x TILE) = the first K columns of w (n rows, row stride ldw) times in (K x TILE):
- * four output units by 2 vectors of draws held in 8 vector registers, so each load of
- * `in` feeds four multiply-adds (GCC vector extensions; split into halves without AVX) */
+ * six (long products) or four output units by 2 vectors of draws held in 12 or 8 vector
+ * registers, so each load of `in` feeds six or four multiply-adds (GCC vector extensions;
+ * split into halves without AVX). Every output is the same chain of multiply-adds over k
+ * whichever way the units are grouped. */
 typedef REAL TS(vec) __attribute__((vector_size(32)));
 static inline __attribute__((always_inline))
 void TS(dense)(REAL *restrict out, const REAL *restrict w, int ldw, const REAL *restrict in,
                int n, int K) {
     enum { VL = 32 / sizeof(REAL) };  /* draws per vector */
     int j = 0;
+    /* twelve accumulators hide the multiply-adds' latency better once K is long enough to
+     * pay for the extra loads of the weights (about 10% faster at K = 256, slower at 64) */
+    if (K >= 128)
+        for (; j + 6 <= n; j += 6) {
+            const REAL *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw,
+                       *w4 = w3 + ldw, *w5 = w4 + ldw;
+            for (int t0 = 0; t0 < TILE; t0 += 2 * VL) {
+                TS(vec) a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0},
+                        a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0}, x0, x1;
+                for (int k = 0; k < K; k++) {
+                    memcpy(&x0, in + (size_t)k * TILE + t0, sizeof x0);
+                    memcpy(&x1, in + (size_t)k * TILE + t0 + VL, sizeof x1);
+                    a00 += w0[k] * x0; a01 += w0[k] * x1;
+                    a10 += w1[k] * x0; a11 += w1[k] * x1;
+                    a20 += w2[k] * x0; a21 += w2[k] * x1;
+                    a30 += w3[k] * x0; a31 += w3[k] * x1;
+                    a40 += w4[k] * x0; a41 += w4[k] * x1;
+                    a50 += w5[k] * x0; a51 += w5[k] * x1;
+                }
+                REAL *o = out + (size_t)j * TILE + t0;
+                memcpy(o, &a00, sizeof a00); memcpy(o + VL, &a01, sizeof a01);
+                memcpy(o + TILE, &a10, sizeof a10); memcpy(o + TILE + VL, &a11, sizeof a11);
+                memcpy(o + 2 * TILE, &a20, sizeof a20); memcpy(o + 2 * TILE + VL, &a21, sizeof a21);
+                memcpy(o + 3 * TILE, &a30, sizeof a30); memcpy(o + 3 * TILE + VL, &a31, sizeof a31);
+                memcpy(o + 4 * TILE, &a40, sizeof a40); memcpy(o + 4 * TILE + VL, &a41, sizeof a41);
+                memcpy(o + 5 * TILE, &a50, sizeof a50); memcpy(o + 5 * TILE + VL, &a51, sizeof a51);
+            }
+        }
     for (; j + 4 <= n; j += 4) {
         const REAL *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
         for (int t0 = 0; t0 < TILE; t0 += 2 * VL) {
