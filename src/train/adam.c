@@ -1,4 +1,5 @@
 #include <math.h>
+#include <string.h>
 #include "nn/vmath.h"
 #ifdef VM_DISPATCH
 #include <immintrin.h>
@@ -130,6 +131,18 @@ double grad_norm(const double *g, size_t n, int threads) {
         part[c] = sumsq(g, c * NORM_CHUNK, (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n);
     for (size_t c = 0; c < nc; c++) s += part[c];
     return sqrt(s);
+}
+
+/* dst = src (or 0 when src is NULL), in chunks over the threads: a serial memset or memcpy
+ * of the parameters leaves the other threads waiting */
+void copy_fill(double *dst, const double *src, size_t n, int threads) {
+    const size_t nc = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
+    for (size_t c = 0; c < nc; c++) {
+        const size_t i0 = c * NORM_CHUNK, m = ((c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n) - i0;
+        if (src) memcpy(dst + i0, src + i0, m * sizeof(double));
+        else memset(dst + i0, 0, m * sizeof(double));
+    }
 }
 
 /* the factor that scales a gradient of norm gn to norm at most max_norm (0: no bound) */

@@ -10,6 +10,7 @@ void adam_update(double *w, float *wf, const double *g, double gscale, double *m
                  double *avg, double avg_decay, int threads);
 double average_decay(long step, double cap);
 double grad_norm(const double *g, size_t n, int threads);
+void copy_fill(double *dst, const double *src, size_t n, int threads);  /* src NULL: zeros */
 double clip_factor(double gn, double max_norm);
 double cosine_lr(double lr, int epoch, int epochs, double floor);
 #endif

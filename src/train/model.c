@@ -4,6 +4,7 @@
 #endif
 #include "nn/nn.h"
 #include "train/model.h"
+#include "train/adam.h"
 
 int model_layout_link(model_layout *M) {
     if (M->L.nc != M->F.n_out) return 1;
@@ -90,7 +91,7 @@ double model_nll_grad(const model_layout *M, const double *params, const double 
         r += shard_rows(B, s);
         w += shard_work(M, shard_rows(B, s));
     }
-    memset(work, 0, (S - 1) * np * sizeof(double));
+    copy_fill(work, NULL, (S - 1) * np, threads);
     /* threads beyond the shards go to each shard's products (a nested team) */
     const int outer = threads < S ? threads : S, inner = threads / outer;
 #ifdef _OPENMP

@@ -89,7 +89,7 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
         for (int i0 = 0; i0 + B <= n_train; i0 += B) {  /* the last partial batch is dropped */
             if (o->check_interrupt) o->check_interrupt(o->cb);
             gather(M, o, e, perm + i0, B, x_train, th_train, xb, thb);
-            memset(grad, 0, np * sizeof(double));
+            copy_fill(grad, NULL, np, o->threads);
             double loss = model_nll_grad(M, params, xb, thb, B, grad, mw, o->threads);
             const double gn = grad_norm(grad, np, o->threads);
             if (!isfinite(loss) || !isfinite(gn)) continue;  /* skip a bad batch */
@@ -107,7 +107,7 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
         if (o->report) o->report(o->cb, e, tl / nb, vl, lr);
         if (vl < best_loss) {
             best_loss = vl; since = 0; *best_epoch = e + 1;
-            memcpy(best, kept, np * sizeof(double));
+            copy_fill(best, kept, np, o->threads);
         } else if (++since >= o->patience) {
             break;
         }
