@@ -1,4 +1,5 @@
 /* .Call entries for the model: initialise, log-density, sampling, gradients. */
+#include <math.h>
 #include <string.h>
 #include "r_util.h"
 #include "flow/made.h"
@@ -24,11 +25,12 @@ SEXP r_model_n_params(SEXP spec) {
 
 /* params with the MADE masks applied: params itself when already masked (as fitted models
  * are), else a masked copy */
-static const double *masked_params(const model_layout *M, SEXP params) {
+static const double *masked_params(const model_layout *M, SEXP params, int threads) {
     const double *src = need_real(params, (R_xlen_t)M->n_params, "params");
-    for (size_t i = 0; i < M->n_params; i++)
-        if (!R_FINITE(src[i])) Rf_error("'params' has non-finite values");
-    if (flow_is_masked(&M->L, src + M->F.n_params)) return src;
+    int bad = 0;  /* isfinite is inlined and the loop vectorises (R_FINITE is a call) */
+    for (size_t i = 0; i < M->n_params; i++) bad |= !isfinite(src[i]);
+    if (bad) Rf_error("'params' has non-finite values");
+    if (flow_is_masked(&M->L, src + M->F.n_params, threads)) return src;
     double *p = (double *)R_alloc(M->n_params > 0 ? M->n_params : 1, sizeof(double));
     memcpy(p, src, M->n_params * sizeof(double));
     model_mask(M, p);
@@ -47,14 +49,14 @@ static double need_temper(SEXP temper) {
 SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP temper, SEXP threads) {
     model_layout M;
     model_from_spec(&M, spec);
-    const double *p = masked_params(&M, params);
     int nt = need_threads(threads);
+    const double *p = masked_params(&M, params, nt);
     double tau = need_temper(temper);
     int n = need_cols(theta, M.L.d, "theta"), nx = need_cols(x, M.F.n_in, "x");
     if (nx != 1 && nx != n) Rf_error("'x' must have 1 column or as many as 'theta' (%d)", n);
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
     double *work = (double *)R_alloc(model_eval_work(&M, B, nt), sizeof(double));
-    const model_eval E = model_eval_prepare(&M, p, B, work);
+    const model_eval E = model_eval_prepare(&M, p, B, work, nt);
     SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
     for (int i0 = 0; i0 < n; i0 += B) {
         int b = n - i0 < B ? n - i0 : B;
@@ -72,8 +74,8 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
                     SEXP threads) {
     model_layout M;
     model_from_spec(&M, spec);
-    const double *p = masked_params(&M, params);
     int nt = need_threads(threads), n = need_count(n_samples, "n_samples");
+    const double *p = masked_params(&M, params, nt);
     double tau = need_temper(temper);
     int nobs = need_cols(x, M.F.n_in, "x");
     uint64_t s = need_seed(seed);
@@ -96,7 +98,7 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     SEXP lq = PROTECT(Rf_allocVector(REALSXP, N));
     int B = N < CHUNK ? (N > 0 ? (int)N : 1) : CHUNK;
     double *work = (double *)R_alloc(flow_sample_work(&M.L, B, nt), sizeof(double));
-    flow_sample_prepare(&M.L, p + M.F.n_params, work);
+    flow_sample_prepare(&M.L, p + M.F.n_params, work, nt);
     /* chunks of whole observations (or of one observation's draws when n > CHUNK): each
      * observation's context then enters the flow once per chunk, not once per draw */
     const int per_chunk = n <= CHUNK ? CHUNK / (n > 0 ? n : 1) : 1;
@@ -151,7 +153,7 @@ SEXP r_model_nll_grad(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) 
     int n = need_cols(theta, M.L.d, "theta");
     if (n < 1) Rf_error("'theta' must have at least one column");
     if (need_cols(x, M.F.n_in, "x") != n) Rf_error("'x' must have %d columns", n);
-    const double *p = masked_params(&M, params);
+    const double *p = masked_params(&M, params, nt);
     double *work = (double *)R_alloc(model_grad_work(&M, n), sizeof(double));
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
     SEXP gr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)M.n_params));

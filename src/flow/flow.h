@@ -35,7 +35,7 @@ int flow_out_dim(const flow_layout *L, int b);
 size_t flow_block_offset(const flow_layout *L, int b);
 made_params flow_block_params(const flow_layout *L, double *params, int b);
 void flow_mask(const flow_layout *L, double *v, int threads);
-int flow_is_masked(const flow_layout *L, const double *v);
+int flow_is_masked(const flow_layout *L, const double *v, int threads);
 void flow_init_params(const flow_layout *L, double *params, uint64_t seed);
 
 size_t flow_fwd_work(const flow_layout *L, int B);   /* forward keeping every block's cache */
@@ -61,7 +61,7 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
  * B: one each), so the context enters each block once per row, not once per draw.
  * tau >= 1 tempers the draws: every mixture component's sd in the base is multiplied by
  * tau (tau = 1: the flow itself), and logq is the tempered density. */
-void flow_sample_prepare(const flow_layout *L, const double *params, double *work);
+void flow_sample_prepare(const flow_layout *L, const double *params, double *work, int threads);
 /* log q(x | ctx) of B points x (B x d) with the prepared work (as flow_sample; ctx_rows 1
  * or B): the tiles of flow_sample run in the density direction. tau as in flow_forward. */
 void flow_log_prob(const flow_layout *L, const double *x, const double *ctx, int ctx_rows, int B,

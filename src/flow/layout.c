@@ -67,32 +67,31 @@ static inline int out_coord(const flow_layout *L, int b, int o) {
     return b == L->blocks - 1 ? o / (3 * L->K) : o % L->d;
 }
 
-/* Visits every entry the MADE masks forbid: returns 0 at the first nonzero one, 1 otherwise */
-static int mask_walk(const flow_layout *L, double *v) {
+/* Visits every entry of block b the MADE masks forbid: returns 0 at the first nonzero one,
+ * 1 otherwise */
+static int block_masked(const flow_layout *L, const double *v, int b) {
     const int d = L->d, H = L->hidden;
 #define MASKED(x) do { if ((x) != 0.0) return 0; } while (0)
-    for (int b = 0; b < L->blocks; b++) {
-        made_params p = flow_block_params(L, v, b);
-        const int *rk = L->rank + (size_t)b * d;
+    made_params p = flow_block_params(L, (double *)v, b);
+    const int *rk = L->rank + (size_t)b * d;
+    for (int h = 0; h < H; h++)
+        for (int j = 0; j < d; j++)
+            if (hdeg(h, d) < rk[j] + 1) MASKED(p.Win[(size_t)h * d + j]);
+    for (int l = 1; l < L->layers; l++)
+        for (int h2 = 0; h2 < H; h2++)
+            for (int h1 = 0; h1 < H; h1++)
+                if (hdeg(h2, d) < hdeg(h1, d)) MASKED(p.Wh[l][(size_t)h2 * H + h1]);
+    const int OD = flow_out_dim(L, b);
+    for (int o = 0; o < OD; o++) {
+        int j = out_coord(L, b, o);
         for (int h = 0; h < H; h++)
-            for (int j = 0; j < d; j++)
-                if (hdeg(h, d) < rk[j] + 1) MASKED(p.Win[(size_t)h * d + j]);
-        for (int l = 1; l < L->layers; l++)
-            for (int h2 = 0; h2 < H; h2++)
-                for (int h1 = 0; h1 < H; h1++)
-                    if (hdeg(h2, d) < hdeg(h1, d)) MASKED(p.Wh[l][(size_t)h2 * H + h1]);
-        const int OD = flow_out_dim(L, b);
-        for (int o = 0; o < OD; o++) {
-            int j = out_coord(L, b, o);
-            for (int h = 0; h < H; h++)
-                if (hdeg(h, d) > rk[j]) MASKED(p.Wout[(size_t)o * H + h]);
-        }
+            if (hdeg(h, d) > rk[j]) MASKED(p.Wout[(size_t)o * H + h]);
     }
 #undef MASKED
     return 1;
 }
 
-/* zeroes every entry mask_walk checks: each row is multiplied by 0 or 1
+/* zeroes every entry block_masked checks: each row is multiplied by 0 or 1
  * from a comparison of degrees, in loops that vectorise (finite entries become +-0, NaN
  * stays NaN: a gradient with NaN is rejected whole anyway); rows spread over the threads */
 void flow_mask(const flow_layout *L, double *v, int threads) {
@@ -125,7 +124,12 @@ void flow_mask(const flow_layout *L, double *v, int threads) {
 }
 
 /* 1 when every entry flow_mask would zero is already zero (then no masked copy is needed) */
-int flow_is_masked(const flow_layout *L, const double *v) { return mask_walk(L, (double *)v); }
+int flow_is_masked(const flow_layout *L, const double *v, int threads) {
+    int ok = 1;
+    #pragma omp parallel for num_threads(threads) if (L->blocks > 1 && L->n_params > 65536) reduction(&&:ok) schedule(dynamic)
+    for (int b = 0; b < L->blocks; b++) ok = ok && block_masked(L, v, b);
+    return ok;
+}
 
 static void fill_unif(double *w, size_t n, double scale, rng_t *r) {
     for (size_t i = 0; i < n; i++) w[i] = scale * (2.0 * rng_unif(r) - 1.0);

@@ -83,34 +83,7 @@ static int sorted_unit(const flow_layout *L, int s) {  /* unit at sorted positio
     return -1;
 }
 
-/* A copy of block parameters p (OD outputs) with the hidden units in degree order, written
- * to buf (made_params layout; needs the block's size). The network computes the same map. */
-made_params made_sorted_copy(const flow_layout *L, made_params p, int OD, double *buf, int *pos) {
-    const int d = L->d, H = L->hidden, nc = L->nc;
-    made_params q;
-    for (int s = 0; s < H; s++) pos[s] = sorted_unit(L, s);
-    q.Win = buf;  buf += (size_t)H * d;
-    q.Wc = buf;   buf += (size_t)H * nc;
-    q.b1 = buf;   buf += H;
-    for (int s = 0; s < H; s++) {
-        memcpy(q.Win + (size_t)s * d, p.Win + (size_t)pos[s] * d, d * sizeof(double));
-        memcpy(q.Wc + (size_t)s * nc, p.Wc + (size_t)pos[s] * nc, nc * sizeof(double));
-        q.b1[s] = p.b1[pos[s]];
-    }
-    for (int l = 1; l < L->layers; l++) {
-        q.Wh[l] = buf; buf += (size_t)H * H;
-        q.bh[l] = buf; buf += H;
-        for (int s2 = 0; s2 < H; s2++) {
-            const double *src = p.Wh[l] + (size_t)pos[s2] * H;
-            double *dst = q.Wh[l] + (size_t)s2 * H;
-            for (int s1 = 0; s1 < H; s1++) dst[s1] = src[pos[s1]];
-            q.bh[l][s2] = p.bh[l][pos[s2]];
-        }
-    }
-    q.Wout = buf; buf += (size_t)OD * H;
-    for (int o = 0; o < OD; o++)
-        for (int s = 0; s < H; s++) q.Wout[(size_t)o * H + s] = p.Wout[(size_t)o * H + pos[s]];
-    q.bout = p.bout;
-    q.Wco = p.Wco;
-    return q;
+/* pos[s]: the hidden unit at sorted position s (s = 0 .. H - 1) */
+void made_sorted_units(const flow_layout *L, int *pos) {
+    for (int s = 0; s < L->hidden; s++) pos[s] = sorted_unit(L, s);
 }

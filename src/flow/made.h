@@ -14,5 +14,5 @@ void made_backward(const flow_layout *L, made_params p, made_params g, int OD, c
                    const double *dout, double *dz, double *dctx, double *work, int threads);
 /* sampling in degree order (one forward pass per block instead of d; flow/sample.c) */
 int made_degree_start(const flow_layout *L, int m);
-made_params made_sorted_copy(const flow_layout *L, made_params p, int OD, double *buf, int *pos);
+void made_sorted_units(const flow_layout *L, int *pos);
 #endif

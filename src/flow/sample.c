@@ -18,7 +18,7 @@
 #define TILE 64
 #define AI static inline __attribute__((always_inline))
 
-/* one block, ready for the tiles: sorted hidden units (made_sorted_copy), the context's
+/* one block, ready for the tiles: sorted hidden units (prepare_block), the context's
  * contributions per context row, and the products' weights in the compute type */
 typedef struct {
     int d, H, layers, act, K, OD, mog;
@@ -272,12 +272,25 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
     return s;
 }
 
-/* work: a header (the prepared blocks and their sorted parameters), pos and start, the
- * sorted and float copies of every block, the context parts of B rows, per-thread scratch */
+/* work: a header (the prepared blocks and where the per-call part starts), pos and start,
+ * every block's sorted weights in the compute type and sorted biases, the context parts of
+ * up to CTX_CHUNK rows, per-thread scratch */
 static size_t header_doubles(const flow_layout *L) {
-    const size_t bytes = (size_t)L->blocks * (sizeof(tile_block) + sizeof(made_params)) +
-                         sizeof(double *);
+    const size_t bytes = (size_t)L->blocks * sizeof(tile_block) + sizeof(double *);
     return LINE((bytes + 7) / 8);
+}
+
+/* weights of block b's products (input, context, hidden, output, output's context) */
+static size_t block_weights(const flow_layout *L, int b) {
+    const size_t H = L->hidden, OD = flow_out_dim(L, b);
+    return H * L->d + H * L->nc + (L->layers - 1) * H * H + OD * H + OD * L->nc;
+}
+
+/* doubles of block b once prepared: its sorted biases, then its weights (floats in float32
+ * mode, two per double) */
+static size_t prepared_doubles(const flow_layout *L, int b, int single) {
+    const size_t nw = block_weights(L, b);
+    return LINE((size_t)L->layers * L->hidden) + LINE(single ? nw / 2 + 1 : nw);
 }
 
 /* contexts whose parts are computed together: the parts of one chunk (a few MB) stay in
@@ -287,74 +300,86 @@ static size_t header_doubles(const flow_layout *L) {
 size_t flow_sample_work(const flow_layout *L, int B, int threads) {
     const size_t H = L->hidden, blocks = L->blocks;
     if (B > CTX_CHUNK) B = CTX_CHUNK;  /* context rows of one chunk */
-    /* the sorted copy, float copies (at most half as many doubles), every array rounded up
-     * to cache lines; the context parts of up to B rows; per-thread scratch */
-    return header_doubles(L) + LINE(H + L->d + 2) + 2 * L->n_params + 24 +
-           blocks * (L->layers + 4) * 8 + blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) +
+    size_t prepared = 0;
+    for (int b = 0; b < L->blocks; b++) prepared += prepared_doubles(L, b, 0);
+    return header_doubles(L) + LINE(H + L->d + 2) + prepared +
+           blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) + 8 +
            (size_t)(threads > 1 ? threads : 1) * scratch_doubles(L);
 }
 
-/* block b sorted (into *p), with float copies of its product weights in float32 mode; p
- * advances past what it uses. The context parts are filled in per call (flow_sample). */
+/* the rows x cols row-major matrix src to dst as type T, its rows (rpos) and/or columns
+ * (cpos) in sorted unit order (NULL: as they are); returns the end of dst */
+#define SORTED_COPY(T)                                                                      \
+    static T *sorted_##T(T *dst, const double *src, int rows, int cols, const int *rpos,   \
+                         const int *cpos) {                                                 \
+        for (int r = 0; r < rows; r++) {                                                   \
+            const double *sr = src + (size_t)(rpos ? rpos[r] : r) * cols;                  \
+            T *dr = dst + (size_t)r * cols;                                                \
+            if (cpos) for (int c = 0; c < cols; c++) dr[c] = (T)sr[cpos[c]];               \
+            else for (int c = 0; c < cols; c++) dr[c] = (T)sr[c];                          \
+        }                                                                                  \
+        return dst + (size_t)rows * cols;                                                  \
+    }
+SORTED_COPY(double)
+SORTED_COPY(float)
+#undef SORTED_COPY
+
+/* block b with its hidden units in degree order (pos: the unit at each sorted position, so
+ * the network computes the same map), written to p (prepared_doubles): sorted biases, then
+ * the product weights in the compute type. The context parts are filled in per call. */
 static tile_block prepare_block(const flow_layout *L, const double *params, int b, int single,
-                                int *pos, const int *start, made_params *q, double **p) {
+                                const int *pos, const int *start, double *p) {
     tile_block w;
-    const int H = L->hidden, OD = flow_out_dim(L, b);
-    *q = made_sorted_copy(L, flow_block_params(L, (double *)params, b), OD, *p, pos);
-    *p += LINE(b == L->blocks - 1 ? L->size_mog : L->size_affine);
-    w.d = L->d; w.H = H; w.layers = L->layers; w.act = L->act; w.K = L->K; w.OD = OD;
+    const int H = L->hidden, d = L->d, nc = L->nc, OD = flow_out_dim(L, b);
+    const made_params q = flow_block_params(L, (double *)params, b);
+    w.d = d; w.H = H; w.layers = L->layers; w.act = L->act; w.K = L->K; w.OD = OD;
     w.mog = b == L->blocks - 1;
     w.clamp = w.mog ? L->clamp_mix : L->clamp;
-    w.order = L->order + (size_t)b * L->d;
+    w.order = L->order + (size_t)b * d;
     w.start = start;
-    w.Win = q->Win; w.cbase = NULL; w.cout = NULL;
-    w.nc = L->nc; w.Wc = q->Wc; w.Wco = q->Wco; w.b1 = q->b1; w.bout = q->bout;
-    for (int l = 1; l < L->layers; l++) { w.bh[l] = q->bh[l]; w.Wh[l] = q->Wh[l]; }
-    w.Wout = q->Wout;
-    if (single) {  /* float copies of Win, Wh and Wout */
-        float *fi = (float *)*p;
-        for (size_t i = 0; i < (size_t)H * L->d; i++) fi[i] = (float)q->Win[i];
-        w.Win = fi;
-        *p += LINE((size_t)H * L->d / 2 + 1);
-        for (int l = 1; l < L->layers; l++) {
-            float *f = (float *)*p;
-            for (size_t i = 0; i < (size_t)H * H; i++) f[i] = (float)q->Wh[l][i];
-            w.Wh[l] = f;
-            *p += LINE((size_t)H * H / 2 + 1);
-        }
-        float *f = (float *)*p;
-        for (size_t i = 0; i < (size_t)OD * H; i++) f[i] = (float)q->Wout[i];
-        w.Wout = f;
-        *p += LINE((size_t)OD * H / 2 + 1);
-        const size_t nh = (size_t)H * L->nc, no = (size_t)OD * L->nc;
-        float *fc = (float *)*p;  /* Wc then Wco */
-        for (size_t i = 0; i < nh; i++) fc[i] = (float)q->Wc[i];
-        for (size_t i = 0; i < no; i++) fc[nh + i] = (float)q->Wco[i];
-        w.Wc = fc;
-        w.Wco = fc + nh;
-        *p += LINE((nh + no) / 2 + 1);
-    }
+    w.cbase = NULL; w.cout = NULL; w.nc = nc; w.bout = q.bout;
+    double *bias = p;  /* b1, then bh[1..] */
+    for (int l = 0; l < L->layers; l++)
+        for (int s = 0; s < H; s++) bias[(size_t)l * H + s] = (l ? q.bh[l] : q.b1)[pos[s]];
+    w.b1 = bias;
+    for (int l = 1; l < L->layers; l++) w.bh[l] = bias + (size_t)l * H;
+    p += LINE((size_t)L->layers * H);
+#define COPY_WEIGHTS(T)                                                                     \
+    do {                                                                                    \
+        T *t = (T *)p;                                                                      \
+        w.Win = t;  t = sorted_##T(t, q.Win, H, d, pos, NULL);                              \
+        w.Wc = t;   t = sorted_##T(t, q.Wc, H, nc, pos, NULL);                              \
+        for (int l = 1; l < L->layers; l++) { w.Wh[l] = t; t = sorted_##T(t, q.Wh[l], H, H, pos, pos); } \
+        w.Wout = t; t = sorted_##T(t, q.Wout, OD, H, NULL, pos);                            \
+        w.Wco = t;  sorted_##T(t, q.Wco, OD, nc, NULL, NULL);                               \
+    } while (0)
+    if (single) COPY_WEIGHTS(float);
+    else COPY_WEIGHTS(double);
+#undef COPY_WEIGHTS
     return w;
 }
 
-void flow_sample_prepare(const flow_layout *L, const double *params, double *work) {
+void flow_sample_prepare(const flow_layout *L, const double *params, double *work, int threads) {
     const int nb = L->blocks, single = nn_precision_single() != 0;
     tile_block *blocks = (tile_block *)work;
-    made_params *q = (made_params *)(blocks + nb);
     int *pos = (int *)(work + header_doubles(L)), *start = pos + L->hidden;
-    double *p = work + header_doubles(L) + LINE(L->hidden + L->d + 2);
+    double *p = work + header_doubles(L) + LINE(L->hidden + L->d + 2), *at[nb];
     for (int m = 0; m <= L->d; m++) start[m] = made_degree_start(L, m);
-    for (int b = 0; b < nb; b++)
-        blocks[b] = prepare_block(L, params, b, single, pos, start, q + b, &p);
-    *(double **)(q + nb) = p;  /* where the per-call part starts */
+    made_sorted_units(L, pos);
+    for (int b = 0; b < nb; b++) {  /* where each block goes, then the blocks in parallel */
+        at[b] = p;
+        p += prepared_doubles(L, b, single);
+    }
+    #pragma omp parallel for num_threads(threads) if (nb > 1 && L->n_params > 65536) schedule(dynamic)
+    for (int b = 0; b < nb; b++) blocks[b] = prepare_block(L, params, b, single, pos, start, at[b]);
+    *(double **)(blocks + nb) = p;  /* where the per-call part starts */
 }
 
 /* the prepared blocks, with room for the context parts of ctx_rows contexts when parts */
 static void blocks_for_call(const flow_layout *L, int ctx_rows, int parts, double *work,
                             tile_block *blocks, double **scratch) {
     const int nb = L->blocks, H = L->hidden;
-    const made_params *q = (const made_params *)((tile_block *)work + nb);
-    double *part = *(double *const *)(q + nb);
+    double *part = *(double *const *)((tile_block *)work + nb);
     for (int b = 0; b < nb; b++) {
         blocks[b] = ((tile_block *)work)[b];
         blocks[b].cbase = parts ? part : NULL;

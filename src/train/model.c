@@ -44,9 +44,10 @@ size_t model_grad_work(const model_layout *M, int B) {
 
 void model_mask(const model_layout *M, double *v) { flow_mask(&M->L, v + M->F.n_params, 1); }
 
-model_eval model_eval_prepare(const model_layout *M, const double *params, int B, double *work) {
+model_eval model_eval_prepare(const model_layout *M, const double *params, int B, double *work,
+                              int threads) {
     model_eval E = {work, work + feat_fwd_work(&M->F, B)};
-    flow_sample_prepare(&M->L, params + M->F.n_params, E.flow);
+    flow_sample_prepare(&M->L, params + M->F.n_params, E.flow, threads);
     return E;
 }
 

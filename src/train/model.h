@@ -13,7 +13,8 @@ size_t model_grad_work(const model_layout *M, int B);
 /* work of log-densities for batches of up to B rows with fixed params: the flow's weights
  * prepared once (flow_sample_prepare), then any number of model_log_prob calls */
 typedef struct { double *feat, *flow; } model_eval;
-model_eval model_eval_prepare(const model_layout *M, const double *params, int B, double *work);
+model_eval model_eval_prepare(const model_layout *M, const double *params, int B, double *work,
+                              int threads);
 /* log q(theta_i | x_i) for B rows (at most the prepared B); x has x_rows = B or 1 rows
  * (one observation for every theta); tau > 1: the density of the tempered flow */
 void model_log_prob(const model_layout *M, const double *params, const model_eval *E,

@@ -21,7 +21,7 @@ static double mean_nll(const model_layout *M, const double *params, const double
                        const double *th, int n, double *work, int threads) {
     const int V = eval_batch(M, n);
     double *lq = work, s = 0.0;
-    const model_eval E = model_eval_prepare(M, params, V, work + V);
+    const model_eval E = model_eval_prepare(M, params, V, work + V, threads);
     for (int i0 = 0; i0 < n; i0 += V) {
         const int b = n - i0 < V ? n - i0 : V;
         model_log_prob(M, params, &E, x + (size_t)i0 * M->F.n_in, b, th + (size_t)i0 * M->L.d, b,
