@@ -58,9 +58,9 @@ SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEX
     to.noise_sd = Rf_isNull(noise_sd) ? NULL : need_real(noise_sd, nx, "noise_sd");
     /* state: params, Adam m, v and step, all plain R vectors */
     if (TYPEOF(adam) != VECSXP || XLENGTH(adam) != 3) Rf_error("'adam' must be list(m, v, step)");
-    SEXP res_p = PROTECT(Rf_duplicate(params));
-    SEXP res_m = PROTECT(Rf_duplicate(VECTOR_ELT(adam, 0)));
-    SEXP res_v = PROTECT(Rf_duplicate(VECTOR_ELT(adam, 1)));
+    SEXP res_p = PROTECT(dup_real(params, "params"));
+    SEXP res_m = PROTECT(dup_real(VECTOR_ELT(adam, 0), "adam$m"));
+    SEXP res_v = PROTECT(dup_real(VECTOR_ELT(adam, 1), "adam$v"));
     need_real(res_p, (R_xlen_t)np, "params");
     need_real(res_m, (R_xlen_t)np, "adam$m");
     need_real(res_v, (R_xlen_t)np, "adam$v");
@@ -86,7 +86,7 @@ SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEX
     SEXP hv = PROTECT(Rf_allocVector(REALSXP, to.epochs));
     SEXP hl = PROTECT(Rf_allocVector(REALSXP, to.epochs));
     int *perm = (int *)R_alloc(n, sizeof(int));
-    double *work = (double *)R_alloc(train_work(&M, n, nv, to.batch, to.threads), sizeof(double));
+    double *work = alloc_work(train_work(&M, n, nv, to.batch, to.threads));
     int run = 0, best = 0;
     int status = train_model(&M, REAL(res_p), REAL(res_m), REAL(res_v), &step, n, xt,
                              REAL(th_train), nv, nv ? REAL(x_valid) : NULL,

@@ -1,5 +1,9 @@
 #include <string.h>
 #include <math.h>
+#include <stdint.h>
+#ifndef _WIN32
+#include <sys/mman.h>
+#endif
 #include "r_util.h"
 #include "nn/nn.h"
 
@@ -203,4 +207,29 @@ void model_from_spec(model_layout *M, SEXP spec) {
     double np = model_params_dbl(M);
     if (np > INT_MAX || M->n_params > INT_MAX)
         Rf_error("'spec' describes a model of %.3g parameters, more than 2^31 - 1", np);
+}
+
+static void advise_huge(void *p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)1 << 21, a = (uintptr_t)p, e = a + bytes;
+    const uintptr_t a2 = (a + huge - 1) & ~(huge - 1), e2 = e & ~(huge - 1);
+    if (e2 > a2) madvise((void *)a2, e2 - a2, MADV_HUGEPAGE);  /* a hint: failure is harmless */
+#else
+    (void)p; (void)bytes;
+#endif
+}
+
+double *alloc_work(size_t n) {
+    double *w = (double *)R_alloc(n > 0 ? n : 1, sizeof(double));
+    advise_huge(w, n * sizeof(double));
+    return w;
+}
+
+SEXP dup_real(SEXP x, const char *arg) {
+    if (TYPEOF(x) != REALSXP) Rf_error("'%s' must be a numeric vector", arg);
+    const R_xlen_t n = XLENGTH(x);
+    SEXP y = Rf_allocVector(REALSXP, n);
+    advise_huge(REAL(y), (size_t)n * sizeof(double));
+    if (n > 0) memcpy(REAL(y), REAL(x), (size_t)n * sizeof(double));
+    return y;
 }

@@ -16,4 +16,9 @@ int need_threads(SEXP threads);
 int need_count(SEXP x, const char *arg);
 uint64_t need_seed(SEXP seed);
 void model_from_spec(model_layout *M, SEXP spec);
+/* R_alloc of n doubles whose 2 MiB-aligned interior is asked to be backed by huge pages
+ * (one page fault per 2 MiB instead of per 4 KiB on first touch) */
+double *alloc_work(size_t n);
+/* a copy of a numeric vector (attributes dropped) in memory advised as alloc_work's */
+SEXP dup_real(SEXP x, const char *arg);
 #endif
