@@ -17,6 +17,7 @@ SEXP r_importance(SEXP, SEXP, SEXP);
 SEXP r_draws_theta(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_blas_threads(SEXP);
 SEXP r_have_sgemm(void);
+SEXP r_sgemm_kernel(void);
 void nn_free_scratch(void);
 SEXP r_nn_conv1d(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_layernorm(SEXP, SEXP, SEXP, SEXP, SEXP);
@@ -28,6 +29,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_model_init", (DL_FUNC)&r_model_init, 2},
     {"r_blas_threads", (DL_FUNC)&r_blas_threads, 1},
     {"r_have_sgemm", (DL_FUNC)&r_have_sgemm, 0},
+    {"r_sgemm_kernel", (DL_FUNC)&r_sgemm_kernel, 0},
     {"r_model_n_params", (DL_FUNC)&r_model_n_params, 1},
     {"r_model_log_prob", (DL_FUNC)&r_model_log_prob, 6},
     {"r_model_sample", (DL_FUNC)&r_model_sample, 7},

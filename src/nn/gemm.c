@@ -1,11 +1,15 @@
 /* Every matrix product of the C core goes through nn_gemm: dgemm in float64 mode; in float32
- * mode the operands are converted once per product to single precision, multiplied by
- * sgemm (when the linked BLAS has it: NBI_HAVE_SGEMM, set by ./configure) or by the blocked
- * kernel below, and the product is added to C in double precision, so accumulators
- * (beta = 1, e.g. weight gradients over a batch) never round to float. */
+ * mode the operands are converted once per product to single precision (or read from a
+ * float copy, nn_set_mirror), multiplied by nbi's kernel (nn/sgemm.c) or by the BLAS's
+ * sgemm (when it has one: NBI_HAVE_SGEMM, set by ./configure), and the product is added to
+ * C in double precision, so accumulators (beta = 1, e.g. weight gradients over a batch)
+ * never round to float. */
 #define USE_FC_LEN_T
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <R_ext/BLAS.h>
 #ifndef FCONE
 #define FCONE
@@ -25,6 +29,10 @@ extern void F77_NAME(sgemm)(const char *ta, const char *tb, const int *m, const 
 /* The compute precision of the current .Call, set at its entry from the model's spec:
  * 0 float64, 1 float32, 2 float32 through the C kernel even when sgemm exists (for tests). */
 static int gemm_single_mode = 0;
+/* float32 products by nbi's kernel rather than sgemm: where there is no sgemm, and on
+ * AVX-512 CPUs (its 512-bit code beats a BLAS held to 256-bit kernels; NBI_SGEMM=blas in the
+ * environment keeps the BLAS); decided at each .Call's entry */
+static int gemm_own_kernel = 1;
 
 /* A float copy of an array of weights kept by the caller (training's Adam writes it with
  * each update): operands inside the array are read from it instead of being converted for
@@ -48,8 +56,15 @@ static const float *mirrored(const double *x, int rows, int cols, int ld) {
     return at + (size_t)(cols - 1) * ld + rows <= mirror_n ? mirror + at : NULL;
 }
 
+int nn_sgemm_own(int mode) {
+    const char *env = getenv("NBI_SGEMM");
+    return mode == 2 || !nn_have_sgemm() ||
+           (nn_sgemm_isa() == 2 && !(env && strcmp(env, "blas") == 0));
+}
+
 void nn_set_precision(int mode) {
     gemm_single_mode = mode >= 0 && mode <= 2 ? mode : 0;
+    gemm_own_kernel = nn_sgemm_own(gemm_single_mode);
     nn_set_mirror(NULL, NULL, 0);
 }
 int nn_precision_single(void) { return gemm_single_mode; }
@@ -96,49 +111,6 @@ static void to_float(float *dst, const double *src, int rows, int cols, int ld) 
     }
 }
 
-/* packed op(X) for the kernel: element (i, k) of the M x K operand at row-major p[i*K + k];
- * x is column-major with leading dimension ld: M x K when not transposed, K x M when
- * transposed */
-static void pack_rows(float *p, const float *x, int trans, int M, int K, int ld) {
-    for (int i = 0; i < M; i++)
-        for (int k = 0; k < K; k++)
-            p[(size_t)i * K + k] = trans ? x[(size_t)i * ld + k] : x[(size_t)k * ld + i];
-}
-
-/* c (M x N, column-major, ld M) = a (M x K, row-major) * b^T (b: N x K, row-major), four
- * columns of c per pass over a row of a */
-static void sgemm_kernel(float *c, const float *a, const float *b, int M, int N, int K) {
-    int j = 0;
-    for (; j + 4 <= N; j += 4) {
-        const float *b0 = b + (size_t)j * K, *b1 = b0 + K, *b2 = b1 + K, *b3 = b2 + K;
-        for (int i = 0; i < M; i++) {
-            const float *ai = a + (size_t)i * K;
-            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            #pragma omp simd reduction(+:s0,s1,s2,s3)
-            for (int k = 0; k < K; k++) {
-                s0 += ai[k] * b0[k];
-                s1 += ai[k] * b1[k];
-                s2 += ai[k] * b2[k];
-                s3 += ai[k] * b3[k];
-            }
-            c[(size_t)j * M + i] = s0;
-            c[(size_t)(j + 1) * M + i] = s1;
-            c[(size_t)(j + 2) * M + i] = s2;
-            c[(size_t)(j + 3) * M + i] = s3;
-        }
-    }
-    for (; j < N; j++) {
-        const float *bj = b + (size_t)j * K;
-        for (int i = 0; i < M; i++) {
-            const float *ai = a + (size_t)i * K;
-            float s = 0;
-            #pragma omp simd reduction(+:s)
-            for (int k = 0; k < K; k++) s += ai[k] * bj[k];
-            c[(size_t)j * M + i] = s;
-        }
-    }
-}
-
 /* rows 0..mb-1 of columns j0.. (nb of them) of float c (ld M) added into C (ld ldc):
  * C = beta C + alpha c */
 static void add_back(double *C, int ldc, const float *c, int M, int mb, int j0, int nb,
@@ -168,17 +140,20 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
     if (M <= 0 || N <= 0) return;
     const int tA = ta[0] == 'T', tB = tb[0] == 'T';
     const int ar = tA ? K : M, ac = tA ? M : K;
-    const int kernel = gemm_single_mode == 2 || !nn_have_sgemm();
+    /* nbi's kernel, except for products of fewer rows than its panels (then sgemm, if any) */
+    const int kernel = gemm_own_kernel && (M >= nn_sgemm_mr() || !nn_have_sgemm() ||
+                                           gemm_single_mode == 2);
     const size_t MK = (size_t)M * K, NK = (size_t)N * K;
     const int nn = (N + PANEL - 1) / PANEL;
-    /* row tiles only for a single column panel (a batch of few columns), not in the C kernel */
-    const int nm = nn == 1 && !(gemm_single_mode && kernel) ? (M + PANEL - 1) / PANEL : 1;
+    const int nm = nn == 1 ? (M + PANEL - 1) / PANEL : 1;  /* row tiles for a single panel */
     const int nt = nn * nm, par = nt > 1 && gemm_threads > 1;
+    const size_t a_size = kernel ? nn_sgemm_a_size(M, K) : 0;  /* op(A) packed */
+    const size_t per_thread = kernel ? nn_sgemm_b_size() : 0;  /* a panel of op(B) */
     float *buf = NULL;
     /* products below SINGLE_MIN multiply-adds gain nothing from float32 (the copies cost as
      * much as the product), so they stay in double precision */
     if (gemm_single_mode && K > 0 && (gemm_single_mode == 2 || (double)M * N * K >= SINGLE_MIN))
-        buf = gemm_scratch((kernel ? 2 : 1) * (MK + NK) + (size_t)M * N);
+        buf = gemm_scratch(MK + NK + (size_t)M * N + a_size + (size_t)gemm_threads * per_thread);
     if (!buf) {  /* float64, or no memory for the float copies: dgemm on the same tiles */
         #pragma omp parallel for num_threads(gemm_threads) if (par) schedule(static)
         for (int t = 0; t < nt; t++) {
@@ -191,7 +166,7 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
         }
         return;
     }
-    float *a = buf, *b = a + MK, *c = b + NK, *ap = c + (size_t)M * N, *bp = ap + MK;
+    float *a = buf, *b = a + MK, *c = b + NK, *apk = c + (size_t)M * N, *packs = apk + a_size;
     const int bc = tB ? K : N, br = tB ? N : K;
     const float *Af = mirrored(A, ar, ac, lda), *Bf = mirrored(B, br, bc, ldb);
     const float *ax = Af ? Af : a, *bx = Bf ? Bf : b;  /* float copies, kept or made below */
@@ -207,23 +182,28 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
             #pragma omp for schedule(static)
             for (int j = 0; j < bc; j++) to_float(b + (size_t)j * br, B + (size_t)j * ldb, br, 1, ldb);
         }
-        #pragma omp single
-        if (kernel) pack_rows(ap, ax, tA, M, K, lda_x);
+        if (kernel) {  /* op(A) packed once for all tiles, panel by panel */
+            const int np = (M + nn_sgemm_mr() - 1) / nn_sgemm_mr();
+            #pragma omp for schedule(static)
+            for (int p = 0; p < np; p++) nn_sgemm_pack_a(tA, M, K, ax, lda_x, apk, p, p + 1);
+        }
+#ifdef _OPENMP
+        float *pack = packs + (size_t)omp_get_thread_num() * per_thread;
+#else
+        float *pack = packs;
+#endif
         #pragma omp for schedule(static)
         for (int t = 0; t < nt; t++) {
             const int j0 = (t / nm) * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
             const int i0 = (t % nm) * PANEL, mb = nm == 1 ? M : (M - i0 < PANEL ? M - i0 : PANEL);
             float *cj = c + (size_t)j0 * M + i0;
+            const float *bpn = tB ? bx + j0 : bx + (size_t)j0 * ldx;
             if (kernel) {
-                /* op(B)'s panel transposed, nb x K row-major: columns j0.. of op(B) */
-                float *bq = bp + (size_t)j0 * K;
-                pack_rows(bq, tB ? bx + j0 : bx + (size_t)j0 * ldx, !tB, nb, K, ldx);
-                sgemm_kernel(cj, ap, bq, M, nb, K);
+                nn_sgemm_tile(apk, M, i0, tB, mb, nb, K, bpn, ldx, cj, M, pack);
             } else {
 #ifdef NBI_HAVE_SGEMM
                 const float one = 1.0f, zero = 0.0f;
                 const float *apn = tA ? ax + (size_t)i0 * lda_x : ax + i0;
-                const float *bpn = tB ? bx + j0 : bx + (size_t)j0 * ldx;
                 F77_CALL(sgemm)(ta, tb, &mb, &nb, &K, &one, apn, &lda_x, bpn, &ldx, &zero, cj, &M
                                 FCONE FCONE);
 #endif

@@ -17,7 +17,20 @@ void nn_set_precision(int mode);   /* 0 float64, 1 float32, 2 float32 through th
 int nn_precision_single(void);
 void nn_set_threads(int n);        /* threads of the float32 panels (the BLAS runs on one) */
 int nn_have_sgemm(void);
+int nn_sgemm_own(int mode);  /* whether float32 products (mode 1 or 2) use nbi's kernel */
 void nn_free_scratch(void);
+/* nbi's single-precision product (nn/sgemm.c), column-major, tA/tB 0 or 1: op(A) (M x K)
+ * packed whole into ap (nn_sgemm_a_size floats; panels p0 .. p1 - 1 of nn_sgemm_mr rows per
+ * call, so threads can share the work), then any tile of c = op(A) op(B): rows i0 .. i0 + M
+ * - 1 of op(A)'s M_all (i0 a multiple of nn_sgemm_mr), c's tile at c (ldc); bp holds
+ * nn_sgemm_b_size floats. nn_sgemm_isa: 0 base, 1 AVX2, 2 AVX-512. */
+int nn_sgemm_isa(void);
+int nn_sgemm_mr(void);
+size_t nn_sgemm_a_size(int M, int K);
+size_t nn_sgemm_b_size(void);
+void nn_sgemm_pack_a(int tA, int M, int K, const float *A, int lda, float *ap, int p0, int p1);
+void nn_sgemm_tile(const float *ap, int M_all, int i0, int tB, int M, int N, int K,
+                   const float *B, int ldb, float *c, int ldc, float *bp);
 
 void linear_forward(double *out, const double *in, const double *w, const double *bias,
                     int B, int C, int OC);

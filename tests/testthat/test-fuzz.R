@@ -417,6 +417,6 @@ test_that("fuzz: every registered entry point was covered", {
                "r_flow_grad", "r_model_nll_grad", "r_train", "r_importance", "r_blas_threads",
                "r_nn_linear", "r_nn_act", "r_nn_gemm", "r_nn_conv1d", "r_nn_layernorm", "r_nn_maxpool2",
                "r_nn_gru", "r_c2st_loss_grad", "r_c2st_fit_predict", "r_draws_theta",
-               "r_have_sgemm")  # no arguments to corrupt
+               "r_have_sgemm", "r_sgemm_kernel")  # no arguments to corrupt
   expect_setequal(entries, covered)
 })
