@@ -176,6 +176,7 @@ AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, d
     }
 }
 
+#define TILE_VBYTES 32
 #define REAL double
 #define REAL_BITS int64_t
 #define TS(name) name##_f64
@@ -190,6 +191,25 @@ AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, d
 #undef REAL
 #undef REAL_BITS
 #undef TS
+#undef TILE_VBYTES
+#ifdef VM_DISPATCH  /* 512-bit vectors, for the AVX-512 copy */
+#define TILE_VBYTES 64
+#define REAL double
+#define REAL_BITS int64_t
+#define TS(name) name##_f64z
+#include "flow/sample_tile.h"
+#undef REAL
+#undef REAL_BITS
+#undef TS
+#define REAL float
+#define REAL_BITS int32_t
+#define TS(name) name##_f32z
+#include "flow/sample_tile.h"
+#undef REAL
+#undef REAL_BITS
+#undef TS
+#undef TILE_VBYTES
+#endif
 
 typedef void (*tile_fn)(const tile_block *, int, const tile_draws *, tile_scratch *);
 typedef void (*parts_fn)(const tile_block *, int, int, int, tile_scratch *);
@@ -214,6 +234,13 @@ TILE_ENTRY(tile_flow_f64_avx2, tile_flow_f64, VM_AVX2)
 TILE_ENTRY(tile_flow_f32_avx2, tile_flow_f32, VM_AVX2)
 TILE_ENTRY(tile_density_f64_avx2, tile_density_f64, VM_AVX2)
 TILE_ENTRY(tile_density_f32_avx2, tile_density_f32, VM_AVX2)
+#define VM_AVX512 __attribute__((target("avx512f,avx2,fma")))
+PARTS_ENTRY(call_parts_f64_avx512, call_parts_f64z, VM_AVX512)
+PARTS_ENTRY(call_parts_f32_avx512, call_parts_f32z, VM_AVX512)
+TILE_ENTRY(tile_flow_f64_avx512, tile_flow_f64z, VM_AVX512)
+TILE_ENTRY(tile_flow_f32_avx512, tile_flow_f32z, VM_AVX512)
+TILE_ENTRY(tile_density_f64_avx512, tile_density_f64z, VM_AVX512)
+TILE_ENTRY(tile_density_f32_avx512, tile_density_f32z, VM_AVX512)
 #endif
 
 /* the tile function for sampling or density, in the product precision, for this CPU */
@@ -223,6 +250,9 @@ static tile_fn tile_function(int density, int single) {
 #ifdef VM_DISPATCH
     static const tile_fn avx2[2][2] = {{tile_flow_f64_avx2, tile_flow_f32_avx2},
                                        {tile_density_f64_avx2, tile_density_f32_avx2}};
+    static const tile_fn avx512[2][2] = {{tile_flow_f64_avx512, tile_flow_f32_avx512},
+                                         {tile_density_f64_avx512, tile_density_f32_avx512}};
+    if (nn_sgemm_isa() == 2) return avx512[density][single];
     if (vm_have_avx2()) return avx2[density][single];
 #endif
     return base[density][single];
@@ -231,6 +261,7 @@ static tile_fn tile_function(int density, int single) {
 /* the context parts' function in the product precision, for this CPU */
 static parts_fn parts_function(int single) {
 #ifdef VM_DISPATCH
+    if (nn_sgemm_isa() == 2) return single ? call_parts_f32_avx512 : call_parts_f64_avx512;
     if (vm_have_avx2()) return single ? call_parts_f32_avx2 : call_parts_f64_avx2;
 #endif
     return single ? call_parts_f32_base : call_parts_f64_base;

@@ -9,13 +9,13 @@
 /* out (n x TILE) = the first K columns of w (n rows, row stride ldw) times in (K x TILE):
  * six (long products) or four output units by 2 vectors of draws held in 12 or 8 vector
  * registers, so each load of `in` feeds six or four multiply-adds (GCC vector extensions;
- * split into halves without AVX). Every output is the same chain of multiply-adds over k
+ * split into halves without AVX; TILE_VBYTES bytes a vector: 32, or 64 for AVX-512). Every output is the same chain of multiply-adds over k
  * whichever way the units are grouped. */
-typedef REAL TS(vec) __attribute__((vector_size(32)));
+typedef REAL TS(vec) __attribute__((vector_size(TILE_VBYTES)));
 static inline __attribute__((always_inline))
 void TS(dense)(REAL *restrict out, const REAL *restrict w, int ldw, const REAL *restrict in,
                int n, int K) {
-    enum { VL = 32 / sizeof(REAL) };  /* draws per vector */
+    enum { VL = TILE_VBYTES / sizeof(REAL) };  /* draws per vector */
     int j = 0;
     /* twelve accumulators hide the multiply-adds' latency better once K is long enough to
      * pay for the extra loads of the weights (about 10% faster at K = 256, slower at 64) */
