@@ -16,9 +16,13 @@
 #' points (`bench/defaults.R`, 10,000 simulations) the default `fit(n_epochs = 100)` was
 #' still improving at its last epoch and left some credible levels just outside their
 #' binomial bands; `fit(n_epochs = 200)` reached a lower validation loss (-9.39 against
-#' -8.16) with coverage inside the bands at every level. Check with [nbi_coverage()] and
-#' [nbi_sbc()], and give sequence featurizers more epochs (or simulations) when the best
-#' epoch in `engine$history$epochs` is the last one.
+#' -8.16) with coverage inside the bands at every level. A larger step helps within 100
+#' epochs too: `fit(lr = 3e-3)` reached -9.21 against -8.63 at the default `lr = 1e-3` (one
+#' seed), and -8.91 / -9.03 on two other seeds, where omega's central intervals still
+#' covered a little too often at the 50% and 68% levels. A larger step for the featurizer
+#' alone, or a schedule that keeps the rate flat for 60% of the epochs, did not help. Check
+#' with [nbi_coverage()] and [nbi_sbc()], and give sequence featurizers more epochs (or
+#' simulations) when the best epoch in `engine$history$epochs` is the last one.
 #'
 #' @param blocks total number of blocks, including the final mixture block (>= 1).
 #' @param hidden units per hidden layer (a vector of layer widths for `featurizer_mlp()`).
