@@ -234,7 +234,6 @@ TILE_ENTRY(tile_flow_f64_avx2, tile_flow_f64, VM_AVX2)
 TILE_ENTRY(tile_flow_f32_avx2, tile_flow_f32, VM_AVX2)
 TILE_ENTRY(tile_density_f64_avx2, tile_density_f64, VM_AVX2)
 TILE_ENTRY(tile_density_f32_avx2, tile_density_f32, VM_AVX2)
-#define VM_AVX512 __attribute__((target("avx512f,avx2,fma")))
 PARTS_ENTRY(call_parts_f64_avx512, call_parts_f64z, VM_AVX512)
 PARTS_ENTRY(call_parts_f32_avx512, call_parts_f32z, VM_AVX512)
 TILE_ENTRY(tile_flow_f64_avx512, tile_flow_f64z, VM_AVX512)
@@ -245,26 +244,29 @@ TILE_ENTRY(tile_density_f32_avx512, tile_density_f32z, VM_AVX512)
 
 /* the tile function for sampling or density, in the product precision, for this CPU */
 static tile_fn tile_function(int density, int single) {
-    static const tile_fn base[2][2] = {{tile_flow_f64_base, tile_flow_f32_base},
-                                       {tile_density_f64_base, tile_density_f32_base}};
 #ifdef VM_DISPATCH
-    static const tile_fn avx2[2][2] = {{tile_flow_f64_avx2, tile_flow_f32_avx2},
-                                       {tile_density_f64_avx2, tile_density_f32_avx2}};
-    static const tile_fn avx512[2][2] = {{tile_flow_f64_avx512, tile_flow_f32_avx512},
-                                         {tile_density_f64_avx512, tile_density_f32_avx512}};
-    if (nn_sgemm_isa() == 2) return avx512[density][single];
-    if (vm_have_avx2()) return avx2[density][single];
+    static const tile_fn fns[3][2][2] = {
+        {{tile_flow_f64_base, tile_flow_f32_base}, {tile_density_f64_base, tile_density_f32_base}},
+        {{tile_flow_f64_avx2, tile_flow_f32_avx2}, {tile_density_f64_avx2, tile_density_f32_avx2}},
+        {{tile_flow_f64_avx512, tile_flow_f32_avx512},
+         {tile_density_f64_avx512, tile_density_f32_avx512}}};
+#else
+    static const tile_fn fns[1][2][2] = {
+        {{tile_flow_f64_base, tile_flow_f32_base}, {tile_density_f64_base, tile_density_f32_base}}};
 #endif
-    return base[density][single];
+    return fns[vm_isa()][density][single];
 }
 
 /* the context parts' function in the product precision, for this CPU */
 static parts_fn parts_function(int single) {
 #ifdef VM_DISPATCH
-    if (nn_sgemm_isa() == 2) return single ? call_parts_f32_avx512 : call_parts_f64_avx512;
-    if (vm_have_avx2()) return single ? call_parts_f32_avx2 : call_parts_f64_avx2;
+    static const parts_fn fns[3][2] = {{call_parts_f64_base, call_parts_f32_base},
+                                       {call_parts_f64_avx2, call_parts_f32_avx2},
+                                       {call_parts_f64_avx512, call_parts_f32_avx512}};
+#else
+    static const parts_fn fns[1][2] = {{call_parts_f64_base, call_parts_f32_base}};
 #endif
-    return single ? call_parts_f32_base : call_parts_f64_base;
+    return fns[vm_isa()][single];
 }
 
 /* doubles of one thread's scratch, each array rounded up to whole cache lines */

@@ -141,8 +141,8 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
     const int tA = ta[0] == 'T', tB = tb[0] == 'T';
     const int ar = tA ? K : M, ac = tA ? M : K;
     /* nbi's kernel, except for products of fewer rows than its panels (then sgemm, if any) */
-    const int kernel = gemm_own_kernel && (M >= nn_sgemm_mr() || !nn_have_sgemm() ||
-                                           gemm_single_mode == 2);
+    const int kernel = gemm_single_mode && gemm_own_kernel &&
+                       (M >= nn_sgemm_mr() || !nn_have_sgemm() || gemm_single_mode == 2);
     const size_t MK = (size_t)M * K, NK = (size_t)N * K;
     const int nn = (N + PANEL - 1) / PANEL;
     const int nm = nn == 1 ? (M + PANEL - 1) / PANEL : 1;  /* row tiles for a single panel */

@@ -119,6 +119,23 @@ static inline int vm_have_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+/* ... and for AVX-512 (512-bit vectors), used when the CPU (and OS) have avx512f */
+#define VM_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
+
+/* the widest copy this CPU runs: 0 base, 1 AVX2 + FMA, 2 AVX-512; found once per file
+ * (an idempotent store, so a race between threads is harmless) */
+static inline int vm_isa(void) {
+#ifdef VM_DISPATCH
+    static int isa = -1;
+    if (isa < 0) {
+        __builtin_cpu_init();
+        isa = !vm_have_avx2() ? 0 : __builtin_cpu_supports("avx512f") ? 2 : 1;
+    }
+    return isa;
+#else
+    return 0;
+#endif
+}
 
 #endif
