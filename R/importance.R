@@ -50,13 +50,18 @@ importance_stats <- function(log_lik, log_prior, log_q) {
   s <- .Call(C_r_importance, as.numeric(log_lik), as.numeric(log_prior), as.numeric(log_q))
   s$efficiency <- s$n_eff / length(log_q)
   s$pareto_k <- if (s$all_zero) NA_real_ else pareto_k(s$log_weights)
-  if (s$all_zero)
+  warn_weights(s$all_zero, s$pareto_k)
+  s
+}
+
+# The warnings of a weighted posterior: no weight at all, or a heavy-tailed set.
+warn_weights <- function(all_zero, k, hint = "") {
+  if (isTRUE(all_zero))
     warning("every importance weight is zero: the surrogate proposes nothing the likelihood supports (n_eff = 0)",
             call. = FALSE)
-  else if (is.finite(s$pareto_k) && s$pareto_k > 0.7)
-    warning(sprintf("Pareto k = %.2f > 0.7: the importance weights have a heavy tail; treat n_eff with caution",
-                    s$pareto_k), call. = FALSE)
-  s
+  else if (is.finite(k) && k > 0.7)
+    warning(sprintf("Pareto k = %.2f > 0.7: the importance weights have a heavy tail; treat n_eff with caution%s",
+                    k, hint), call. = FALSE)
 }
 
 # Pareto-k tail diagnostic of log weights (PSIS, Vehtari et al. 2024): loo when installed,

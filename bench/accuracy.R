@@ -34,6 +34,9 @@
 #   NBI_ACC_IS_MAX   at most this many times NBI_ACC_NDRAWS proposals for c2st_is [20]; 1
 #                    resamples the NBI_ACC_NDRAWS proposals whatever their n_eff (rows run
 #                    before this option existed did that)
+#   NBI_ACC_ADAPT    rounds of adaptive importance sampling for c2st_is (predict(...,
+#                    adapt = ): a defensive Student-t mixture fitted to the weighted draws,
+#                    each round as many draws as the importance sample) [0]; column adapt
 #   NBI_ACC_SEED     seed [1]
 #   NBI_ACC_THREADS  threads of the C core [1]
 #   NBI_ACC_OUT      output prefix [accuracy]: writes <prefix>.csv (means per task, method
@@ -57,6 +60,7 @@ stopifnot(snpe_opt %in% c("0", "1", "only"))
 methods <- switch(snpe_opt, "0" = "npe", "1" = c("npe", "snpe_is"), only = "snpe_is")
 n_rounds <- as.integer(bench_env("NBI_ACC_ROUNDS", "5"))
 is_max <- as.numeric(bench_env("NBI_ACC_IS_MAX", "20"))
+adapt <- as.integer(bench_env("NBI_ACC_ADAPT", "0"))
 seed <- as.integer(bench_env("NBI_ACC_SEED", "1"))
 threads <- as.integer(bench_env("NBI_ACC_THREADS", "1"))
 prefix <- bench_env("NBI_ACC_OUT", "accuracy")
@@ -77,8 +81,8 @@ cat(sprintf("tasks %s; budgets %s; observations 1..%d; %d draws per C2ST sample;
                   collapse = " + "), threads))
 
 summarise <- function(r) {
-  s <- stats::aggregate(r[c("c2st", "c2st_is", "efficiency", "is_draws", "predict_s", "c2st_s")],
-                        r[c("task", "method", "budget")], mean)
+  s <- stats::aggregate(r[c("c2st", "c2st_is", "efficiency", "is_draws", "adapt", "predict_s",
+                            "c2st_s")], r[c("task", "method", "budget")], mean)
   s$n_obs <- stats::aggregate(r$obs, r[c("task", "method", "budget")], length)$x
   s$sims_used <- stats::aggregate(r$sims_used, r[c("task", "method", "budget")], mean)$x
   # amortised: one fit shared by all observations; SNPE-IS: one fit per observation
@@ -89,7 +93,7 @@ summarise <- function(r) {
   s <- merge(s, sbibm_published_npe, by = c("task", "budget"), all.x = TRUE)
   s <- s[order(match(s$task, sbibm_task_names), s$method, s$budget), ]
   s[, c("task", "method", "budget", "n_obs", "sims_used", "c2st", "c2st_is", "efficiency",
-        "is_draws", "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s", "fit_average")]
+        "is_draws", "adapt", "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s", "fit_average")]
 }
 
 old_obs <- if (append && file.exists(csv_obs)) utils::read.csv(csv_obs) else NULL
@@ -97,6 +101,8 @@ old_obs <- if (append && file.exists(csv_obs)) utils::read.csv(csv_obs) else NUL
 if (!is.null(old_obs) && is.null(old_obs$fit_average)) old_obs$fit_average <- 0
 # rows from before c2st_is could draw more proposals resampled n_draws of them
 if (!is.null(old_obs) && is.null(old_obs$is_draws)) old_obs$is_draws <- n_draws
+# rows from before adaptive importance sampling used the surrogate as the proposal
+if (!is.null(old_obs) && is.null(old_obs$adapt)) old_obs$adapt <- 0L
 rows <- list()
 t_start <- proc.time()[["elapsed"]]
 for (nm in tasks) {
@@ -112,7 +118,7 @@ for (nm in tasks) {
       t0 <- proc.time()[["elapsed"]]
       r <- sbibm_accuracy(task, b, obs = obs, n_draws = n_draws, references = refs,
                           method = meth, n_rounds = n_rounds, seed = seed, threads = threads,
-                          is_max = is_max)
+                          is_max = is_max, adapt = adapt)
       r$wall_s <- proc.time()[["elapsed"]] - t0
       r$fit_average <- 0.999  # fit()'s default: the iterate average is what is kept
       rows[[length(rows) + 1L]] <- r

@@ -517,11 +517,15 @@ sbibm_fit_settings <- function(n_sims) {
 #             sample of min(is_max * n_draws, 1.2 n_draws^2 / n_eff) proposals, so that the
 #             resampled draws are not mostly duplicates of a few proposals (is_draws says
 #             how many proposals were weighed)
+#             With adapt > 0, predict(..., adapt = ) refines the proposal by adaptive
+#             importance sampling first (a defensive Student-t mixture, that many rounds of
+#             n draws each); c2st then uses separate draws of the surrogate itself
 #   efficiency, n_eff, pareto_k of the importance weights
 #   fit_s, predict_s (per observation), c2st_s (both tests)
 sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references = NULL,
                            method = c("npe", "snpe_is"), n_rounds = 5L, seed = 1L,
-                           threads = 1L, verbose = FALSE, c2st_args = list(), is_max = 1) {
+                           threads = 1L, verbose = FALSE, c2st_args = list(), is_max = 1,
+                           adapt = 0L) {
   method <- match.arg(method)
   x_all <- task$observations[obs, , drop = FALSE]
   if (is.null(references))
@@ -547,10 +551,10 @@ sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references
   score <- function(eng, x, ref, i) {
     t0 <- proc.time()[["elapsed"]]
     post <- suppressWarnings(predict(eng, x, n_samples = n_draws, importance = TRUE,
-                                     seed = seed + i, threads = threads))
+                                     seed = seed + i, threads = threads, adapt = adapt))
     if (inherits(post, "nbi_posterior")) post <- list(post)
     tempered <- is.numeric(eng$temper) && eng$temper != 1
-    raw <- if (tempered)
+    raw <- if (tempered || adapt > 0)  # the surrogate's own draws
       suppressWarnings(predict(eng, x, n_samples = n_draws, importance = FALSE,
                                seed = seed + i + 500L, threads = threads))
     else post
@@ -564,7 +568,8 @@ sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references
       if (is_max > 1 && is.finite(p$n_eff) && p$n_eff < n_draws) {
         n_more <- ceiling(min(is_max * n_draws, 1.2 * n_draws^2 / max(p$n_eff, 1)))
         p <- suppressWarnings(predict(eng, x[j, ], n_samples = n_more, importance = TRUE,
-                                      seed = seed + i + j + 900L, threads = threads))
+                                      seed = seed + i + j + 900L, threads = threads,
+                                      adapt = adapt))
       }
       rs <- nbi_resample(p, n_draws, seed = seed + i + j)
       c_is <- do.call(nbi_c2st, c(list(rs$theta, ref[[j]], seed = seed + i + j + 7L,
@@ -572,7 +577,7 @@ sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references
       data.frame(c2st = as.numeric(c_raw), c2st_is = as.numeric(c_is),
                  efficiency = p$efficiency, n_eff = p$n_eff,
                  pareto_k = if (is.null(p$pareto_k)) NA_real_ else p$pareto_k,
-                 is_draws = nrow(p$theta),
+                 is_draws = nrow(p$theta), adapt = adapt,
                  predict_s = pred_s, c2st_s = proc.time()[["elapsed"]] - t1)
     })
     do.call(rbind, rows)
