@@ -8,7 +8,8 @@
 #
 # Environment: NBI_DEFAULTS_SIMS (simulations per problem, default 10000), NBI_DEFAULTS_TEST
 # (test cases for coverage and SBC, default 300), NBI_DEFAULTS_THREADS (default 2),
-# NBI_DEFAULTS_SEED (default 1), NBI_DEFAULTS_EPOCHS (fit()'s n_epochs; unset: its default),
+# NBI_DEFAULTS_SEED (default 1), NBI_DEFAULTS_EPOCHS and NBI_DEFAULTS_LR (fit()'s n_epochs and
+# lr; unset: their defaults),
 # NBI_DEFAULTS_PRECISION ("float32" by default: it is the faster path on this kind of CPU;
 # "float64" gives the same calibration), NBI_DEFAULTS_PROBLEMS ("sine,sets").
 #
@@ -26,7 +27,9 @@ threads <- env_num("NBI_DEFAULTS_THREADS", 2)
 precision <- Sys.getenv("NBI_DEFAULTS_PRECISION", "float32")
 seed <- env_num("NBI_DEFAULTS_SEED", 1)
 epochs <- Sys.getenv("NBI_DEFAULTS_EPOCHS", "")
-fit_args <- if (nzchar(epochs)) list(n_epochs = as.integer(epochs)) else list()
+lr <- Sys.getenv("NBI_DEFAULTS_LR", "")
+fit_args <- c(if (nzchar(epochs)) list(n_epochs = as.integer(epochs)),
+              if (nzchar(lr)) list(lr = as.numeric(lr)))
 problems <- strsplit(Sys.getenv("NBI_DEFAULTS_PROBLEMS", "sine,sets"), ",")[[1]]
 
 t_grid <- seq(0, 1, length.out = 50)
@@ -63,9 +66,10 @@ sets_engine <- function() {
 }
 
 run_problem <- function(name, engine) {
-  cat(sprintf("\n== %s: %s, %s, %g simulations, %d threads, %s%s ==\n", name,
+  cat(sprintf("\n== %s: %s, %s, %g simulations, %d threads, %s%s%s ==\n", name,
               format(engine$featurizer$type), "flow_maf() defaults", n_sims, threads,
-              precision, if (nzchar(epochs)) paste0(", n_epochs = ", epochs) else ""))
+              precision, if (nzchar(epochs)) paste0(", n_epochs = ", epochs) else "",
+              if (nzchar(lr)) paste0(", lr = ", lr) else ""))
   t0 <- proc.time()[["elapsed"]]
   engine <- do.call(fit, c(list(engine, n_sims = n_sims, threads = threads, seed = seed,
                                verbose = FALSE), fit_args))
