@@ -166,6 +166,7 @@ sbc_bad <- nbi_sbc(bad_engine, n_test = 500, n_samples = 1000, seed = 2)
 post_bad_10k <- predict(bad_engine, x_obs, n_samples = 10000, seed = 4)
 post_bad_100k <- timed(predict(bad_engine, x_obs, n_samples = 100000, seed = 4))
 post_bad_t2 <- predict(bad_engine, x_obs, n_samples = 10000, seed = 4, temper = 2)
+post_bad_adapt <- timed(predict(bad_engine, x_obs, n_samples = 10000, seed = 4, adapt = 4))
 raw_bad <- predict(bad_engine, x_obs, n_samples = 10000, importance = FALSE, seed = 5)
 
 # ---- (4b) the good engine on spectra it was not trained for -----------------------------
@@ -196,6 +197,8 @@ c2st <- data.frame(
   accuracy = c(c2(raw$theta[1:1000, ]), c2(nbi_resample(post$value, 1000, seed = 12)$theta),
                c2(raw_bad$theta[1:1000, ]),
                c2(nbi_resample(post_bad_100k$value, 1000, seed = 12)$theta)))
+c2st <- rbind(c2st, data.frame(engine = "300 sims", draws = "adaptive IS (4 rounds), resampled",
+                               accuracy = c2(nbi_resample(post_bad_adapt$value, 1000, seed = 12)$theta)))
 set.seed(13)
 c2st_null <- as.numeric(nbi_c2st(exact_draws(ex, 1000), ex_draws[1:1000, ], seed = 11))
 
@@ -205,10 +208,11 @@ diagnostics <- rbind(
   diag_row(post_bad_10k, ex, "300 sims"),
   diag_row(post_bad_100k$value, ex, "300 sims, 100,000 draws"),
   diag_row(post_bad_t2, ex, "300 sims, temper = 2"),
-  diag_row(post_ray, ex_ray, "cosmic ray"))
+  diag_row(post_ray, ex_ray, "cosmic ray"),
+  diag_row(post_bad_adapt$value, ex, "300 sims, adapt = 4"))
 diagnostics$chi2 <- c(chi2(post$value, x_obs), chi2(post_bad_10k, x_obs),
                       chi2(post_bad_100k$value, x_obs), chi2(post_bad_t2, x_obs),
-                      chi2(post_ray, x_ray))
+                      chi2(post_ray, x_ray), chi2(post_bad_adapt$value, x_obs))
 broad_rows <- function(posts, label) do.call(rbind, lapply(seq_along(posts), function(i) {
   r <- diag_row(posts[[i]], list(log_evidence = ex_broad[i]), label)
   r$chi2 <- chi2(posts[[i]], x_broad[i, ])
@@ -241,7 +245,9 @@ res <- list(
   marginals = marginals, test = test, test_seconds = posts_test$seconds,
   bad = list(fit_seconds = bad$seconds, epochs = bad_engine$history$epochs,
              coverage = strip_cal(cov_bad), sbc = strip_cal(sbc_bad),
-             predict_100k_seconds = post_bad_100k$seconds),
+             predict_100k_seconds = post_bad_100k$seconds,
+             adapt_seconds = post_bad_adapt$seconds,
+             adapt_n_eff = post_bad_adapt$value$adapt$n_eff),
   broad = list(truth = truth_broad, x_obs = x_broad[1, ], table = broad,
                summary = summary(posts_broad_t2[[1]]), band = bands$broad),
   ray = list(x_obs = x_ray, summary = summary(post_ray), band = bands$ray),
