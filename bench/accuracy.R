@@ -42,10 +42,12 @@
 #   NBI_ACC_OUT      output prefix [accuracy]: writes <prefix>.csv (means per task, method
 #                    and budget) and <prefix>_obs.csv (one row per observation) next to
 #                    this script (or where the prefix says, when it holds a "/")
-#   NBI_ACC_APPEND   1 to append to existing CSVs instead of replacing them [0]
+#   NBI_ACC_APPEND   1 to append to existing CSVs instead of replacing them; "replace" to
+#                    keep their rows except those of the (task, method, budget) cells run [0]
 # Output column fit_average: 0.999 when fit() kept its iterate average (nbi >= 0.2.0's
 # default), 0 for rows run before it did.
 suppressPackageStartupMessages(library(nbi))
+`%||%` <- function(a, b) if (is.null(a)) b else a
 
 tasks_file <- file.path("inst", "bench", "sbibm_tasks.R")  # from the source root, else installed
 if (!file.exists(tasks_file)) tasks_file <- system.file("bench", "sbibm_tasks.R", package = "nbi")
@@ -64,7 +66,9 @@ adapt <- as.integer(bench_env("NBI_ACC_ADAPT", "0"))
 seed <- as.integer(bench_env("NBI_ACC_SEED", "1"))
 threads <- as.integer(bench_env("NBI_ACC_THREADS", "1"))
 prefix <- bench_env("NBI_ACC_OUT", "accuracy")
-append <- bench_env("NBI_ACC_APPEND", "0") == "1"
+append_opt <- bench_env("NBI_ACC_APPEND", "0")
+stopifnot(append_opt %in% c("0", "1", "replace"))
+append <- append_opt != "0"
 stopifnot(all(tasks %in% sbibm_task_names), n_obs >= 1, n_obs <= 10, is_max >= 1)
 if (!grepl("/", prefix)) prefix <- file.path(bench_script_dir(), prefix)
 csv_mean <- paste0(prefix, ".csv")
@@ -127,8 +131,14 @@ for (nm in tasks) {
                   mean(r$c2st_is), mean(r$is_draws), mean(r$efficiency), sum(unique(r$fit_s)),
                   r$wall_s[1]))
       all_obs <- do.call(rbind, rows)
-      utils::write.csv(rbind(old_obs, all_obs), csv_obs, row.names = FALSE)
-      utils::write.csv(summarise(rbind(old_obs, all_obs)), csv_mean, row.names = FALSE)
+      keep <- old_obs
+      if (append_opt == "replace" && !is.null(keep)) {
+        cell <- function(d) paste(d$task, d$method, d$budget)
+        keep <- keep[!cell(keep) %in% cell(all_obs), , drop = FALSE]
+      }
+      utils::write.csv(rbind(keep, all_obs[names(keep %||% all_obs)]), csv_obs, row.names = FALSE)
+      utils::write.csv(summarise(rbind(keep, all_obs[names(keep %||% all_obs)])), csv_mean,
+                       row.names = FALSE)
     }
   }
 }
