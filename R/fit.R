@@ -36,9 +36,11 @@
 #' @param seed optional seed: the whole fit (simulations, split, noise, training) is
 #'   reproducible from it. Without it, [set.seed()] before `fit()` does the same.
 #' @param verbose print the loss per epoch.
-#' @param ... `clip` (gradient-norm bound, default 5); `average` (cap of the decay of the
-#'   iterate average, default 0.999, a window of about 1,000 steps; 0 validates and keeps
-#'   the raw iterates); `rescale` (later SNPE rounds
+#' @param ... `clip` (gradient-norm bound, default 5); `average` (caps of the decay of
+#'   the iterate averages, default `c(0.999, 0.99)`: windows of about 1,000 and 100 steps,
+#'   both validated every epoch, the one with the lower validation loss competing for the
+#'   kept parameters; one number keeps one average; 0 validates and keeps the raw
+#'   iterates); `rescale` (later SNPE rounds
 #'   re-standardise from their own data, default `TRUE`); `temper` (see below).
 #' @section Tempered proposals:
 #' Trained with the plain NLL on proposals from the previous round's surrogate q, the next
@@ -83,8 +85,13 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
   dots <- list(...)
   clip <- if (is.null(dots$clip)) 5 else dots$clip
   check_number(clip, "clip", lower = 0)
-  average <- if (is.null(dots$average)) 0.999 else dots$average
-  check_number(average, "average", lower = 0, upper = 0.9999999)
+  average <- if (is.null(dots$average)) c(0.999, 0.99) else dots$average
+  if (!is.numeric(average) || !length(average) %in% 1:2 || anyNA(average) ||
+      any(average < 0 | average > 0.9999999))
+    stop("`average` must be one or two numbers in [0, 0.9999999] (0: the raw iterates)",
+         call. = FALSE)
+  average <- c(average, 0)[1:2]
+  if (average[1] == 0) average <- rev(average)
   if (xor(is.null(theta), is.null(x)))
     stop("give both `theta` and `x` (a precomputed training set), or neither", call. = FALSE)
   if (is.null(theta)) {
@@ -316,7 +323,7 @@ standardise <- function(m, sc) t((t(m) - sc$mean) / sc$sd)
 
 # Trains on (theta, x). With `warm = TRUE` the engine's current network, standardisation
 # and history are kept and training continues from its parameters (later SNPE rounds).
-# `average`: cap of the decay of the iterate average that is validated and kept (0: none).
+# `average`: caps of the decay of the two iterate averages validated (c(cap, 0): one; 0: none).
 train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fraction, patience,
                          clip, average, threads, verbose, round, t0, warm = FALSE,
                          rescale = !warm) {
@@ -356,7 +363,8 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
     x_valid_std <- encode(apply_noise(noise, take_obs(x, iv), theta[iv, , drop = FALSE]))
     th_valid_std <- t(standardise(theta[iv, , drop = FALSE], ts))
   }
-  opts <- c(n_epochs, batch_size, patience, threads, lr, clip, draw_seed(), verbose, average)
+  opts <- c(n_epochs, batch_size, patience, threads, lr, clip, draw_seed(), verbose, average[1],
+            average[2])
   adam <- list(numeric(length(params)), numeric(length(params)), 0L)
   spec <- spec_with_precision(spec, object)
   res <- with_blas_threads(blas_threads(spec, threads), .Call(C_r_train, spec, params, adam, x_train_std,

@@ -28,15 +28,15 @@ static void cb_report(void *cb, int epoch, double tl, double vl, double lr) {
         Rprintf("epoch %4d  train %.4f  valid %.4f  lr %.2e\n", epoch + 1, tl, vl, lr);
 }
 
-/* opts: c(epochs, batch, patience, threads, lr, clip, seed, verbose, average) */
+/* opts: c(epochs, batch, patience, threads, lr, clip, seed, verbose, average, average2) */
 SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEXP x_valid,
              SEXP th_valid, SEXP noise_sd, SEXP prepare, SEXP opts) {
     model_layout M;
     model_from_spec(&M, spec);
     const size_t np = M.n_params;
     const int d = M.L.d, nx = M.F.n_in;
-    double *o = need_real(opts, 9, "opts");
-    for (int i = 0; i < 9; i++) if (!R_FINITE(o[i])) Rf_error("'opts' must be finite");
+    double *o = need_real(opts, 10, "opts");
+    for (int i = 0; i < 10; i++) if (!R_FINITE(o[i])) Rf_error("'opts' must be finite");
     /* checked before the int casts, which are undefined out of range; threads as need_threads */
     for (int i = 0; i < 4; i++)
         if (!(o[i] >= 1 && o[i] <= (i == 3 ? 1024 : INT_MAX)))
@@ -44,8 +44,9 @@ SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEX
     train_options to;
     to.epochs = (int)o[0]; to.batch = (int)o[1]; to.patience = (int)o[2]; to.threads = (int)o[3];
     nn_set_threads(to.threads);
-    to.lr = o[4]; to.clip = o[5]; to.average = o[8];
-    if (!(to.average >= 0 && to.average < 1)) Rf_error("'opts': average must be in [0, 1)");
+    to.lr = o[4]; to.clip = o[5]; to.average = o[8]; to.average2 = o[9];
+    if (!(to.average >= 0 && to.average < 1 && to.average2 >= 0 && to.average2 < 1))
+        Rf_error("'opts': average must be in [0, 1)");
     if (to.epochs < 1 || to.batch < 1 || to.patience < 1 || to.threads < 1 || !(to.lr > 0))
         Rf_error("'opts': epochs, batch, patience, threads and lr must be positive");
     if (o[6] < 0 || o[6] > 9007199254740992.0) Rf_error("'opts': bad seed");

@@ -10,12 +10,13 @@
 #define NORM_CHUNK 4096  /* elements per chunk of a parallel pass */
 
 typedef struct {  /* one step's constants */
-    double gscale, lr, c1, c2, b1, b2, eps, decay;
+    double gscale, lr, c1, c2, b1, b2, eps, decay, decay2;
 } adam_step;
 
 /* elements i0 .. i1 - 1 of the update */
 static void adam_range_base(double *w, float *wf, const double *g, double *m, double *v,
-                            double *avg, size_t i0, size_t i1, const adam_step *s) {
+                            double *avg, double *avg2, size_t i0, size_t i1,
+                            const adam_step *s) {
     for (size_t i = i0; i < i1; i++) {
         const double gi = s->gscale * g[i];
         m[i] = s->b1 * m[i] + (1.0 - s->b1) * gi;
@@ -23,6 +24,7 @@ static void adam_range_base(double *w, float *wf, const double *g, double *m, do
         w[i] -= s->lr * (m[i] / s->c1) / (sqrt(v[i] / s->c2) + s->eps);
         if (wf) wf[i] = (float)w[i];
         if (avg) avg[i] = s->decay * avg[i] + (1.0 - s->decay) * w[i];
+        if (avg2) avg2[i] = s->decay2 * avg2[i] + (1.0 - s->decay2) * w[i];
     }
 }
 
@@ -34,14 +36,15 @@ static void adam_range_base(double *w, float *wf, const double *g, double *m, do
  * adds, IEEE division and square root), so the results are identical to adam_range_base's;
  * the scalar code runs at half the memory's speed */
 AVX2_NO_FMA static void adam_range_avx2(double *w, float *wf, const double *g, double *m,
-                                    double *v, double *avg, size_t i0, size_t i1,
+                                    double *v, double *avg, double *avg2, size_t i0, size_t i1,
                                     const adam_step *s) {
     const __m256d gs = _mm256_set1_pd(s->gscale), b1 = _mm256_set1_pd(s->b1),
                   a1 = _mm256_set1_pd(1.0 - s->b1), b2 = _mm256_set1_pd(s->b2),
                   a2 = _mm256_set1_pd(1.0 - s->b2), lr = _mm256_set1_pd(s->lr),
                   c1 = _mm256_set1_pd(s->c1), c2 = _mm256_set1_pd(s->c2),
                   eps = _mm256_set1_pd(s->eps), dk = _mm256_set1_pd(s->decay),
-                  da = _mm256_set1_pd(1.0 - s->decay);
+                  da = _mm256_set1_pd(1.0 - s->decay), dk2 = _mm256_set1_pd(s->decay2),
+                  da2 = _mm256_set1_pd(1.0 - s->decay2);
     size_t i = i0;
     for (; i + 4 <= i1; i += 4) {
         const __m256d gi = _mm256_mul_pd(gs, _mm256_loadu_pd(g + i));
@@ -59,8 +62,11 @@ AVX2_NO_FMA static void adam_range_avx2(double *w, float *wf, const double *g, d
         if (avg)
             _mm256_storeu_pd(avg + i, _mm256_add_pd(_mm256_mul_pd(dk, _mm256_loadu_pd(avg + i)),
                                                     _mm256_mul_pd(da, wi)));
+        if (avg2)
+            _mm256_storeu_pd(avg2 + i, _mm256_add_pd(_mm256_mul_pd(dk2, _mm256_loadu_pd(avg2 + i)),
+                                                     _mm256_mul_pd(da2, wi)));
     }
-    adam_range_base(w, wf, g, m, v, avg, i, i1, s);
+    adam_range_base(w, wf, g, m, v, avg, avg2, i, i1, s);
 }
 #endif
 
@@ -68,11 +74,11 @@ AVX2_NO_FMA static void adam_range_avx2(double *w, float *wf, const double *g, d
  * in chunks spread over the threads: the same result for any thread count. */
 void adam_update(double *w, float *wf, const double *g, double gscale, double *m, double *v,
                  size_t n, double lr, int t, double beta1, double beta2, double eps,
-                 double *avg, double avg_decay, int threads) {
+                 double *avg, double avg_decay, double *avg2, double avg2_decay, int threads) {
     const adam_step s = {gscale, lr, 1.0 - pow(beta1, t), 1.0 - pow(beta2, t), beta1, beta2,
-                         eps, avg_decay};
-    void (*range)(double *, float *, const double *, double *, double *, double *, size_t,
-                  size_t, const adam_step *) = adam_range_base;
+                         eps, avg_decay, avg2_decay};
+    void (*range)(double *, float *, const double *, double *, double *, double *, double *,
+                  size_t, size_t, const adam_step *) = adam_range_base;
 #ifdef VM_DISPATCH
     if (vm_have_avx2()) range = adam_range_avx2;
 #endif
@@ -80,7 +86,7 @@ void adam_update(double *w, float *wf, const double *g, double gscale, double *m
     #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
     for (size_t c = 0; c < nc; c++) {
         const size_t i1 = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
-        range(w, wf, g, m, v, avg, c * NORM_CHUNK, i1, &s);
+        range(w, wf, g, m, v, avg, avg2, c * NORM_CHUNK, i1, &s);
     }
 }
 

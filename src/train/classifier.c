@@ -167,7 +167,7 @@ int clf_train(const clf_layout *L, double *params, int n_train, const double *x,
             memset(grad, 0, np * sizeof(double));
             const double loss = clf_loss_grad(L, params, xb, yb, b, o->l2, grad, bw, o->threads);
             if (!isfinite(loss)) { status = 1; break; }
-            adam_update(params, NULL, grad, 1.0, m, v, np, o->lr, ++step, 0.9, 0.999, 1e-8, NULL, 0.0, 1);
+            adam_update(params, NULL, grad, 1.0, m, v, np, o->lr, ++step, 0.9, 0.999, 1e-8, NULL, 0.0, NULL, 0.0, 1);
             tl += loss * b;
         }
         if (status) break;

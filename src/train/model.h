@@ -29,6 +29,7 @@ typedef struct {
     int epochs, batch, patience, threads;
     double lr, clip;
     double average;  /* cap of the iterate average's decay (0: no averaging) */
+    double average2; /* cap of a second average's decay (0: none); the better one is kept */
     uint64_t seed;
     const double *noise_sd;  /* per observation feature (standardised units), or NULL */
     /* optional: called before each epoch to refill x_train (e.g. a fresh noise draw) */
@@ -40,7 +41,9 @@ typedef struct {
 
 size_t train_work(const model_layout *M, int n_train, int n_valid, int batch, int threads);
 /* Adam with cosine decay, reshuffled minibatches, early stopping on the validation loss.
- * With o->average > 0 an exponential average of the iterates is validated and kept.
+ * With o->average > 0 an exponential average of the iterates is validated and kept; with
+ * o->average2 > 0 too, a second one (another window) is validated as well, and each epoch
+ * the one with the lower validation loss competes for the best parameters.
  * params: start values in, best values out. m, v: Adam moments (in/out). hist_*: epochs long.
  * Returns 0, or 1 if an epoch had no finite loss, 2 if prepare_epoch failed. */
 int train_model(const model_layout *M, double *params, double *m, double *v, int *adam_step,

@@ -13,7 +13,7 @@ size_t train_work(const model_layout *M, int n_train, int n_valid, int batch, in
     const int B = batch < n_train ? batch : n_train;
     const int V = eval_batch(M, n_valid > 0 ? n_valid : 1);
     size_t w = model_grad_work(M, B), wv = model_eval_work(M, V, threads) + V;
-    return 3 * M->n_params + M->n_params / 2 + 1 + (size_t)B * (M->F.n_in + M->L.d) + (w > wv ? w : wv);
+    return 4 * M->n_params + M->n_params / 2 + 1 + (size_t)B * (M->F.n_in + M->L.d) + (w > wv ? w : wv);
 }
 
 /* mean negative log-density over n rows, in chunks */
@@ -63,9 +63,11 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
     const int B = o->batch < n_train ? o->batch : n_train;
     double *grad = work, *best = grad + np, *xb = best + np;
     double *thb = xb + (size_t)B * M->F.n_in, *avg_buf = thb + (size_t)B * M->L.d;
-    float *wf = (float *)(avg_buf + np);  /* float copy of params, float32 mode */
-    double *mw = avg_buf + np + np / 2 + 1;
+    double *avg2_buf = avg_buf + np;
+    float *wf = (float *)(avg2_buf + np);  /* float copy of params, float32 mode */
+    double *mw = avg2_buf + np + np / 2 + 1;
     double *avg = o->average > 0 ? avg_buf : NULL;  /* the iterate average, when kept */
+    double *avg2 = avg && o->average2 > 0 ? avg2_buf : NULL;  /* a second window */
     const double *kept = avg ? avg : params;        /* what is validated and kept */
     long n_avg = 0;
     double best_loss = INFINITY;
@@ -79,6 +81,7 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
     }
     memcpy(best, params, np * sizeof(double));
     if (avg) memcpy(avg, params, np * sizeof(double));
+    if (avg2) memcpy(avg2, params, np * sizeof(double));
     *best_epoch = 0; *epochs_run = 0;
     for (int e = 0; e < o->epochs; e++) {
         if (o->prepare_epoch && o->prepare_epoch(o->cb, e, x_train) != 0) { status = 2; break; }
@@ -94,14 +97,21 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             const double gn = grad_norm(grad, np, o->threads);
             if (!isfinite(loss) || !isfinite(gn)) continue;  /* skip a bad batch */
             (*adam_step)++;
+            if (avg) n_avg++;
             adam_update(params, wf, grad, clip_factor(gn, o->clip), m, v, np, lr, *adam_step, 0.9,
-                        0.999, 1e-8, avg, avg ? average_decay(++n_avg, o->average) : 0.0,
-                        o->threads);
+                        0.999, 1e-8, avg, avg ? average_decay(n_avg, o->average) : 0.0, avg2,
+                        avg2 ? average_decay(n_avg, o->average2) : 0.0, o->threads);
             tl += loss; nb++;
         }
         if (nb == 0) { status = 1; break; }
-        double vl = n_valid > 0 ? mean_nll(M, kept, x_valid, th_valid, n_valid, mw, o->threads)
+        double vl = n_valid > 0 ? mean_nll(M, avg ? avg : params, x_valid, th_valid, n_valid, mw,
+                                           o->threads)
                                 : tl / nb;
+        kept = avg ? avg : params;
+        if (avg2 && n_valid > 0) {  /* the window with the lower validation loss competes */
+            const double vl2 = mean_nll(M, avg2, x_valid, th_valid, n_valid, mw, o->threads);
+            if (vl2 < vl) { vl = vl2; kept = avg2; }
+        }
         hist_train[e] = tl / nb; hist_valid[e] = vl; hist_lr[e] = lr;
         *epochs_run = e + 1;
         if (o->report) o->report(o->cb, e, tl / nb, vl, lr);

@@ -122,6 +122,27 @@ test_that("errors name the argument", {
   expect_error(fit(eng, theta = matrix(0, 5, 2)), "both")
 })
 
+test_that("with two averages, each epoch validates the better one", {
+  sim <- function(theta) theta[["mu"]] + stats::rnorm(2, sd = 0.5)
+  eng <- nbi_engine(sim, nbi_prior(mu = prior_normal(0, 1)),
+                    flow = flow_maf(blocks = 2, hidden = 16, mixture = 2))
+  run <- function(average) fit(eng, n_sims = 600, n_epochs = 12, batch_size = 32, patience = 50,
+                               seed = 3, average = average, verbose = FALSE)
+  both <- run(c(0.999, 0.9))
+  long <- run(0.999)
+  short <- run(0.9)
+  # the averages do not steer the iterates: the same path, so the pair's validation loss is
+  # the smaller of the two single-average fits' in every epoch
+  v <- function(e) e$history$epochs$valid_loss
+  expect_equal(v(both), pmin(v(long), v(short)), tolerance = 1e-12)
+  expect_true(any(v(short) < v(long)))  # so the pair is not the long average alone
+  best <- which.min(v(both))
+  kept <- if (v(long)[best] <= v(short)[best]) long else short
+  expect_equal(both$model$params, kept$model$params, tolerance = 1e-12)
+  expect_error(fit(eng, n_sims = 10, average = c(0.9, 0.99, 0.999)), "average")
+  expect_error(fit(eng, n_sims = 10, average = c(0.9, NA)), "average")
+})
+
 test_that("iterate averaging brings the fit closer to the analytic posterior", {
   # two parameters, each measured twice with sd 0.7; the posterior is Gaussian with
   # precision 1 + 2 / 0.49 per parameter. KL(p || q) = E[log p - log q] over fresh pairs.

@@ -294,8 +294,8 @@ test_that("fuzz: r_train", {
   tv <- matrix(rnorm(2 * 3), 2, 3)
   np <- length(m$params)
   adam <- list(numeric(np), numeric(np), 0L)
-  # epochs, batch, patience, threads, lr, clip, seed, verbose, average
-  opts <- c(1, 300, 1, 1, 1e-3, 5, 1, 0, 0.999)
+  # epochs, batch, patience, threads, lr, clip, seed, verbose, average, average2
+  opts <- c(1, 300, 1, 1, 1e-3, 5, 1, 0, 0.999, 0.99)
   args <- list(spec = m$spec, params = m$params, adam = adam, x_train = x, th_train = th,
                x_valid = xv, th_valid = tv, noise_sd = NULL, prepare = NULL, opts = opts)
   with_noise <- args
@@ -305,7 +305,8 @@ test_that("fuzz: r_train", {
   with_prepare$prepare <- function(epoch) x + 0.01 * epoch
   alts <- list(spec = c(lapply(fz_models[-1], `[[`, "spec"), fz_crafted_specs),
                opts = list(replace(opts, 4, 1e9), replace(opts, 4, 1025), replace(opts, 1, -1e300),
-                           replace(opts, 2, 2^31), replace(opts, 9, 1), opts[-9]),
+                           replace(opts, 2, 2^31), replace(opts, 9, 1), replace(opts, 10, -0.5),
+                           opts[-10]),
                params = list(m$params[-1], fz_models$mlp$params),
                adam = list(list(numeric(np), numeric(np)), list(numeric(np), numeric(np - 1), 0L),
                            list(numeric(np), numeric(np), -1L),
@@ -316,7 +317,7 @@ test_that("fuzz: r_train", {
   # epochs up to 2^31 - 1 are accepted and would run (and allocate their history): keep them few
   cheap <- function(a) {
     o <- a[[10]]
-    !(is.double(o) && length(o) == 9 && all(is.finite(o)) && o[1] > 20 && o[1] < 2^31)
+    !(is.double(o) && length(o) == 10 && all(is.finite(o)) && o[1] > 20 && o[1] < 2^31)
   }
   fz_run("r_train", bases, seed = 107, cheap = cheap)
 })
