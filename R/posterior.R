@@ -65,6 +65,10 @@ print.nbi_posterior <- function(x, ...) {
                 else "n/a",
                 if (is.finite(x$log_evidence))
                   sprintf("%.4g +/- %.2g", x$log_evidence, x$log_evidence_se) else "n/a"))
+    if (!is.null(x$adapt))
+      cat(sprintf("  adaptive importance sampling: round %d of %d kept (n_eff by round: %s)\n",
+                  x$adapt$kept, x$adapt$rounds,
+                  paste(format(round(x$adapt$n_eff)), collapse = ", ")))
   }
   s <- summary(x)
   print(format(as.data.frame(s), digits = 4), row.names = FALSE)

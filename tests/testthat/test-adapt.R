@@ -94,6 +94,7 @@ test_that("adaptive importance sampling raises n_eff and stays exact", {
   logz <- -0.5 * (drop(t(x_obs) %*% solve(Sx) %*% x_obs) + drop(determinant(2 * pi * Sx)$modulus))
   expect_lt(abs(post$log_evidence - logz), 4 * post$log_evidence_se + 0.01)
   expect_equal(nrow(post$theta), 4000)
+  expect_output(print(post), sprintf("round %d of 3 kept", post$adapt$kept))
   expect_identical(colnames(post$theta), c("a", "b"))
   # reproducible under a seed
   again <- predict(poor, x_obs, n_samples = 4000, seed = 2, adapt = 3)
