@@ -76,12 +76,11 @@ predict.nbi_engine <- function(object, x_obs, x_err = NULL, n_samples = 2000,
                                   vapply(draws$theta, nrow, integer(1)))
     posts <- lapply(seq_along(obs$items), function(i) {
       if (weigh) {
-        p <- if (adapt > 0)
-          suppressWarnings(weigh_proposals(object, obs$items[[i]], x_err, draws$theta[[i]],
-                                           draws$log_q[[i]], draws$acceptance[i],
-                                           draws$drawn[i], sims[[i]]))
-        else weigh_proposals(object, obs$items[[i]], x_err, draws$theta[[i]],
-                             draws$log_q[[i]], draws$acceptance[i], draws$drawn[i], sims[[i]])
+        weigh_i <- function() weigh_proposals(object, obs$items[[i]], x_err, draws$theta[[i]],
+                                              draws$log_q[[i]], draws$acceptance[i],
+                                              draws$drawn[i], sims[[i]])
+        # when adapting, only the returned round's weights are worth a warning
+        p <- if (adapt > 0) suppressWarnings(weigh_i()) else weigh_i()
         p$temper <- temper
         if (adapt > 0) {
           p <- adapt_posterior(object, obs$items[[i]], x_err, p, n_samples, adapt, threads)

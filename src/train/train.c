@@ -104,10 +104,9 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             tl += loss; nb++;
         }
         if (nb == 0) { status = 1; break; }
-        double vl = n_valid > 0 ? mean_nll(M, avg ? avg : params, x_valid, th_valid, n_valid, mw,
-                                           o->threads)
-                                : tl / nb;
         kept = avg ? avg : params;
+        double vl = n_valid > 0 ? mean_nll(M, kept, x_valid, th_valid, n_valid, mw, o->threads)
+                                : tl / nb;
         if (avg2 && n_valid > 0) {  /* the window with the lower validation loss competes */
             const double vl2 = mean_nll(M, avg2, x_valid, th_valid, n_valid, mw, o->threads);
             if (vl2 < vl) { vl = vl2; kept = avg2; }
