@@ -167,6 +167,7 @@ snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse,
     if (r > 1) {
       t0 <- proc.time()[["elapsed"]]
       draws <- sample_in_support(object, list(x_obs), n_sims, threads, proposal_temper(object))
+      if (draws$none[1]) stop_no_support(draws$none)
       sims <- nbi_simulate(object, theta = draws$theta[[1]])
       theta_r <- sims$theta
       x_r <- as_training_x(sims$x, nrow(theta_r), object$featurizer)
@@ -372,9 +373,15 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
                                           th_valid_std, noise_sd, prepare, as.numeric(opts)))
   if (res$status == 1)
     stop("training failed: no finite loss in an epoch; try a smaller `lr`", call. = FALSE)
+  # the out-of-distribution check's calibration (R/ood.R), on inputs as noisy as the
+  # network saw them (numeric noise is drawn in C per batch: drawn here once for it)
+  x_cal <- x_train_std
+  if (ncol(x_cal) > 5000L) x_cal <- x_cal[, round(seq(1, ncol(x_cal), length.out = 5000L)), drop = FALSE]
+  if (c_noise) x_cal <- x_cal + noise_sd * matrix(stats::rnorm(length(x_cal)), nrow(x_cal))
+  ood <- ood_calibrate(spec, res$params, x_cal, x_valid_std, threads)
   object$model <- list(spec = spec, params = res$params, theta_mean = ts$mean,
                        theta_sd = ts$sd, x_scale = xs, x_mean = xs$mean, x_sd = xs$sd,
-                       n_in = n_in, names = colnames(theta))
+                       n_in = n_in, names = colnames(theta), ood = ood)
   if (!sets) object$x_dim <- attr(x, "raw_dim")
   epochs <- data.frame(round = round, epoch = seq_along(res$train_loss),
                        train_loss = res$train_loss, valid_loss = res$valid_loss, lr = res$lr)

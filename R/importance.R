@@ -98,25 +98,3 @@ gpd_k <- function(x) {
   k <- mean(log1p(-th * x))
   (N * k + 10 * 0.5) / (N + 10)  # weakly informative prior towards 0.5
 }
-
-# Weighted posterior for one observation: simulate at the proposals, weigh them.
-weigh_proposals <- function(object, x_obs, x_err, theta, log_q, acceptance, n_drawn = NA,
-                            sims = nbi_simulate(object, theta = theta)) {
-  keep <- sims$kept
-  theta <- theta[keep, , drop = FALSE]
-  ll <- eval_log_lik(object, x_obs, sims$x, theta, x_err)
-  # proposals are redrawn outside the prior's support: the proposal density is q / acceptance
-  s <- importance_stats(ll, log_prior(object$prior, theta), log_q[keep] - log(acceptance))
-  post <- new_posterior(theta, log_q[keep], x_obs, acceptance)
-  post$log_weights <- s$log_weights
-  post$weights <- s$weights
-  post$n_eff <- s$n_eff
-  post$efficiency <- s$efficiency
-  post$log_evidence <- s$log_evidence
-  # the acceptance rate is estimated from n_drawn draws: its relative variance
-  # (1 - a) / (a n_drawn) adds to that of the mean weight
-  acc_var <- if (is.finite(n_drawn) && acceptance < 1) (1 - acceptance) / (acceptance * n_drawn) else 0
-  post$log_evidence_se <- sqrt(s$log_evidence_se^2 + acc_var)
-  post$pareto_k <- s$pareto_k
-  post
-}

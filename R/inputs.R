@@ -73,7 +73,10 @@ obs_items <- function(object, x_obs, arg) {
   f <- object$featurizer
   if (!is_set_featurizer(f)) {
     o <- check_observation(object, x_obs, arg)
-    return(list(items = lapply(seq_len(nrow(o$x)), function(i) o$x[i, ]), single = o$single))
+    items <- lapply(seq_len(nrow(o$x)), function(i) o$x[i, ])
+    nm <- if (is.list(x_obs) && !is.data.frame(x_obs)) names(x_obs) else rownames(x_obs)
+    if (!o$single && length(nm) == length(items)) names(items) <- nm
+    return(list(items = items, single = o$single))
   }
   single <- is.matrix(x_obs) || is.data.frame(x_obs)
   items <- if (single) list(x_obs) else x_obs

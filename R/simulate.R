@@ -157,7 +157,7 @@ nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
   rng_state <- get(".Random.seed", envir = globalenv())
   on.exit(assign(".Random.seed", rng_state, envir = globalenv()), add = TRUE)
 
-  # ---- chunks and waves ----------------------------------------------------
+  # ---- chunks --------------------------------------------------------------
   workers <- future::nbrOfWorkers()
   finite_workers <- is.numeric(workers) && length(workers) == 1L &&
     is.finite(workers) && workers >= 1
@@ -166,38 +166,49 @@ nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
     chunk_size <- min(1000L, max(1L, as.integer(ceiling(n / (4 * w)))))
   }
   chunk_size <- min(chunk_size, n)
-  chunk_of <- ceiling(seq_len(n) / chunk_size)
-  idx <- unname(split(seq_len(n), chunk_of))
-  n_chunks <- length(idx)
-  wave_size <- if (finite_workers) as.integer(workers) else n_chunks
+  idx <- unname(split(seq_len(n), ceiling(seq_len(n) / chunk_size)))
   # the run's folder is named by its settings: the same call again (same parameter sets,
   # random streams and chunks, e.g. after set.seed()) finds it and resumes
   run_dir <- sim_run_dir(file.path(workdir, "sims"),
                          sim_run_key(theta, seeds, chunk_size, vectorized, expected, simulator))
-  results <- sim_load_chunks(run_dir, idx, theta)
+  results <- sim_execute(simulator, vectorized, theta, seeds, idx, expected, run_dir)
+  out <- sim_collect(theta, results, pnames, strict = TRUE)
+  attr(out, "sim_dir") <- run_dir
+  out
+}
+
+# Runs the chunks `idx` (row indices of theta; row i uses the stream seeds[i, ]) over the
+# user's future plan, with progressr ticks. With a `run_dir`, chunks saved there by an
+# earlier identical call are read back instead of run, and each wave of chunks (one per
+# worker) is saved as it finishes; without one (predict's simulations), all chunks go to
+# future_lapply at once and nothing is stored. Returns one result per chunk
+# (simulate_chunk's list).
+sim_execute <- function(simulator, vectorized, theta, seeds, idx, expected, run_dir = NULL) {
+  n_chunks <- length(idx)
+  results <- if (is.null(run_dir)) vector("list", n_chunks) else sim_load_chunks(run_dir, idx, theta)
   done <- which(!vapply(results, is.null, logical(1)))
   if (length(done) > 0L)
     message(sprintf("nbi_simulate(): resuming from %s (%d of %d chunks already done)",
                     run_dir, length(done), n_chunks))
   todo <- setdiff(seq_len(n_chunks), done)
+  workers <- future::nbrOfWorkers()
+  finite_workers <- is.numeric(workers) && length(workers) == 1L &&
+    is.finite(workers) && workers >= 1
+  wave_size <- if (finite_workers && !is.null(run_dir)) as.integer(workers) else max(1L, length(todo))
   waves <- unname(split(todo, ceiling(seq_along(todo) / wave_size)))
-
   p <- progressr::progressor(steps = length(todo))
-
+  n_saved <- length(done)
   finished <- FALSE
-  on.exit(if (!finished && n_saved > 0L) {
+  on.exit(if (!finished && n_saved > 0L && !is.null(run_dir)) {
     message(sprintf(paste0("nbi_simulate() stopped early; %d of %d chunks ",
                            "were saved in %s"), n_saved, n_chunks, run_dir))
   }, add = TRUE)
-
-  # ---- run -----------------------------------------------------------------
   ref <- expected
   if (is.null(ref))
     for (res in results[done]) {
       ok <- which(!res$failed)
       if (length(ok) > 0L) { ref <- sim_shape(res$x[[ok[1L]]]); break }
     }
-  n_saved <- length(done)
   for (wave in waves) {
     tasks <- lapply(wave, function(k) {
       list(chunk = k,
@@ -217,45 +228,56 @@ nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
         if (length(ok) > 0L) ref <- sim_shape(res$x[[ok[1L]]])
       }
       if (!is.null(ref)) res <- sim_enforce_shape(res, ref)
-      sim_save_chunk(list(theta = tasks[[j]]$theta, x = res$x,
-                          failed = res$failed, reason = res$reason,
-                          index = idx[[k]]),
-                     file.path(run_dir, sprintf("chunk_%06d.rds", k)))
-      n_saved <- n_saved + 1L
+      if (!is.null(run_dir)) {
+        sim_save_chunk(list(theta = tasks[[j]]$theta, x = res$x,
+                            failed = res$failed, reason = res$reason,
+                            index = idx[[k]]),
+                       file.path(run_dir, sprintf("chunk_%06d.rds", k)))
+        n_saved <- n_saved + 1L
+      }
       results[[k]] <- res
     }
   }
   finished <- TRUE
+  results
+}
 
-  # ---- collect ---------------------------------------------------------------
+# The chunks' results as nbi_simulate()'s value: the kept parameter sets and outputs, the
+# number of failures and the kept rows. `strict`: more than half failing is an error (a
+# training set); otherwise (predict's simulations) failures are only counted and the first
+# one described in attribute "first_failure".
+sim_collect <- function(theta, results, pnames, strict = TRUE) {
+  n <- nrow(theta)
   failed <- unlist(lapply(results, `[[`, "failed"), use.names = FALSE)
   reason <- unlist(lapply(results, `[[`, "reason"), use.names = FALSE)
   x_all <- do.call(c, lapply(results, `[[`, "x"))
   n_failed <- sum(failed)
+  first <- NULL
   if (n_failed > 0L) {
     i1 <- which(failed)[1L]
     first <- sprintf("first failure at theta = (%s): %s",
                      sim_format_theta(theta[i1, ], pnames), reason[i1])
-    if (n_failed == n) {
+    if (strict && n_failed == n) {
       stop(sprintf("simulator failed for every parameter set (%d of %d); %s",
                    n_failed, n, first), call. = FALSE)
     }
-    if (n_failed > n / 2) {
+    if (strict && n_failed > n / 2) {
       stop(sprintf(paste0("simulator failed for %d of %d parameter sets ",
                           "(more than half); %s"), n_failed, n, first),
            call. = FALSE)
     }
-    warning(sprintf(paste0("simulator failed for %d of %d parameter sets, ",
-                           "which were dropped; %s"), n_failed, n, first),
-            call. = FALSE)
+    if (strict)
+      warning(sprintf(paste0("simulator failed for %d of %d parameter sets, ",
+                             "which were dropped; %s"), n_failed, n, first),
+              call. = FALSE)
   }
   keep <- !failed
   theta_ok <- theta[keep, , drop = FALSE]
   rownames(theta_ok) <- NULL
-  result <- list(theta = theta_ok, x = as_x_matrix(x_all[keep]),
-                 n_failed = as.integer(n_failed), kept = which(keep))
-  attr(result, "sim_dir") <- run_dir
-  result
+  out <- list(theta = theta_ok, x = as_x_matrix(x_all[keep]), n_failed = as.integer(n_failed),
+              kept = which(keep))
+  attr(out, "first_failure") <- first
+  out
 }
 
 #' Run one chunk of simulations
@@ -631,20 +653,21 @@ sim_save_chunk <- function(value, file) {
   invisible(file)
 }
 
-# n independent L'Ecuyer-CMRG streams (rows of .Random.seed values), derived
-# from one draw of the caller's RNG; the caller's RNG kind is left unchanged.
-sim_make_seeds <- function(n) {
-  s <- sample.int(.Machine$integer.max, 1L)
-  old <- get(".Random.seed", envir = globalenv())
-  on.exit(assign(".Random.seed", old, envir = globalenv()), add = TRUE)
+# n independent L'Ecuyer-CMRG streams (rows of .Random.seed values), derived from `start`
+# (an integer) or else from one draw of the caller's RNG; the caller's RNG state and kind
+# are left unchanged.
+sim_make_seeds <- function(n, start = NULL) {
+  s <- if (is.null(start)) sample.int(.Machine$integer.max, 1L) else as.integer(start)
+  old <- get0(".Random.seed", envir = globalenv(), inherits = FALSE)
+  on.exit(sim_restore_seed(old), add = TRUE)
   set.seed(s, kind = "L'Ecuyer-CMRG")
   cur <- get(".Random.seed", envir = globalenv())
-  out <- matrix(0L, nrow = n, ncol = length(cur))
+  out <- matrix(0L, nrow = length(cur), ncol = n)  # filled by column: one stream each
   for (i in seq_len(n)) {
     cur <- parallel::nextRNGStream(cur)
-    out[i, ] <- cur
+    out[, i] <- cur
   }
-  out
+  t(out)
 }
 
 sim_restore_seed <- function(old) {

@@ -67,3 +67,13 @@ with_blas_threads <- function(threads, expr) {
   if (!is.na(old)) on.exit(.Call(C_r_blas_threads, old), add = TRUE)
   expr
 }
+
+# `...` of an exported function must be empty: an unknown argument is an error naming it.
+check_dots <- function(dots, fun) {
+  if (!length(dots)) return(invisible())
+  nm <- names(dots)
+  if (is.null(nm)) nm <- rep("", length(dots))
+  nm[nm == ""] <- "<unnamed>"
+  stop(sprintf("unknown argument%s to %s(): %s", if (length(dots) > 1) "s" else "", fun,
+               paste0("`", nm, "`", collapse = ", ")), call. = FALSE)
+}

@@ -14,6 +14,12 @@ SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_gemm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_importance(SEXP, SEXP, SEXP);
+SEXP r_obs_keys(SEXP, SEXP, SEXP);
+SEXP r_model_log_prob_obs(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_model_features(SEXP, SEXP, SEXP, SEXP);
+SEXP r_tmix_fit(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_tmix_sample(SEXP, SEXP, SEXP, SEXP);
+SEXP r_tmix_log_density(SEXP, SEXP, SEXP, SEXP);
 SEXP r_draws_theta(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_blas_threads(SEXP);
 SEXP r_have_sgemm(void);
@@ -40,6 +46,12 @@ static const R_CallMethodDef call_methods[] = {
     {"r_nn_act", (DL_FUNC)&r_nn_act, 4},
     {"r_nn_gemm", (DL_FUNC)&r_nn_gemm, 8},
     {"r_importance", (DL_FUNC)&r_importance, 3},
+    {"r_obs_keys", (DL_FUNC)&r_obs_keys, 3},
+    {"r_model_log_prob_obs", (DL_FUNC)&r_model_log_prob_obs, 7},
+    {"r_model_features", (DL_FUNC)&r_model_features, 4},
+    {"r_tmix_fit", (DL_FUNC)&r_tmix_fit, 7},
+    {"r_tmix_sample", (DL_FUNC)&r_tmix_sample, 4},
+    {"r_tmix_log_density", (DL_FUNC)&r_tmix_log_density, 4},
     {"r_draws_theta", (DL_FUNC)&r_draws_theta, 8},
     {"r_nn_conv1d", (DL_FUNC)&r_nn_conv1d, 5},
     {"r_nn_layernorm", (DL_FUNC)&r_nn_layernorm, 5},

@@ -1,6 +1,8 @@
+#include <string.h>
 /* .Call entry for importance weights. */
 #include "r_util.h"
 #include "infer/infer.h"
+#include "rng.h"
 
 SEXP r_importance(SEXP log_lik, SEXP log_prior, SEXP log_q) {
     R_xlen_t n = XLENGTH(log_q);
@@ -81,5 +83,29 @@ SEXP r_draws_theta(SEXP z, SEXP log_q, SEXP per, SEXP mean, SEXP sd, SEXP lower,
         cnt[o] = c;
     }
     UNPROTECT(2);
+    return out;
+}
+
+/* One 52-bit key per column of x (a double matrix): the bits of the column's values mixed
+ * with base. Random streams keyed by an observation's own values make its draws independent
+ * of the other observations in a call (and of their order). */
+SEXP r_obs_keys(SEXP x, SEXP rows, SEXP base) {
+    const int p = Rf_asInteger(rows);
+    if (p == NA_INTEGER || p < 1) Rf_error("'rows' must be a positive whole number");
+    const int n = need_cols(x, p, "x");
+    const uint64_t b = need_seed(base);
+    SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
+    for (int o = 0; o < n; o++) {
+        uint64_t h = rng_mix(b ^ 0x6A09E667F3BCC909ULL);
+        const double *v = REAL(x) + (size_t)o * p;
+        for (int j = 0; j < p; j++) {
+            uint64_t bits;
+            double t = v[j] == 0.0 ? 0.0 : v[j];  /* -0 and +0 alike */
+            memcpy(&bits, &t, sizeof bits);
+            h = rng_mix(h ^ (bits + 0x9E3779B97F4A7C15ULL));
+        }
+        REAL(out)[o] = (double)(h >> 12);  /* 52 bits: small offsets stay exact in a double */
+    }
+    UNPROTECT(1);
     return out;
 }

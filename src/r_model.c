@@ -37,6 +37,35 @@ static const double *masked_params(const model_layout *M, SEXP params, int threa
     return p;
 }
 
+/* the featurizer's output (nc x nobs) for the columns of x (n_in x nobs), in chunks */
+static double *features_of(const model_layout *M, const double *p, const double *x, int nobs,
+                           int nt) {
+    const int nc = M->L.nc;
+    double *feat = (double *)R_alloc((size_t)nobs * nc + 1, sizeof(double));
+    int B = nobs < CHUNK ? (nobs > 0 ? nobs : 1) : CHUNK;
+    double *fw = (double *)R_alloc(feat_fwd_work(&M->F, B) + 1, sizeof(double));
+    for (int i0 = 0; i0 < nobs; i0 += B) {
+        int b = nobs - i0 < B ? nobs - i0 : B;
+        const double *f = feat_forward(&M->F, p, x + (size_t)i0 * M->F.n_in, b, fw, nt);
+        memcpy(feat + (size_t)i0 * nc, f, (size_t)b * nc * sizeof(double));
+    }
+    return feat;
+}
+
+/* The featurizer's output (the flow's conditioning vector) for each column of x: an
+ * nc x n matrix. The out-of-distribution check measures distances there. */
+SEXP r_model_features(SEXP spec, SEXP params, SEXP x, SEXP threads) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    int nt = need_threads(threads);
+    const double *p = masked_params(&M, params, nt);
+    int n = need_cols(x, M.F.n_in, "x");
+    SEXP out = PROTECT(Rf_allocMatrix(REALSXP, M.L.nc, n));
+    if (n > 0) memcpy(REAL(out), features_of(&M, p, REAL(x), n, nt), (size_t)n * M.L.nc * sizeof(double));
+    UNPROTECT(1);
+    return out;
+}
+
 /* the temperature argument: one number in [1, 100] */
 static double need_temper(SEXP temper) {
     double tau = *need_real(temper, 1, "temper");
@@ -68,8 +97,41 @@ SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP temper, S
     return out;
 }
 
+/* log q(theta_i | x_o) where the columns of theta (d x N) come in groups, counts[o] of them
+ * for observation o (column o of x, n_in x n_obs): each observation's features are computed
+ * once, not once per point. */
+SEXP r_model_log_prob_obs(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP counts, SEXP temper,
+                          SEXP threads) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    int nt = need_threads(threads);
+    const double *p = masked_params(&M, params, nt);
+    double tau = need_temper(temper);
+    int n = need_cols(theta, M.L.d, "theta"), nobs = need_cols(x, M.F.n_in, "x");
+    const R_xlen_t *off = need_counts(counts, nobs, n, "counts");
+    const double *feat = features_of(&M, p, REAL(x), nobs, nt);
+    int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
+    double *work = (double *)R_alloc(flow_sample_work(&M.L, B, nt), sizeof(double));
+    flow_sample_prepare(&M.L, p + M.F.n_params, work, nt);
+    SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
+    for (int o = 0; o < nobs; o++) {
+        const R_xlen_t i0 = off[o];
+        const int c = (int)(off[o + 1] - i0);
+        for (int s0 = 0; s0 < c; s0 += B) {
+            int b = c - s0 < B ? c - s0 : B;
+            flow_log_prob(&M.L, REAL(theta) + (size_t)(i0 + s0) * M.L.d, feat + (size_t)o * M.L.nc, 1,
+                          b, tau, REAL(out) + i0 + s0, work, nt);
+            R_CheckUserInterrupt();
+        }
+    }
+    UNPROTECT(1);
+    return out;
+}
+
 /* n draws for each column of x (n_in x n_obs): a d x (n * n_obs) matrix, observation-major,
- * with attribute "log_prob". Row k of the output uses the random stream (seed, k). */
+ * with attribute "log_prob". With one seed, row k of the output uses the random stream
+ * (seed, k); with one seed per observation, draw i of observation o uses (seed[o], i), so an
+ * observation's draws do not depend on the others in the call. */
 SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, SEXP temper,
                     SEXP threads) {
     model_layout M;
@@ -78,21 +140,13 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     const double *p = masked_params(&M, params, nt);
     double tau = need_temper(temper);
     int nobs = need_cols(x, M.F.n_in, "x");
-    uint64_t s = need_seed(seed);
+    const int per_obs = XLENGTH(seed) > 1;
+    if (per_obs && XLENGTH(seed) != nobs) Rf_error("'seed' must hold 1 or %d numbers", nobs);
+    const uint64_t *seeds = need_seeds(seed, per_obs ? nobs : 1, "seed");
     const int d = M.L.d, nc = M.L.nc;
     double total = (double)n * nobs;
     if (total * d > 4e9) Rf_error("'n_samples' x observations is too large");
-    /* features of every observation, in chunks */
-    double *feat = (double *)R_alloc((size_t)nobs * nc + 1, sizeof(double));
-    {
-        int B = nobs < CHUNK ? (nobs > 0 ? nobs : 1) : CHUNK;
-        double *fw = (double *)R_alloc(feat_fwd_work(&M.F, B) + 1, sizeof(double));
-        for (int i0 = 0; i0 < nobs; i0 += B) {
-            int b = nobs - i0 < B ? nobs - i0 : B;
-            const double *f = feat_forward(&M.F, p, REAL(x) + (size_t)i0 * M.F.n_in, b, fw, nt);
-            memcpy(feat + (size_t)i0 * nc, f, (size_t)b * nc * sizeof(double));
-        }
-    }
+    double *feat = features_of(&M, p, REAL(x), nobs, nt);
     const R_xlen_t N = (R_xlen_t)n * nobs;
     SEXP out = PROTECT(Rf_allocMatrix(REALSXP, d, (int)N));
     SEXP lq = PROTECT(Rf_allocVector(REALSXP, N));
@@ -101,14 +155,15 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     flow_sample_prepare(&M.L, p + M.F.n_params, work, nt);
     /* chunks of whole observations (or of one observation's draws when n > CHUNK): each
      * observation's context then enters the flow once per chunk, not once per draw */
-    const int per_chunk = n <= CHUNK ? CHUNK / (n > 0 ? n : 1) : 1;
+    const int per_chunk = n <= CHUNK && !per_obs ? CHUNK / (n > 0 ? n : 1) : 1;
     for (int o0 = 0; o0 < nobs && n > 0; o0 += per_chunk) {
         int mo = nobs - o0 < per_chunk ? nobs - o0 : per_chunk;
         for (int s0 = 0; s0 < n; s0 += CHUNK) {
             int b = n <= CHUNK ? mo * n : (n - s0 < CHUNK ? n - s0 : CHUNK);
             R_xlen_t k0 = (R_xlen_t)o0 * n + s0;
-            flow_sample(&M.L, feat + (size_t)o0 * nc, n <= CHUNK ? mo : 1, b, s,
-                        (uint64_t)k0, tau, REAL(out) + (size_t)k0 * d, REAL(lq) + k0, work, nt);
+            flow_sample(&M.L, feat + (size_t)o0 * nc, n <= CHUNK ? mo : 1, b,
+                        per_obs ? seeds[o0] : seeds[0], per_obs ? (uint64_t)s0 : (uint64_t)k0,
+                        tau, REAL(out) + (size_t)k0 * d, REAL(lq) + k0, work, nt);
             R_CheckUserInterrupt();
         }
     }

@@ -77,6 +77,39 @@ uint64_t need_seed(SEXP seed) {
     return (uint64_t)s;
 }
 
+uint64_t *need_seeds(SEXP seeds, int n, const char *arg) {
+    if ((TYPEOF(seeds) != REALSXP && TYPEOF(seeds) != INTSXP) || XLENGTH(seeds) != n)
+        Rf_error("'%s' must hold %d number(s)", arg, n);
+    uint64_t *s = (uint64_t *)R_alloc(n > 0 ? (size_t)n : 1, sizeof(uint64_t));
+    for (int i = 0; i < n; i++) {
+        double v = TYPEOF(seeds) == REALSXP ? REAL(seeds)[i]
+                   : (INTEGER(seeds)[i] == NA_INTEGER ? -1.0 : INTEGER(seeds)[i]);
+        if (!R_FINITE(v) || v < 0 || v != floor(v) || v > 9007199254740992.0)
+            Rf_error("'%s' must hold whole numbers in [0, 2^53]", arg);
+        s[i] = (uint64_t)v;
+    }
+    return s;
+}
+
+/* counts: rows per observation (whole numbers summing to total); returns their offsets */
+R_xlen_t *need_counts(SEXP counts, int n_obs, R_xlen_t total, const char *arg) {
+    if (TYPEOF(counts) != INTSXP && TYPEOF(counts) != REALSXP)
+        Rf_error("'%s' must be a numeric vector of counts", arg);
+    if (n_obs < 0) n_obs = LENGTH(counts);
+    if (LENGTH(counts) != n_obs) Rf_error("'%s' must hold %d counts", arg, n_obs);
+    R_xlen_t *off = (R_xlen_t *)R_alloc((size_t)n_obs + 1, sizeof(R_xlen_t));
+    off[0] = 0;
+    for (int o = 0; o < n_obs; o++) {
+        double c = TYPEOF(counts) == INTSXP ? (INTEGER(counts)[o] == NA_INTEGER ? -1 : INTEGER(counts)[o])
+                                            : REAL(counts)[o];
+        if (!(c >= 0) || c != floor(c) || c > INT_MAX) Rf_error("'%s' must hold whole numbers >= 0", arg);
+        off[o + 1] = off[o] + (R_xlen_t)c;
+    }
+    if (total >= 0 && off[n_obs] != total)
+        Rf_error("'%s' must sum to %lld, got %lld", arg, (long long)total, (long long)off[n_obs]);
+    return off;
+}
+
 static const char *feat_err[] = {"", "n_in must be >= 1", "unknown featurizer type",
                                  "bad hidden sizes", "n_out must be >= 1", "unknown activation"};
 static const char *flow_err[] = {"", "d must be >= 1", "nc must be >= 0", "hidden must be >= 1",

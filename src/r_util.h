@@ -15,6 +15,10 @@ int need_cols(SEXP x, int rows, const char *arg);                  /* a rows x n
 int need_threads(SEXP threads);
 int need_count(SEXP x, const char *arg);
 uint64_t need_seed(SEXP seed);
+uint64_t *need_seeds(SEXP seeds, int n, const char *arg);        /* n whole numbers in [0, 2^53] */
+/* n_obs counts (n_obs < 0: any number) of rows per observation summing to total (< 0: any):
+ * their offsets, n_obs + 1 of them */
+R_xlen_t *need_counts(SEXP counts, int n_obs, R_xlen_t total, const char *arg);
 void model_from_spec(model_layout *M, SEXP spec);
 /* R_alloc of n doubles whose 2 MiB-aligned interior is asked to be backed by huge pages
  * (one page fault per 2 MiB instead of per 4 KiB on first touch) */

@@ -255,6 +255,52 @@ test_that("fuzz: r_model_log_prob", {
   fz_run("r_model_log_prob", bases, seed = 103)
 })
 
+test_that("fuzz: r_model_log_prob_obs, r_model_features", {
+  bases <- fz_model_bases(function(m) list(spec = m$spec, params = m$params, x = m$x[, 1:2],
+                                           theta = m$theta, counts = c(1L, 2L),
+                                           temper = fz_temper(m), threads = 1L))
+  fz_run("r_model_log_prob_obs", bases, seed = 118)
+  bases <- fz_model_bases(function(m) list(spec = m$spec, params = m$params, x = m$x,
+                                           threads = 1L))
+  fz_run("r_model_features", bases, seed = 119)
+})
+
+test_that("fuzz: r_obs_keys", {
+  bases <- list(list(args = list(x = matrix(rnorm(6), 3, 2), rows = 3L, base = 12345)))
+  fz_run("r_obs_keys", bases, seed = 120)
+})
+
+test_that("fuzz: r_tmix_fit, r_tmix_sample, r_tmix_log_density", {
+  set.seed(13)
+  d <- 2; K <- 2
+  settings <- nbi:::adapt_settings[c("components", "em_iters", "kmeans_iters", "em_rows", "df",
+                                     "shrink", "inflate", "floor")]
+  settings$components <- K; settings$em_iters <- 3L; settings$em_rows <- 20L
+  z <- matrix(rnorm(d * 30), d, 30)
+  bases <- list(list(args = list(z = z, log_w = rnorm(30), counts = c(10L, 20L),
+                                 S0 = array(diag(d), c(d, d, 2)), settings = settings,
+                                 seeds = c(1, 2), threads = 1L)))
+  # em_rows and the iterations up to 2^31 - 1 are accepted and would run: keep them small
+  cheap <- function(a) {
+    s <- a[[5]]
+    if (!is.list(s) || is.null(names(s))) return(TRUE)
+    it <- vapply(c("em_iters", "kmeans_iters"), function(f) fz_count(s[[f]]), 0)
+    all(is.na(it) | it <= 100 | it > 10000)
+  }
+  fz_run("r_tmix_fit", bases, seed = 121, cheap = cheap)
+  mix <- .Call(C_r_tmix_fit, z, rnorm(30), c(10L, 20L), array(diag(d), c(d, d, 2)), settings,
+               c(1, 2), 1L)
+  mix$status <- NULL
+  bases <- list(list(args = list(mix = mix, counts = c(3L, 4L), seeds = c(5, 6), threads = 1L)))
+  cheap_n <- function(a) {
+    k <- a[[2]]
+    !is.numeric(k) || length(k) != 2 || anyNA(k) || all(k <= 1e4 | k > .Machine$integer.max)
+  }
+  fz_run("r_tmix_sample", bases, seed = 122, cheap = cheap_n)
+  bases <- list(list(args = list(mix = mix, z = z[, 1:5], counts = c(2L, 3L), threads = 1L)))
+  fz_run("r_tmix_log_density", bases, seed = 123)
+})
+
 test_that("fuzz: r_model_sample", {
   bases <- fz_model_bases(function(m) list(spec = m$spec, params = m$params, x = m$x,
                                            n_samples = 4L, seed = 42, temper = fz_temper(m),
@@ -418,6 +464,8 @@ test_that("fuzz: every registered entry point was covered", {
                "r_flow_grad", "r_model_nll_grad", "r_train", "r_importance", "r_blas_threads",
                "r_nn_linear", "r_nn_act", "r_nn_gemm", "r_nn_conv1d", "r_nn_layernorm", "r_nn_maxpool2",
                "r_nn_gru", "r_c2st_loss_grad", "r_c2st_fit_predict", "r_draws_theta",
+               "r_obs_keys", "r_model_log_prob_obs", "r_model_features", "r_tmix_fit",
+               "r_tmix_sample", "r_tmix_log_density",
                "r_have_sgemm", "r_sgemm_kernel")  # no arguments to corrupt
   expect_setequal(entries, covered)
 })
