@@ -150,13 +150,29 @@ pool_rounds <- function(rounds) {
        log_evidence_se = log_z_se, used = which(use) - 1L)
 }
 
+# What the next mixture is fitted to: the draws of every round with any weight, each
+# round's normalised weights times a share proportional to its effective sample size. A
+# heavy-tailed round (left out of the estimate) still says where the posterior has mass:
+# its heaviest draws are where the proposal fell short, typically a mode it missed.
+fit_pool <- function(rounds) {
+  use <- vapply(rounds, function(r) any(is.finite(r$log_w)), logical(1))
+  if (!any(use)) return(list(theta = rounds[[1]]$theta, log_weights = numeric(nrow(rounds[[1]]$theta))))
+  sel <- rounds[use]
+  ess <- vapply(sel, `[[`, 0, "n_eff") + 1
+  lw <- unlist(lapply(seq_along(sel), function(j) {
+    l <- sel[[j]]$log_w
+    l - (max(l) + log(sum(exp(l - max(l))))) + log(ess[j] / sum(ess))
+  }))
+  list(theta = do.call(rbind, lapply(sel, `[[`, "theta")), log_weights = lw)
+}
+
 # Whether an observation's pooled posterior meets the target (and has a trusted tail).
 meets_target <- function(p, target) {
   is.finite(p$pareto_k) && p$pareto_k <= 0.7 && p$n_eff >= target
 }
 
 # The proposals of one adaptive round for the observations `obs` (indices into `state`):
-# mixtures fitted in C to each one's pooled draws, `sizes` draws inside the support wanted
+# mixtures fitted in C to each one's draws of every round (fit_pool()), `sizes` draws inside the support wanted
 # for each. Returns per observation list(theta, log_m, log_q, n_div) (only draws inside the
 # support), or NULL where the fit failed.
 adaptive_proposals <- function(object, items, enc, state, obs, sizes, round, threads, temper,
@@ -165,13 +181,12 @@ adaptive_proposals <- function(object, items, enc, state, obs, sizes, round, thr
   d <- length(m$theta_mean)
   to_z <- function(th) t((t(th) - m$theta_mean) / m$theta_sd)
   log_jac <- sum(log(m$theta_sd))
-  pools <- lapply(obs, function(i) state[[i]]$pool)
+  # a pool without any weight (the likelihood is zero at every surrogate draw) is the draws
+  # themselves, unweighted: a heuristic start that keeps the weights exact
+  pools <- lapply(obs, function(i) fit_pool(state[[i]]$rounds))
   counts <- vapply(pools, function(p) nrow(p$theta), integer(1))
   Z <- t(to_z(do.call(rbind, lapply(pools, `[[`, "theta"))))
-  # a pool without any weight (the likelihood is zero at every surrogate draw): the mixture
-  # is fitted to the draws themselves, a heuristic start that keeps the weights exact
-  LW <- unlist(lapply(pools, function(p)
-    if (any(is.finite(p$log_weights))) p$log_weights else numeric(length(p$log_weights))))
+  LW <- unlist(lapply(pools, `[[`, "log_weights"))
   S0 <- array(unlist(lapply(obs, function(i) state[[i]]$S0)), c(d, d, length(obs)))
   keys <- vapply(obs, function(i) state[[i]]$key, 0)
   mix <- .Call(C_r_tmix_fit, Z, as.double(LW), as.integer(counts), S0, s[c(

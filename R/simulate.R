@@ -207,7 +207,7 @@ sim_execute <- function(simulator, vectorized, theta, seeds, idx, expected, run_
   if (is.null(ref))
     for (res in results[done]) {
       ok <- which(!res$failed)
-      if (length(ok) > 0L) { ref <- sim_shape(res$x[[ok[1L]]]); break }
+      if (length(ok) > 0L) { ref <- chunk_shape(res, ok[1L]); break }
     }
   for (wave in waves) {
     tasks <- lapply(wave, function(k) {
@@ -225,7 +225,7 @@ sim_execute <- function(simulator, vectorized, theta, seeds, idx, expected, run_
       res <- out[[j]]
       if (is.null(ref)) {
         ok <- which(!res$failed)
-        if (length(ok) > 0L) ref <- sim_shape(res$x[[ok[1L]]])
+        if (length(ok) > 0L) ref <- chunk_shape(res, ok[1L])
       }
       if (!is.null(ref)) res <- sim_enforce_shape(res, ref)
       if (!is.null(run_dir)) {
@@ -250,7 +250,6 @@ sim_collect <- function(theta, results, pnames, strict = TRUE) {
   n <- nrow(theta)
   failed <- unlist(lapply(results, `[[`, "failed"), use.names = FALSE)
   reason <- unlist(lapply(results, `[[`, "reason"), use.names = FALSE)
-  x_all <- do.call(c, lapply(results, `[[`, "x"))
   n_failed <- sum(failed)
   first <- NULL
   if (n_failed > 0L) {
@@ -274,7 +273,7 @@ sim_collect <- function(theta, results, pnames, strict = TRUE) {
   keep <- !failed
   theta_ok <- theta[keep, , drop = FALSE]
   rownames(theta_ok) <- NULL
-  out <- list(theta = theta_ok, x = as_x_matrix(x_all[keep]), n_failed = as.integer(n_failed),
+  out <- list(theta = theta_ok, x = chunk_outputs(results, keep), n_failed = as.integer(n_failed),
               kept = which(keep))
   attr(out, "first_failure") <- first
   out
@@ -320,6 +319,8 @@ simulate_chunk <- function(simulator, theta, vectorized = FALSE,
       assign(".Random.seed", seeds[1L, ], envir = globalenv())
     }
     out <- tryCatch(simulator(theta), error = sim_error)
+    fast <- sim_vectorized_matrix(out, m, expected)
+    if (!is.null(fast)) return(fast)
     parts <- sim_split_vectorized(out, m)
     if (is.character(parts)) {
       failed[] <- TRUE
@@ -339,6 +340,43 @@ simulate_chunk <- function(simulator, theta, vectorized = FALSE,
     }
   }
   list(x = x, failed = failed, reason = reason)
+}
+
+#' A vectorised simulator's n x p numeric matrix, checked as a whole
+#'
+#' The fast path of simulate_chunk(): a plain numeric matrix with one row per simulation
+#' (and `expected`, when given, a vector length equal to its columns) is kept as a matrix;
+#' rows with NA, NaN or infinite values fail with the reason row by row.
+#' @return `list(x = the matrix, failed, reason)`, or NULL when `out` is anything else.
+#' @noRd
+sim_vectorized_matrix <- function(out, m, expected) {
+  if (!is.matrix(out) || !is.numeric(out) || is.object(out) || nrow(out) != m || ncol(out) < 1 ||
+      (!is.null(expected) && !identical(as.integer(expected), ncol(out))))
+    return(NULL)
+  if (storage.mode(out) != "double") storage.mode(out) <- "double"
+  failed <- !is.finite(rowSums(out))
+  reason <- rep(NA_character_, m)
+  for (i in which(failed)) reason[i] <- sim_check_output(out[i, ], expected)$reason
+  dimnames(out) <- list(NULL, colnames(out))
+  list(x = out, failed = failed, reason = reason)
+}
+
+# The shape of output i of a chunk result (whose x is a list, or a matrix of rows).
+chunk_shape <- function(res, i) if (is.matrix(res$x)) ncol(res$x) else sim_shape(res$x[[i]])
+
+# The kept outputs of chunk results (in order; `keep` over all their rows): one matrix
+# when every chunk holds a matrix (vectorised simulators) of one width, else as_x_matrix()
+# of the outputs as a list.
+chunk_outputs <- function(results, keep) {
+  xs <- lapply(results, `[[`, "x")
+  mats <- vapply(xs, is.matrix, logical(1))
+  if (length(xs) && all(mats) && length(unique(vapply(xs, ncol, 1L))) == 1L) {
+    x <- do.call(rbind, xs)[keep, , drop = FALSE]
+    return(x)
+  }
+  rows <- do.call(c, lapply(xs, function(x) if (is.matrix(x))
+    lapply(seq_len(nrow(x)), function(i) { v <- x[i, ]; names(v) <- colnames(x); v }) else x))
+  as_x_matrix(rows[keep])
 }
 
 #' Stack simulator outputs
@@ -379,11 +417,10 @@ read_sim_chunks <- function(dir) {
   parts <- lapply(files, readRDS)
   theta <- do.call(rbind, lapply(parts, `[[`, "theta"))
   failed <- unlist(lapply(parts, `[[`, "failed"), use.names = FALSE)
-  x <- do.call(c, lapply(parts, `[[`, "x"))
   keep <- !failed
   theta <- theta[keep, , drop = FALSE]
   rownames(theta) <- NULL
-  list(theta = theta, x = as_x_matrix(x[keep]),
+  list(theta = theta, x = chunk_outputs(parts, keep),
        n_failed = as.integer(sum(failed)), kept = which(keep))
 }
 
@@ -492,6 +529,14 @@ sim_shape_mismatch <- function(shape, expected) {
 
 # Mark the successes of a chunk result whose shape differs from `ref` failed.
 sim_enforce_shape <- function(res, ref) {
+  if (is.matrix(res$x)) {  # one shape for every row of a vectorised chunk
+    msg <- sim_shape_mismatch(ncol(res$x), ref)
+    if (!is.null(msg)) {
+      res$reason[!res$failed] <- msg
+      res$failed[] <- TRUE
+    }
+    return(res)
+  }
   for (i in which(!res$failed)) {
     msg <- sim_shape_mismatch(sim_shape(res$x[[i]]), ref)
     if (!is.null(msg)) {

@@ -113,7 +113,7 @@ size_t tmix_fit_work(int n, int d, const tmix_settings *s) {
     const size_t m = (size_t)(n < s->em_rows ? n : s->em_rows);
     const size_t K = (size_t)s->components;
     /* rows, weights, responsibilities, distances, covariance, scratch */
-    return m * d + m + m * K + m + (size_t)n + (size_t)d * d * 2 + (size_t)d + 8;
+    return m * d + m + m * K + m + (size_t)n + (size_t)d * d * 3 + (size_t)d + 8;
 }
 
 /* The rows with positive weight as a compact m x d set with weights summing to 1; with more
@@ -228,12 +228,12 @@ static int kmeans_init(const double *zz, const double *ww, int m, int d, int K, 
     return k;
 }
 
-/* S = (n_k S + shrink S0) / (n_k + shrink) + floor S0, then its lower Cholesky factor;
+/* S = widen2 (n_k S + shrink T) / (n_k + shrink) + floor S0, then its lower Cholesky factor;
  * more of S0 is added until it factorises */
-static int regularise(double *S, const double *S0, int d, double n_k, const tmix_settings *s,
-                      double widen2, double *tmp) {
+static int regularise(double *S, const double *T, const double *S0, int d, double n_k,
+                      const tmix_settings *s, double widen2, double *tmp) {
     for (int a = 0; a < d * d; a++)
-        S[a] = widen2 * (n_k * S[a] + s->shrink * S0[a]) / (n_k + s->shrink) + s->floor * S0[a];
+        S[a] = widen2 * (n_k * S[a] + s->shrink * T[a]) / (n_k + s->shrink) + s->floor * S0[a];
     for (double extra = 0.0; extra < 1e6; extra = extra > 0 ? extra * 10 : 1e-6) {
         for (int a = 0; a < d * d; a++) tmp[a] = S[a] + extra * S0[a];
         if (chol_lower(tmp, d) == 0) { memcpy(S, tmp, (size_t)d * d * sizeof(double)); return 0; }
@@ -247,7 +247,8 @@ int tmix_fit(tmix *g, const double *z, const double *log_w, int n, const double 
     rng_t r = rng_stream(seed, 0);
     const int cap = n < s->em_rows ? n : s->em_rows;
     double *zz = work, *ww = zz + (size_t)cap * d, *resp = ww + cap, *dmin = resp + (size_t)cap * K;
-    double *wfull = dmin + cap, *S = wfull + n, *tmp = S + (size_t)d * d, *u = tmp + (size_t)d * d;
+    double *wfull = dmin + cap, *S = wfull + n, *tmp = S + (size_t)d * d, *W = tmp + (size_t)d * d;
+    double *u = W + (size_t)d * d;
     {   /* S0 must factorise */
         memcpy(tmp, S0, (size_t)d * d * sizeof(double));
         if (chol_lower(tmp, d)) return 2;
@@ -275,7 +276,7 @@ int tmix_fit(tmix *g, const double *z, const double *log_w, int n, const double 
             for (int b = 0; b <= a; b++)
                 S[a * d + b] += ww[i] * (zz[(size_t)i * d + a] - mean[a]) * (zz[(size_t)i * d + b] - mean[b]);
     for (int a = 0; a < d; a++) for (int b = 0; b < a; b++) S[b * d + a] = S[a * d + b];
-    if (regularise(S, S0, d, n_eff, s, 1.0, tmp)) return 2;
+    if (regularise(S, S0, S0, d, n_eff, s, 1.0, tmp)) return 2;
     for (int k = 0; k < k_used; k++) {
         memcpy(g->chol + (size_t)k * d * d, S, (size_t)d * d * sizeof(double));
         g->share[k] = 1.0 / k_used;
@@ -308,28 +309,38 @@ int tmix_fit(tmix *g, const double *z, const double *log_w, int n, const double 
             if (!(mass[k] > 1e-6)) mass[k] = 0.0;
             total += mass[k];
         }
+        /* means and raw covariances (held in the components' factor slots until regularised) */
+        memset(W, 0, (size_t)d * d * sizeof(double));
         for (int k = 0; k < k_used; k++) {
             g->share[k] = mass[k] / total;
             if (mass[k] == 0.0) continue;
-            double *mu = g->mu + (size_t)k * d;
+            double *mu = g->mu + (size_t)k * d, *Sk = g->chol + (size_t)k * d * d;
             for (int a = 0; a < d; a++) {
                 double t = 0.0;
                 for (int i = 0; i < m; i++) t += resp[(size_t)i * K + k] * zz[(size_t)i * d + a];
                 mu[a] = t / mass[k];
             }
-            memset(S, 0, (size_t)d * d * sizeof(double));
+            memset(Sk, 0, (size_t)d * d * sizeof(double));
             for (int i = 0; i < m; i++) {
                 const double rk = resp[(size_t)i * K + k];
                 if (rk == 0.0) continue;
                 const double *zi = zz + (size_t)i * d;
                 for (int a = 0; a < d; a++)
-                    for (int b = 0; b <= a; b++) S[a * d + b] += rk * (zi[a] - mu[a]) * (zi[b] - mu[b]);
+                    for (int b = 0; b <= a; b++) Sk[a * d + b] += rk * (zi[a] - mu[a]) * (zi[b] - mu[b]);
             }
             for (int a = 0; a < d; a++)
-                for (int b = 0; b <= a; b++) { S[a * d + b] /= mass[k]; S[b * d + a] = S[a * d + b]; }
-            const double widen2 = it == s->em_iters - 1 ? s->inflate * s->inflate : 1.0;
-            if (regularise(S, S0, d, n_eff * g->share[k], s, widen2, tmp)) return 2;
-            memcpy(g->chol + (size_t)k * d * d, S, (size_t)d * d * sizeof(double));
+                for (int b = 0; b <= a; b++) { Sk[a * d + b] /= mass[k]; Sk[b * d + a] = Sk[a * d + b]; }
+            for (int a = 0; a < d * d; a++) W[a] += g->share[k] * Sk[a];
+        }
+        /* hierarchical shrinkage: the pooled within-component covariance W, itself pulled
+         * towards S0 by the total effective count, is the target of each component's, so a
+         * component seen in few draws (a newly found mode) gets the width of the others */
+        for (int a = 0; a < d * d; a++) S[a] = (n_eff * W[a] + s->shrink * S0[a]) / (n_eff + s->shrink);
+        const double widen2 = it == s->em_iters - 1 ? s->inflate * s->inflate : 1.0;
+        for (int k = 0; k < k_used; k++) {
+            if (mass[k] == 0.0) continue;
+            double *Sk = g->chol + (size_t)k * d * d;
+            if (regularise(Sk, S, S0, d, n_eff * g->share[k], s, widen2, tmp)) return 2;
         }
     }
     if (s->em_iters == 0 && s->inflate != 1.0)  /* no EM: widen the start */

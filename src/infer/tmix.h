@@ -32,10 +32,11 @@ double tmix_lconst(double df, int d);
 size_t tmix_fit_work(int n, int d, const tmix_settings *s);
 /* Fits g (K = s->components, d, arrays allocated by the caller) to the n rows of z (n x d)
  * with log weights log_w (any scale; -Inf: weight 0). Weighted k-means++ start, then EM with
- * Gaussian responsibilities in which each covariance is pulled towards S0 (d x d) by
- * s->shrink pseudo-draws against the component's effective count (n_eff x its share): few
- * effective draws give a wide component rather than a collapsed one. The scales are then
- * widened by s->inflate. Randomness from the stream keyed by seed. Returns 0, or 1 when no
+ * Gaussian responsibilities in which each covariance is pulled by s->shrink pseudo-draws,
+ * against the component's effective count (n_eff x its share), towards the pooled
+ * within-component covariance, itself pulled towards S0 (d x d) against the total n_eff:
+ * few effective draws give a component as wide as the others (or as S0) rather than a
+ * collapsed one. The scales are then widened by s->inflate. Randomness from the stream keyed by seed. Returns 0, or 1 when no
  * weight is positive, 2 when S0 is not positive definite. */
 int tmix_fit(tmix *g, const double *z, const double *log_w, int n, const double *S0,
              const tmix_settings *s, uint64_t seed, double *work);

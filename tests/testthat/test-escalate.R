@@ -98,6 +98,15 @@ test_that("the EM fit recovers a two-component mixture, and weights re-target it
   g0 <- mix_fit(u[1:3, , drop = FALSE], c(1, 1e-3, 1e-3), diag(2),
                 fit_settings(components = 1L, inflate = 1, shrink = 5, floor = 0))
   expect_gt(min(diag(crossprod(g0$chol[, , 1, 1]))), 0.5)
+  # ... but a component seen in few draws next to a well-sampled one takes the others'
+  # width (pooled within-component covariance), not the far wider S0: a newly found mode
+  zz <- rbind(matrix(stats::rnorm(4000, sd = 0.1), 2000), c(5, 5))
+  gm <- mix_fit(zz, rep(1, 2001), diag(2), fit_settings(components = 2L, inflate = 1,
+                                                        shrink = 1, floor = 0))
+  far_k <- which.max(gm$mu[1, , 1])
+  expect_equal(gm$mu[, far_k, 1], c(5, 5), tolerance = 1e-6)
+  v_far <- diag(crossprod(gm$chol[, , far_k, 1]))
+  expect_true(all(v_far > 0.001 & v_far < 0.02))   # about half the near one's 0.01
   # no positive weight: status 1 and a dead mixture
   gz <- .Call(nbi:::C_r_tmix_fit, t(u[1:5, ]), rep(-Inf, 5), 5L, array(diag(2), c(2, 2, 1)),
               s, 1, 1L)
