@@ -22,7 +22,10 @@
 
 adapt_settings <- list(components = 8L, df = 5, alpha = 0.1, shrink = 1, inflate = 1.2,
                        floor = 1e-3, em_iters = 30L, kmeans_iters = 20L, em_rows = 5000L,
+                       laplace_share = 0.3, laplace_below = 100, laplace_step = 4,
                        min_round = 200L)
+tmix_c_settings <- c("components", "em_iters", "kmeans_iters", "em_rows", "df", "shrink",
+                     "inflate", "floor", "laplace_share", "laplace_below", "laplace_step")
 
 # One 52-bit key per observation (its values mixed with `base`, from the session's RNG).
 obs_keys <- function(items, base) {
@@ -74,13 +77,13 @@ weigh_round <- function(object, x_obs, x_err, theta, log_m, log_q, n_div, sims, 
   keep <- sims$kept
   theta <- theta[keep, , drop = FALSE]
   n_div <- n_div - (length(log_m) - length(keep))  # failed simulations leave the estimate
-  if (!length(keep)) return(list(theta = theta, log_w = numeric(0), log_q = numeric(0),
+  if (!length(keep)) return(list(theta = theta, log_w = numeric(0), log_p = numeric(0), log_q = numeric(0),
                                  n_div = n_div, n_eff = 0, pareto_k = NA_real_,
                                  log_z = -Inf, rel_var = Inf))
   ll <- eval_log_lik(object, x_obs, sims$x, theta, x_err)
   log_w <- ll + log_prior(object$prior, theta) - log_m[keep]
   log_w[is.nan(log_w) | log_w == Inf] <- -Inf
-  list(theta = theta, log_w = log_w, log_q = log_q[keep], n_div = n_div,
+  list(theta = theta, log_w = log_w, log_p = log_w + log_m[keep], log_q = log_q[keep], n_div = n_div,
        n_eff = max(0, kish_n(log_w) - 1),
        pareto_k = if (any(is.finite(log_w))) pareto_k(log_w) else NA_real_,
        log_z = log_mean_w(log_w, n_div), rel_var = rel_var_w(log_w, n_div) + extra_var)
@@ -150,20 +153,20 @@ pool_rounds <- function(rounds) {
        log_evidence_se = log_z_se, used = which(use) - 1L)
 }
 
-# What the next mixture is fitted to: the draws of every round with any weight, each
-# round's normalised weights times a share proportional to its effective sample size. A
-# heavy-tailed round (left out of the estimate) still says where the posterior has mass:
-# its heaviest draws are where the proposal fell short, typically a mode it missed.
+# What the next mixture is fitted to: the draws of every round with their raw importance
+# weights p / m_r, which all rounds share a scale for (each round's mean weight estimates the
+# same evidence). A round far from the posterior has tiny weights and drops out by itself;
+# a heavy-tailed round (left out of the estimate) still says where the posterior has mass:
+# its heaviest draws are where its proposal fell short, typically a mode it missed.
 fit_pool <- function(rounds) {
   use <- vapply(rounds, function(r) any(is.finite(r$log_w)), logical(1))
-  if (!any(use)) return(list(theta = rounds[[1]]$theta, log_weights = numeric(nrow(rounds[[1]]$theta))))
-  sel <- rounds[use]
-  ess <- vapply(sel, `[[`, 0, "n_eff") + 1
-  lw <- unlist(lapply(seq_along(sel), function(j) {
-    l <- sel[[j]]$log_w
-    l - (max(l) + log(sum(exp(l - max(l))))) + log(ess[j] / sum(ess))
-  }))
-  list(theta = do.call(rbind, lapply(sel, `[[`, "theta")), log_weights = lw)
+  if (!any(use)) {
+    n <- nrow(rounds[[1]]$theta)
+    return(list(theta = rounds[[1]]$theta, log_weights = numeric(n), log_p = rep(-Inf, n)))
+  }
+  list(theta = do.call(rbind, lapply(rounds[use], `[[`, "theta")),
+       log_weights = unlist(lapply(rounds[use], `[[`, "log_w")),
+       log_p = unlist(lapply(rounds[use], `[[`, "log_p")))
 }
 
 # Whether an observation's pooled posterior meets the target (and has a trusted tail).
@@ -189,9 +192,10 @@ adaptive_proposals <- function(object, items, enc, state, obs, sizes, round, thr
   LW <- unlist(lapply(pools, `[[`, "log_weights"))
   S0 <- array(unlist(lapply(obs, function(i) state[[i]]$S0)), c(d, d, length(obs)))
   keys <- vapply(obs, function(i) state[[i]]$key, 0)
-  mix <- .Call(C_r_tmix_fit, Z, as.double(LW), as.integer(counts), S0, s[c(
-    "components", "em_iters", "kmeans_iters", "em_rows", "df", "shrink", "inflate", "floor")],
-    derive_seed(keys, round, 2), threads)
+  LP <- unlist(lapply(pools, `[[`, "log_p"))
+  LP[!is.finite(LP)] <- -Inf
+  mix <- .Call(C_r_tmix_fit, Z, as.double(LW), as.double(LP), as.integer(counts), S0,
+               s[tmix_c_settings], derive_seed(keys, round, 2), threads)
   fitted <- mix$status == 0
   out <- vector("list", length(obs))
   if (!any(fitted)) return(out)
@@ -313,7 +317,7 @@ escalate_posteriors <- function(object, items, enc, x_err, n_samples, threads, t
     a <- draws$acceptance[i]
     r0 <- if (has[i]) weigh_round(object, items[[i]], x_err, th, lq - log(a), lq, nrow(th),
                                   sims[[i]], if (a < 1) (1 - a) / (a * draws$drawn[i]) else 0)
-          else list(theta = th, log_w = numeric(0), log_q = numeric(0), n_div = 0, n_eff = 0,
+          else list(theta = th, log_w = numeric(0), log_p = numeric(0), log_q = numeric(0), n_div = 0, n_eff = 0,
                     pareto_k = NA_real_, log_z = -Inf, rel_var = Inf)
     S0 <- if (nrow(th) > d + 1) stats::cov(to_z(th)) / 4 else diag(d) / 4
     if (!all(is.finite(S0)) || any(diag(as.matrix(S0)) <= 1e-12) ||

@@ -17,7 +17,7 @@ SEXP r_importance(SEXP, SEXP, SEXP);
 SEXP r_obs_keys(SEXP, SEXP, SEXP);
 SEXP r_model_log_prob_obs(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_model_features(SEXP, SEXP, SEXP, SEXP);
-SEXP r_tmix_fit(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_tmix_fit(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_tmix_sample(SEXP, SEXP, SEXP, SEXP);
 SEXP r_tmix_log_density(SEXP, SEXP, SEXP, SEXP);
 SEXP r_draws_theta(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
@@ -49,7 +49,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_obs_keys", (DL_FUNC)&r_obs_keys, 3},
     {"r_model_log_prob_obs", (DL_FUNC)&r_model_log_prob_obs, 7},
     {"r_model_features", (DL_FUNC)&r_model_features, 4},
-    {"r_tmix_fit", (DL_FUNC)&r_tmix_fit, 7},
+    {"r_tmix_fit", (DL_FUNC)&r_tmix_fit, 8},
     {"r_tmix_sample", (DL_FUNC)&r_tmix_sample, 4},
     {"r_tmix_log_density", (DL_FUNC)&r_tmix_log_density, 4},
     {"r_draws_theta", (DL_FUNC)&r_draws_theta, 8},

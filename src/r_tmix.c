@@ -66,7 +66,8 @@ static tmix_settings settings_from_r(SEXP s) {
     tmix_settings t = {list_int(s, "components", a), list_int(s, "em_iters", a),
                        list_int(s, "kmeans_iters", a), list_int(s, "em_rows", a),
                        list_real(s, "df", a), list_real(s, "shrink", a), list_real(s, "inflate", a),
-                       list_real(s, "floor", a)};
+                       list_real(s, "floor", a), list_real(s, "laplace_share", a),
+                       list_real(s, "laplace_below", a), list_real(s, "laplace_step", a)};
     if (t.components < 1 || t.components > TMIX_MAX)
         Rf_error("'settings$components' must be in 1..%d", TMIX_MAX);
     if (t.em_iters < 0 || t.em_iters > 10000 || t.kmeans_iters < 0 || t.kmeans_iters > 10000)
@@ -76,6 +77,12 @@ static tmix_settings settings_from_r(SEXP s) {
     if (!(t.shrink >= 0) || !R_FINITE(t.shrink)) Rf_error("'settings$shrink' must be >= 0");
     if (!(t.inflate > 0) || !R_FINITE(t.inflate)) Rf_error("'settings$inflate' must be positive");
     if (!(t.floor >= 0) || !R_FINITE(t.floor)) Rf_error("'settings$floor' must be >= 0");
+    if (!(t.laplace_share >= 0 && t.laplace_share < 1))
+        Rf_error("'settings$laplace_share' must be in [0, 1)");
+    if (ISNAN(t.laplace_below) || !(t.laplace_step > 0) || !R_FINITE(t.laplace_step))
+        Rf_error("'settings$laplace_below' must be a number and 'settings$laplace_step' positive");
+    if (t.laplace_share > 0 && t.components >= TMIX_MAX)
+        Rf_error("'settings$components' must be below %d with a Laplace component", TMIX_MAX);
     return t;
 }
 
@@ -87,9 +94,10 @@ static int thread_id(void) {
 #endif
 }
 
-/* z: d x N standardised draws, log_w: N log weights, counts: rows per observation (in
- * order), S0: d x d x n_obs shrinkage targets, seeds: one per observation. */
-SEXP r_tmix_fit(SEXP z, SEXP log_w, SEXP counts, SEXP S0, SEXP settings, SEXP seeds,
+/* z: d x N standardised draws, log_w: N log weights, log_p: the target's N log densities
+ * (or NULL: no Laplace component), counts: rows per observation (in order), S0: d x d x n_obs
+ * shrinkage targets, seeds: one per observation. */
+SEXP r_tmix_fit(SEXP z, SEXP log_w, SEXP log_p, SEXP counts, SEXP S0, SEXP settings, SEXP seeds,
                 SEXP threads) {
     const int nt = need_threads(threads);
     const tmix_settings s = settings_from_r(settings);
@@ -102,11 +110,12 @@ SEXP r_tmix_fit(SEXP z, SEXP log_w, SEXP counts, SEXP S0, SEXP settings, SEXP se
     need_real(S0, (R_xlen_t)d * d * n_obs, "S0");
     const int N = need_cols(z, d, "z");
     need_real(log_w, N, "log_w");
+    const double *lp = Rf_isNull(log_p) ? NULL : need_real(log_p, N, "log_p");
     const R_xlen_t *off = need_counts(counts, n_obs, N, "counts");
     const uint64_t *sd = need_seeds(seeds, n_obs, "seeds");
     int max_n = 1;
     for (int o = 0; o < n_obs; o++) if (off[o + 1] - off[o] > max_n) max_n = (int)(off[o + 1] - off[o]);
-    const int K = s.components;
+    const int K = tmix_fit_components(&s);
     SEXP share = PROTECT(Rf_allocMatrix(REALSXP, K, n_obs));
     SEXP dmu = PROTECT(Rf_allocVector(INTSXP, 3)), dch = PROTECT(Rf_allocVector(INTSXP, 4));
     INTEGER(dmu)[0] = d; INTEGER(dmu)[1] = K; INTEGER(dmu)[2] = n_obs;
@@ -128,8 +137,9 @@ SEXP r_tmix_fit(SEXP z, SEXP log_w, SEXP counts, SEXP S0, SEXP settings, SEXP se
     for (int o = 0; o < n_obs; o++) {
         tmix g = {K, d, s.df, lconst, psh + (size_t)o * K, pmu + (size_t)o * K * d,
                   pch + (size_t)o * K * d * d};
-        st[o] = tmix_fit(&g, zz + (size_t)off[o] * d, lw + off[o], (int)(off[o + 1] - off[o]),
-                         s0 + (size_t)o * d * d, &s, sd[o], work + per * thread_id());
+        st[o] = tmix_fit(&g, zz + (size_t)off[o] * d, lw + off[o], lp ? lp + off[o] : NULL,
+                         (int)(off[o + 1] - off[o]), s0 + (size_t)o * d * d, &s, sd[o],
+                         work + per * thread_id());
         if (st[o] != 0)  /* no fit: a dead mixture, flagged by status */
             for (int k = 0; k < K; k++) g.share[k] = 0.0;
     }

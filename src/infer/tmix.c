@@ -109,11 +109,14 @@ void tmix_sample(const tmix *g, int n, uint64_t seed, uint64_t index0, double *z
     }
 }
 
+int tmix_fit_components(const tmix_settings *s) { return s->components + (s->laplace_share > 0); }
+
 size_t tmix_fit_work(int n, int d, const tmix_settings *s) {
     const size_t m = (size_t)(n < s->em_rows ? n : s->em_rows);
     const size_t K = (size_t)s->components;
-    /* rows, weights, responsibilities, distances, covariance, scratch */
-    return m * d + m + m * K + m + (size_t)n + (size_t)d * d * 3 + (size_t)d + 8;
+    /* rows, weights, responsibilities, distances, covariance, scratch (then Laplace's) */
+    return m * d + m + m * K + m + (size_t)n + (size_t)d * d * 3 + (size_t)d + 8 +
+           (s->laplace_share > 0 ? laplace_work(n, d) : 0);
 }
 
 /* The rows with positive weight as a compact m x d set with weights summing to 1; with more
@@ -241,14 +244,14 @@ static int regularise(double *S, const double *T, const double *S0, int d, doubl
     return 1;
 }
 
-int tmix_fit(tmix *g, const double *z, const double *log_w, int n, const double *S0,
-             const tmix_settings *s, uint64_t seed, double *work) {
+int tmix_fit(tmix *g, const double *z, const double *log_w, const double *log_p, int n,
+             const double *S0, const tmix_settings *s, uint64_t seed, double *work) {
     const int d = g->d, K = s->components;
     rng_t r = rng_stream(seed, 0);
     const int cap = n < s->em_rows ? n : s->em_rows;
     double *zz = work, *ww = zz + (size_t)cap * d, *resp = ww + cap, *dmin = resp + (size_t)cap * K;
     double *wfull = dmin + cap, *S = wfull + n, *tmp = S + (size_t)d * d, *W = tmp + (size_t)d * d;
-    double *u = W + (size_t)d * d;
+    double *u = W + (size_t)d * d, *lwork = u + d + 8;
     {   /* S0 must factorise */
         memcpy(tmp, S0, (size_t)d * d * sizeof(double));
         if (chol_lower(tmp, d)) return 2;
@@ -346,5 +349,13 @@ int tmix_fit(tmix *g, const double *z, const double *log_w, int n, const double 
     if (s->em_iters == 0 && s->inflate != 1.0)  /* no EM: widen the start */
         for (int k = 0; k < k_used; k++)
             for (int a = 0; a < d * d; a++) g->chol[(size_t)k * d * d + a] *= s->inflate;
+    const int kL = s->components;
+    if (s->laplace_share > 0 && log_p && n_eff < s->laplace_below && g->K > kL &&
+        laplace_fit(z, log_p, n, d, S0, s->laplace_step, g->mu + (size_t)kL * d, S, lwork) == 0 &&
+        regularise(S, S0, S0, d, 1e300, s, s->inflate * s->inflate, tmp) == 0) {
+        memcpy(g->chol + (size_t)kL * d * d, S, (size_t)d * d * sizeof(double));
+        for (int k = 0; k < kL; k++) g->share[k] *= 1.0 - s->laplace_share;
+        g->share[kL] = s->laplace_share;
+    }
     return 0;
 }

@@ -11,12 +11,12 @@ one_mix <- function(share, mu, R, df = 5) {
 }
 mix_logd <- function(g, z) .Call(nbi:::C_r_tmix_log_density, g, t(z), nrow(z), 1L)
 mix_draw <- function(g, n, seed = 1) t(.Call(nbi:::C_r_tmix_sample, g, n, seed, 1L))
-mix_fit <- function(z, w, S0, settings, seed = 1, threads = 1L)
-  .Call(nbi:::C_r_tmix_fit, t(z), log(w), nrow(z), array(S0, c(ncol(z), ncol(z), 1)),
+mix_fit <- function(z, w, S0, settings, seed = 1, threads = 1L, log_p = NULL)
+  .Call(nbi:::C_r_tmix_fit, t(z), log(w), log_p, nrow(z), array(S0, c(ncol(z), ncol(z), 1)),
         settings, seed, threads)
 fit_settings <- function(...) {
-  s <- nbi:::adapt_settings[c("components", "em_iters", "kmeans_iters", "em_rows", "df",
-                              "shrink", "inflate", "floor")]
+  s <- nbi:::adapt_settings[nbi:::tmix_c_settings]
+  s$laplace_share <- 0
   utils::modifyList(s, list(...))
 }
 
@@ -108,10 +108,39 @@ test_that("the EM fit recovers a two-component mixture, and weights re-target it
   v_far <- diag(crossprod(gm$chol[, , far_k, 1]))
   expect_true(all(v_far > 0.001 & v_far < 0.02))   # about half the near one's 0.01
   # no positive weight: status 1 and a dead mixture
-  gz <- .Call(nbi:::C_r_tmix_fit, t(u[1:5, ]), rep(-Inf, 5), 5L, array(diag(2), c(2, 2, 1)),
+  gz <- .Call(nbi:::C_r_tmix_fit, t(u[1:5, ]), rep(-Inf, 5), NULL, 5L, array(diag(2), c(2, 2, 1)),
               s, 1, 1L)
   expect_equal(gz$status, 1L)
   expect_true(all(gz$share == 0))
+})
+
+test_that("the Laplace component jumps to the maximum of a Gaussian log density from its far tail", {
+  # target N(m, C) in 2-D; draws only from a region 20 sds away along the first axis
+  m <- c(3, -1); C <- matrix(c(0.04, 0.018, 0.018, 0.0225), 2)
+  set.seed(21)
+  z <- cbind(stats::rnorm(400, m[1] - 4, 0.3), stats::rnorm(400, m[2], 0.3))
+  Ci <- solve(C)
+  log_p <- -0.5 * rowSums((sweep(z, 2, m) %*% Ci) * sweep(z, 2, m))
+  s <- fit_settings(components = 2L, laplace_share = 0.3, laplace_below = 100, laplace_step = 100,
+                    inflate = 1, floor = 0)
+  g <- mix_fit(z, exp(log_p - max(log_p)), diag(2) * 0.1, s, log_p = log_p)
+  expect_equal(dim(g$share), c(3L, 1L))
+  expect_equal(g$share[3, 1], 0.3)
+  expect_equal(sum(g$share), 1)
+  expect_equal(g$mu[, 3, 1], m, tolerance = 1e-6)
+  expect_equal(crossprod(g$chol[, , 3, 1]), C, tolerance = 1e-6)
+  # the step is capped at laplace_step times the neighbourhood's radius
+  g2 <- mix_fit(z, exp(log_p - max(log_p)), diag(2) * 0.1, utils::modifyList(s, list(laplace_step = 0.5)),
+                log_p = log_p)
+  best <- z[which.max(log_p), ]
+  expect_lt(sqrt(sum((g2$mu[, 3, 1] - best)^2 / 0.1)), sqrt(sum((m - best)^2 / 0.1)) / 2)
+  # a log density without a maximum (a saddle) gives no Laplace component
+  saddle <- z[, 1]^2 - z[, 2]^2
+  g3 <- mix_fit(z, rep(1, 400), diag(2) * 0.1, s, log_p = saddle)
+  expect_equal(g3$share[3, 1], 0)
+  # nor does an n_eff above laplace_below
+  g4 <- mix_fit(z, rep(1, 400), diag(2) * 0.1, s, log_p = log_p)
+  expect_equal(g4$share[3, 1], 0)
 })
 
 test_that("the mixture entries reject malformed input", {
@@ -125,10 +154,12 @@ test_that("the mixture entries reject malformed input", {
   expect_error(.Call(nbi:::C_r_tmix_log_density, g, matrix(0, 1, 3), 2L, 1L), "sum to")
   dead <- g; dead$share[] <- 0
   expect_error(mix_draw(dead, 5), "no live component")
-  expect_error(.Call(nbi:::C_r_tmix_fit, matrix(0, 2, 4), rep(0, 4), 4L, array(diag(2), c(2, 2, 1)),
-                     fit_settings(components = 0L), 1, 1L), "components")
-  expect_error(.Call(nbi:::C_r_tmix_fit, matrix(0, 2, 4), rep(0, 3), 4L, array(diag(2), c(2, 2, 1)),
-                     fit_settings(), 1, 1L), "log_w")
+  expect_error(.Call(nbi:::C_r_tmix_fit, matrix(0, 2, 4), rep(0, 4), NULL, 4L,
+                     array(diag(2), c(2, 2, 1)), fit_settings(components = 0L), 1, 1L), "components")
+  expect_error(.Call(nbi:::C_r_tmix_fit, matrix(0, 2, 4), rep(0, 3), NULL, 4L,
+                     array(diag(2), c(2, 2, 1)), fit_settings(), 1, 1L), "log_w")
+  expect_error(.Call(nbi:::C_r_tmix_fit, matrix(0, 2, 4), rep(0, 4), rep(0, 3), 4L,
+                     array(diag(2), c(2, 2, 1)), fit_settings(laplace_share = 0.3), 1, 1L), "log_p")
 })
 
 # Conjugate model: theta ~ N(0, I_2), x = A theta + N(0, 0.5^2 I_3); a surrogate from 3

@@ -273,22 +273,24 @@ test_that("fuzz: r_obs_keys", {
 test_that("fuzz: r_tmix_fit, r_tmix_sample, r_tmix_log_density", {
   set.seed(13)
   d <- 2; K <- 2
-  settings <- nbi:::adapt_settings[c("components", "em_iters", "kmeans_iters", "em_rows", "df",
-                                     "shrink", "inflate", "floor")]
+  settings <- nbi:::adapt_settings[nbi:::tmix_c_settings]
   settings$components <- K; settings$em_iters <- 3L; settings$em_rows <- 20L
   z <- matrix(rnorm(d * 30), d, 30)
-  bases <- list(list(args = list(z = z, log_w = rnorm(30), counts = c(10L, 20L),
+  bases <- list(list(args = list(z = z, log_w = rnorm(30), log_p = rnorm(30), counts = c(10L, 20L),
+                                 S0 = array(diag(d), c(d, d, 2)), settings = settings,
+                                 seeds = c(1, 2), threads = 1L)),
+                list(args = list(z = z, log_w = rnorm(30), log_p = NULL, counts = c(10L, 20L),
                                  S0 = array(diag(d), c(d, d, 2)), settings = settings,
                                  seeds = c(1, 2), threads = 1L)))
   # em_rows and the iterations up to 2^31 - 1 are accepted and would run: keep them small
   cheap <- function(a) {
-    s <- a[[5]]
+    s <- a[[6]]
     if (!is.list(s) || is.null(names(s))) return(TRUE)
     it <- vapply(c("em_iters", "kmeans_iters"), function(f) fz_count(s[[f]]), 0)
     all(is.na(it) | it <= 100 | it > 10000)
   }
   fz_run("r_tmix_fit", bases, seed = 121, cheap = cheap)
-  mix <- .Call(C_r_tmix_fit, z, rnorm(30), c(10L, 20L), array(diag(d), c(d, d, 2)), settings,
+  mix <- .Call(C_r_tmix_fit, z, rnorm(30), NULL, c(10L, 20L), array(diag(d), c(d, d, 2)), settings,
                c(1, 2), 1L)
   mix$status <- NULL
   bases <- list(list(args = list(mix = mix, counts = c(3L, 4L), seeds = c(5, 6), threads = 1L)))
