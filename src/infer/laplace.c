@@ -81,17 +81,7 @@ int laplace_fit(const double *z, const double *log_p, int n, int d, const double
         A[a * P + a] += 1e-10 * tr / P;
     }
     if (chol_lower(A, P)) return 2;
-    /* solve A coef = r (coef in r) */
-    for (int a = 0; a < P; a++) {
-        double t = r[a];
-        for (int c = 0; c < a; c++) t -= A[a * P + c] * r[c];
-        r[a] = t / A[a * P + a];
-    }
-    for (int a = P - 1; a >= 0; a--) {
-        double t = r[a];
-        for (int c = a + 1; c < P; c++) t -= A[c * P + a] * r[c];
-        r[a] = t / A[a * P + a];
-    }
+    chol_solve(A, P, r);   /* the coefficients, in r */
     /* gradient b and the negated Hessian -H (h_aa multiplies v_a^2: H_aa = 2 h_aa) */
     for (int a = 0; a < d; a++) b[a] = r[1 + a];
     int p = 1 + d;
@@ -105,16 +95,8 @@ int laplace_fit(const double *z, const double *log_p, int n, int d, const double
     if (chol_lower(T, d)) return 2;   /* not a maximum: no Laplace approximation */
     /* Sv = (-H)^-1 from its factor T (T T' = -H): columns by two triangular solves */
     for (int col = 0; col < d; col++) {
-        for (int a = 0; a < d; a++) {
-            double t = a == col ? 1.0 : 0.0;
-            for (int c = 0; c < a; c++) t -= T[a * d + c] * m[c];
-            m[a] = t / T[a * d + a];
-        }
-        for (int a = d - 1; a >= 0; a--) {
-            double t = m[a];
-            for (int c = a + 1; c < d; c++) t -= T[c * d + a] * m[c];
-            m[a] = t / T[a * d + a];
-        }
+        for (int a = 0; a < d; a++) m[a] = a == col;
+        chol_solve(T, d, m);
         for (int a = 0; a < d; a++) Sv[a * d + col] = m[a];
     }
     /* the maximum v* = Sv b, no further than max_step times the neighbourhood's radius */

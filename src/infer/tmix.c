@@ -26,6 +26,19 @@ int chol_lower(double *a, int d) {
     return 0;
 }
 
+void chol_solve(const double *L, int d, double *b) {
+    for (int a = 0; a < d; a++) {      /* L y = b */
+        double t = b[a];
+        for (int c = 0; c < a; c++) t -= L[a * d + c] * b[c];
+        b[a] = t / L[a * d + a];
+    }
+    for (int a = d - 1; a >= 0; a--) { /* L' x = y */
+        double t = b[a];
+        for (int c = a + 1; c < d; c++) t -= L[c * d + a] * b[c];
+        b[a] = t / L[a * d + a];
+    }
+}
+
 /* squared norm of u = L^-1 (z - mu) (forward substitution); u: d doubles */
 static double mahalanobis2(const double *L, const double *mu, const double *z, int d, double *u) {
     double q = 0.0;

@@ -54,6 +54,8 @@ void tmix_log_density(const tmix *g, const double *z, int n, double *out, double
 void tmix_sample(const tmix *g, int n, uint64_t seed, uint64_t index0, double *z);
 /* lower Cholesky factor of the d x d matrix a (row-major) in place; 1 if not positive definite */
 int chol_lower(double *a, int d);
+/* b <- (L L')^-1 b for a lower factor L from chol_lower */
+void chol_solve(const double *L, int d, double *b);
 
 /* infer/laplace.c: the maximum and curvature of the least-squares quadratic through log_p at
  * the max(4 P, 50) finite points nearest (metric S0) to the highest one (P = the quadratic's
