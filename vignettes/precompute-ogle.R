@@ -92,12 +92,12 @@ quadrature <- function(G, half = 8) {
   w <- exp(ll - m)
   log_z <- m + log(sum(w) * cell) + log_prior(prior, matrix(s$mean, 1))   # flat prior density
   w <- w / sum(w)
-  mean <- colSums(w * grid)
+  mean <- stats::setNames(colSums(w * grid), prior$names)
   list(G = G, mean = mean, sd = sqrt(colSums(w * sweep(grid, 2, mean)^2)), log_z = log_z,
        edge = sum(w[apply(grid, 1, function(r) any(r %in% unlist(lapply(ax, range))))]),
-       cdf = lapply(1:3, function(j) {
+       cdf = lapply(1:3, function(j) {   # the marginal cdf at the cells' upper edges
          mj <- tapply(w, grid[, j], sum)
-         list(x = as.numeric(names(mj)), p = cumsum(mj))
+         list(x = as.numeric(names(mj)) + diff(ax[[j]][1:2]) / 2, p = cumsum(mj))
        }))
 }
 t0 <- now()
@@ -114,6 +114,18 @@ emcee <- data.frame(parameter = c("t0", "u0", "tE"),
 
 wq <- function(p, probs) vapply(1:3, function(j)
   nbi:::weighted_quantile(p$theta[, j], p$weights, probs), numeric(length(probs)))
+
+# ---- the same network on light curves simulated at the posterior mean: 20 of them, with
+# the training noise; offsets of the surrogate's means in units of its own sds ----
+set.seed(4)
+theta_ref <- matrix(quad_fine$mean, 20, 3, byrow = TRUE)
+x_ref <- observe(simulate_event(theta_ref), theta_ref)
+sims_ref <- predict(engine, x_ref, n_samples = 5000, importance = FALSE, seed = 5, threads = 2)
+z_ref <- t(vapply(sims_ref, function(p) {
+  s <- summary(p)
+  (s$mean - quad_fine$mean) / s$sd
+}, numeric(3)))
+colnames(z_ref) <- prior$names
 
 # ---- residuals of the best fit: what the point-lens model leaves in the data ----
 best <- post$theta[which.max(post$log_weights), ]
@@ -143,7 +155,7 @@ res <- list(
   seconds = now() - t0_wall, fit_seconds = fit_seconds,
   epochs = nrow(engine$history$epochs), best_epoch = which.min(engine$history$epochs$valid_loss),
   valid_loss = min(engine$history$epochs$valid_loss),
-  surrogate = summary(surrogate), plain = list(
+  surrogate = summary(surrogate), z_ref = z_ref, plain = list(
     n_eff = plain$n_eff, efficiency = plain$efficiency, pareto_k = plain$pareto_k,
     log_evidence = plain$log_evidence, log_evidence_se = plain$log_evidence_se,
     seconds = plain_seconds),

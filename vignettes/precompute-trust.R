@@ -247,7 +247,7 @@ res <- list(
              coverage = strip_cal(cov_bad), sbc = strip_cal(sbc_bad),
              predict_100k_seconds = post_bad_100k$seconds,
              adapt_seconds = post_bad_adapt$seconds,
-             adapt_n_eff = post_bad_adapt$value$adapt$n_eff),
+             adapt_n_eff = post_bad_adapt$value$rounds$n_eff),
   broad = list(truth = truth_broad, x_obs = x_broad[1, ], table = broad,
                summary = summary(posts_broad_t2[[1]]), band = bands$broad),
   ray = list(x_obs = x_ray, summary = summary(post_ray), band = bands$ray),
