@@ -138,7 +138,7 @@ AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *
         const double *mean = o + (size_t)(3 * k) * TILE;
         #pragma omp simd
         for (int i = 0; i < TILE; i++) {
-            const int64_t take = vm_mask(s->u[i] * sr[i] < cum[i]);
+            const uint64_t take = vm_mask(s->u[i] * sr[i] < cum[i]);
             zsel[i] = vm_select(take, mean[i], zsel[i]);
             asel[i] = vm_select(take, as[i], asel[i]);
         }
@@ -178,14 +178,14 @@ AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, d
 
 #define TILE_VBYTES 32
 #define REAL double
-#define REAL_BITS int64_t
+#define REAL_BITS uint64_t
 #define TS(name) name##_f64
 #include "flow/sample_tile.h"
 #undef REAL
 #undef REAL_BITS
 #undef TS
 #define REAL float
-#define REAL_BITS int32_t
+#define REAL_BITS uint32_t
 #define TS(name) name##_f32
 #include "flow/sample_tile.h"
 #undef REAL
@@ -195,14 +195,14 @@ AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, d
 #ifdef VM_DISPATCH  /* 512-bit vectors, for the AVX-512 copy */
 #define TILE_VBYTES 64
 #define REAL double
-#define REAL_BITS int64_t
+#define REAL_BITS uint64_t
 #define TS(name) name##_f64z
 #include "flow/sample_tile.h"
 #undef REAL
 #undef REAL_BITS
 #undef TS
 #define REAL float
-#define REAL_BITS int32_t
+#define REAL_BITS uint32_t
 #define TS(name) name##_f32z
 #include "flow/sample_tile.h"
 #undef REAL

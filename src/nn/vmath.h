@@ -11,10 +11,11 @@
 
 /* a if the mask (all ones or all zeros, from vm_mask) is set, else b. Written on the bits:
  * with trapping math (the default) the compiler keeps a branch for a floating-point select,
- * and a loop with a branch does not vectorise. */
-VM_INLINE int64_t vm_mask(int cond) { return -(int64_t)cond; }
-VM_INLINE double vm_select(int64_t mask, double a, double b) {
-    int64_t ab, bb;
+ * and a loop with a branch does not vectorise. All bit arithmetic here is unsigned, whose
+ * shifts and wrap-around are defined (a signed left shift out of range is undefined). */
+VM_INLINE uint64_t vm_mask(int cond) { return (uint64_t)0 - (uint64_t)(cond != 0); }
+VM_INLINE double vm_select(uint64_t mask, double a, double b) {
+    uint64_t ab, bb;
     memcpy(&ab, &a, sizeof ab);
     memcpy(&bb, &b, sizeof bb);
     ab = (ab & mask) | (bb & ~mask);
@@ -49,15 +50,15 @@ static const double COS_TAYLOR[11] = {  /* (-1)^k / (2k)! */
  * stays NaN. */
 VM_INLINE double vm_exp(double x) {
     const double shift = 0x1.8p52;  /* adding it rounds to an integer kept in the low bits */
-    const int64_t under = vm_mask(x < -700.0);
+    const uint64_t under = vm_mask(x < -700.0);
     double xc = vm_select(vm_mask(x > 700.0), 700.0, vm_select(under, -700.0, x));
     double kd = xc * 1.4426950408889634 + shift, k = kd - shift;
     double r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
     double p = vm_poly(r, EXP_TAYLOR, 14);
-    int64_t kb, pb;
+    uint64_t kb, pb;
     memcpy(&kb, &kd, sizeof kb);
     memcpy(&pb, &p, sizeof pb);
-    pb = (pb + (kb << 52)) & ~under;  /* k in the exponent (two's complement wraps right) */
+    pb = (pb + (kb << 52)) & ~under;  /* k in the exponent (k < 0 wraps modulo 2^64: right) */
     memcpy(&p, &pb, sizeof p);
     return p + (xc - xc);  /* NaN in, NaN out */
 }
@@ -66,15 +67,15 @@ VM_INLINE double vm_exp(double x) {
  * log m = 2 atanh(f), f = (m - 1) / (m + 1), by its series to f^19 (|f| < 0.172: remainder
  * below 1e-17) */
 VM_INLINE double vm_log(double x) {
-    int64_t b;
+    uint64_t b;
     memcpy(&b, &x, sizeof b);
-    int64_t eb = (b >> 52) & 0x7ff, mb = (b & 0xfffffffffffffLL) | 0x3ff0000000000000LL;
+    uint64_t eb = (b >> 52) & 0x7ff, mb = (b & 0xfffffffffffffULL) | 0x3ff0000000000000ULL;
     double m, e;
     memcpy(&m, &mb, sizeof m);
-    const int64_t big = vm_mask(m > 1.4142135623730951);
+    const uint64_t big = vm_mask(m > 1.4142135623730951);
     m = vm_select(big, 0.5 * m, m);
     eb += big & 1;
-    int64_t ebits = eb | 0x4330000000000000LL;  /* the double 2^52 + eb */
+    uint64_t ebits = eb | 0x4330000000000000ULL;  /* the double 2^52 + eb */
     memcpy(&e, &ebits, sizeof e);
     e -= 4503599627370496.0 + 1023.0;
     const double f = (m - 1.0) / (m + 1.0), f2 = f * f;
@@ -86,7 +87,7 @@ VM_INLINE double vm_log(double x) {
  * by its Taylor series to x^20 (remainder below 2e-17) */
 VM_INLINE double vm_cos_2pi(double u) {
     double w = fabs(u - 0.5);                 /* cos(2 pi u) = -cos(2 pi w) */
-    const int64_t far = vm_mask(w > 0.25);  /* cos(2 pi w) = -cos(2 pi (1/2 - w)) */
+    const uint64_t far = vm_mask(w > 0.25);  /* cos(2 pi w) = -cos(2 pi (1/2 - w)) */
     w = vm_select(far, 0.5 - w, w);
     const double x = 6.283185307179586 * w;
     const double p = vm_poly(x * x, COS_TAYLOR, 11);
@@ -96,9 +97,9 @@ VM_INLINE double vm_cos_2pi(double u) {
 /* sqrt y for normal y > 0, vectorisable (the library's sqrt keeps a branch for errno):
  * the exponent halved on the bits (within 4%), then 4 Newton steps (below 1 ulp) */
 VM_INLINE double vm_sqrt(double y) {
-    int64_t b;
+    uint64_t b;
     memcpy(&b, &y, sizeof b);
-    b = 0x1FF7A3BEA91D9B1BLL + (b >> 1);
+    b = 0x1FF7A3BEA91D9B1BULL + (b >> 1);
     double r;
     memcpy(&r, &b, sizeof r);
     for (int k = 0; k < 4; k++) r = 0.5 * (r + y / r);
