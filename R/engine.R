@@ -110,3 +110,74 @@ spec_with_precision <- function(spec, object) {
   spec$precision <- if (is.null(p)) "float64" else check_precision(p)
   spec
 }
+
+#' Training history of an engine
+#'
+#' Training and validation loss per epoch (epochs of all rounds in sequence, with dotted
+#' lines between rounds). When the rounds recorded effective sample sizes (sequential
+#' fits with importance weights), a second panel shows `n_eff` and the sampling efficiency
+#' per round.
+#'
+#' @param x a fitted [nbi_engine()].
+#' @param ... further graphical parameters set with [graphics::par()] for the panels.
+#' @return `x`, invisibly. The graphical parameters are restored on exit.
+#' @examples
+#' sim <- function(theta) theta[["mu"]] + stats::rnorm(3, sd = 0.5)
+#' eng <- nbi_engine(sim, nbi_prior(mu = prior_normal(0, 1)),
+#'                   flow = flow_maf(blocks = 2, hidden = 16, mixture = 2))
+#' eng <- fit(eng, n_sims = 500, n_epochs = 5, seed = 1)
+#' plot(eng)
+#' @export
+plot.nbi_engine <- function(x, ...) {
+  check_fitted(x, "x")
+  ep <- x$history$epochs
+  rounds <- x$history$rounds
+  if (is.null(ep) || !nrow(ep))
+    stop("`x` has no training history to plot", call. = FALSE)
+  has_neff <- !is.null(rounds) && !is.null(rounds$n_eff) && any(!is.na(rounds$n_eff))
+
+  op <- graphics::par(no.readonly = TRUE)
+  on.exit(graphics::par(op))
+  graphics::par(mfrow = c(1, if (has_neff) 2 else 1), mar = c(4, 4, 2, if (has_neff) 4 else 1),
+                mgp = c(2.4, 0.7, 0))
+  extra <- list(...)
+  if (length(extra)) graphics::par(extra)
+
+  step <- seq_len(nrow(ep))
+  losses <- c(ep$train_loss, ep$valid_loss)
+  yl <- if (any(is.finite(losses))) range(losses, finite = TRUE) else c(0, 1)
+  cols <- c("steelblue", "darkorange")
+  has_valid <- any(is.finite(ep$valid_loss))
+  graphics::plot(step, ep$train_loss, type = "l", col = cols[1], lwd = 2, ylim = yl,
+                 xlab = "epoch", ylab = "loss (negative log density)", main = "Training")
+  if (has_valid) graphics::lines(step, ep$valid_loss, col = cols[2], lwd = 2)
+  if (length(step) == 1) {
+    graphics::points(step, ep$train_loss, col = cols[1], pch = 19)
+    if (has_valid) graphics::points(step, ep$valid_loss, col = cols[2], pch = 19)
+  }
+  if (!is.null(ep$round) && length(unique(ep$round)) > 1) {
+    graphics::abline(v = which(diff(ep$round) != 0) + 0.5, lty = 3, col = "grey40")
+  }
+  graphics::legend("topright", legend = c("training", "validation")[c(TRUE, has_valid)],
+                   col = cols[c(TRUE, has_valid)], lwd = 2, bty = "n")
+
+  if (has_neff) {
+    r <- if (is.null(rounds$round)) seq_len(nrow(rounds)) else rounds$round
+    ne <- rounds$n_eff
+    ef <- rounds$efficiency
+    graphics::plot(r, ne, type = "b", pch = 19, col = cols[1], lwd = 2, xaxt = "n",
+                   ylim = c(0, max(ne, na.rm = TRUE) * 1.05), xlab = "round",
+                   ylab = "effective sample size", main = "Importance sampling")
+    graphics::axis(1, at = r)
+    if (any(!is.na(ef))) {
+      graphics::par(new = TRUE)
+      graphics::plot(r, ef, type = "b", pch = 17, col = cols[2], lwd = 2, lty = 2, axes = FALSE,
+                     xlab = "", ylab = "", ylim = c(0, max(1, ef, na.rm = TRUE)))
+      graphics::axis(4)
+      graphics::mtext("efficiency", side = 4, line = 2.4)
+      graphics::legend("topleft", legend = c("n_eff", "efficiency"), col = cols, pch = c(19, 17),
+                       lty = c(1, 2), lwd = 2, bty = "n")
+    }
+  }
+  invisible(x)
+}

@@ -58,8 +58,8 @@ simulate_proposals <- function(object, thetas, keys, round) {
     rows <- (end[i] - sizes[i]) + seq_len(sizes[i])
     unname(split(rows, ceiling(seq_along(rows) / 1000)))
   }), recursive = FALSE)
-  old <- get0(".Random.seed", envir = globalenv(), inherits = FALSE)
-  on.exit(sim_restore_seed(old), add = TRUE)
+  old <- rng_state()
+  on.exit(rng_restore(old), add = TRUE)
   res <- sim_execute(object$simulator, isTRUE(object$vectorized), theta, seeds, idx,
                      sim_check_x_dim(object$x_dim))
   sims <- sim_collect(theta, res, object$prior$names, strict = FALSE)

@@ -40,6 +40,9 @@ eval_log_lik <- function(object, x_obs, x_sim, theta, x_err) {
   if (!is.matrix(x_sim) || ncol(x_sim) != length(x_obs))
     stop(sprintf("the default Gaussian likelihood needs `x_obs` in the simulator's layout (%d values); give `log_likelihood` to the engine otherwise",
                  if (is.matrix(x_sim)) ncol(x_sim) else NA_integer_), call. = FALSE)
+  if (length(err) != 1L && length(err) != length(x_obs))
+    stop(sprintf("`%s` has %d values but the observation has %d: give one error for all, or one per value",
+                 if (is.null(x_err)) "noise" else "x_err", length(err), length(x_obs)), call. = FALSE)
   err <- rep_len(err, length(x_obs))
   r <- t((t(x_sim) - x_obs) / err)
   -0.5 * rowSums(r^2) - sum(log(2 * pi * err^2)) / 2

@@ -98,3 +98,68 @@ encode_obs <- function(object, items) {
   list(spec = spec_with_precision(spec_for_rows(m$spec, rows), object),
        x = encode_input(items, m$x_scale, f, rows))
 }
+
+# Simulator outputs as an n x p numeric matrix (vector observations).
+as_training_x <- function(x, n, featurizer = NULL) {
+  if (n < 2) stop("at least 2 simulations are needed to train", call. = FALSE)
+  if (is_set_featurizer(featurizer)) {
+    if (!is.list(x) || is.data.frame(x))
+      stop("`x`: set observations must come as a list of matrices", call. = FALSE)
+    if (length(x) != n) stop(sprintf("`x` has %d sets but `theta` has %d rows", length(x), n),
+                             call. = FALSE)
+    return(lapply(x, check_set, featurizer = featurizer, arg = "x"))
+  }
+  if (is.data.frame(x)) x <- as.matrix(x)
+  raw_dim <- NULL
+  if (is.list(x)) {
+    raw_dim <- if (is.matrix(x[[1]]) || is.data.frame(x[[1]])) dim(x[[1]]) else length(x[[1]])
+    x <- lapply(x, flatten_obs)
+    lens <- lengths(x)
+    if (!all(vapply(x, is.numeric, logical(1))) || length(unique(lens)) != 1)
+      stop("`x`: observations must all have the same shape (numeric vectors of one length, or matrices of one size)",
+           call. = FALSE)
+    x <- matrix(unlist(x, use.names = FALSE), nrow = length(x), byrow = TRUE)
+  }
+  if (is.numeric(x) && is.null(dim(x))) x <- matrix(x, ncol = 1)
+  if (!is.numeric(x) || !is.matrix(x)) stop("`x` must be a numeric matrix, one simulation per row",
+                                            call. = FALSE)
+  if (nrow(x) != n) stop(sprintf("`x` has %d rows but `theta` has %d", nrow(x), n), call. = FALSE)
+  if (!all(is.finite(x))) stop("`x` has NA or non-finite values", call. = FALSE)
+  storage.mode(x) <- "double"
+  attr(x, "raw_dim") <- if (is.null(raw_dim)) ncol(x) else raw_dim
+  x
+}
+
+
+pool_x <- function(xs) {
+  if (is.list(xs[[1]])) return(do.call(c, xs))
+  out <- do.call(rbind, xs)
+  attr(out, "raw_dim") <- attr(xs[[1]], "raw_dim")
+  out
+}
+
+# One observation as a vector; a length x channels matrix becomes position-major (the
+# channels of each position together), the layout of the sequence featurizer.
+flatten_obs <- function(o) {
+  if (is.data.frame(o)) o <- as.matrix(o)
+  if (is.matrix(o)) as.vector(t(o)) else o
+}
+
+# Standardisation constants of the network input: per column, or per channel (pooled over
+# positions) for sequence featurizers.
+input_scale <- function(m, featurizer) {
+  if (featurizer$type != "resnet_gru" || featurizer$channels == 0) return(column_scale(m))
+  C <- featurizer$channels
+  ch <- (seq_len(ncol(m)) - 1L) %% C
+  per <- lapply(0:(C - 1), function(k) column_scale(matrix(m[, ch == k], ncol = 1)))
+  list(mean = vapply(per, `[[`, 0, "mean")[ch + 1L], sd = vapply(per, `[[`, 0, "sd")[ch + 1L])
+}
+
+column_scale <- function(m) {
+  mu <- colMeans(m)
+  s <- sqrt(pmax(colMeans(m^2) - mu^2, 0) * nrow(m) / max(1, nrow(m) - 1))
+  s[!is.finite(s) | s < 1e-12 * pmax(1, abs(mu))] <- 1  # constant columns are only centred
+  list(mean = mu, sd = s)
+}
+
+standardise <- function(m, sc) t((t(m) - sc$mean) / sc$sd)

@@ -206,7 +206,7 @@ nbi_log_prob <- function(object, theta, x_obs, threads = NULL) {
   m <- object$model
   z <- t(standardise(theta, list(mean = m$theta_mean, sd = m$theta_sd)))
   enc <- encode_obs(object, obs$items)
-  with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, 1, threads)) -
+  with_blas_threads(1L, .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, 1, threads)) -
     sum(log(m$theta_sd))
 }
 
@@ -219,8 +219,12 @@ check_observation <- function(object, x_obs, arg) {
   single <- FALSE
   if (is.data.frame(x_obs)) x_obs <- as.matrix(x_obs)
   ch <- if (object$featurizer$type == "resnet_gru") object$featurizer$channels else 1L
-  if (is.matrix(x_obs) && ch > 1 && ncol(x_obs) == ch && length(x_obs) == p)
-    x_obs <- flatten_obs(x_obs)  # one length x channels sequence
+  xd <- object$x_dim
+  # one observation in the simulator's own matrix layout (a length x channels sequence, or
+  # the matrix / data frame the simulator returned), flattened as fit() flattened it
+  if (is.matrix(x_obs) && length(x_obs) == p &&
+      ((ch > 1 && ncol(x_obs) == ch) || (length(xd) == 2 && all(dim(x_obs) == xd))))
+    x_obs <- flatten_obs(x_obs)
   if (is.list(x_obs)) {
     x_obs <- lapply(x_obs, flatten_obs)
     if (!all(vapply(x_obs, function(v) is.numeric(v) && length(v) == p, logical(1))))
@@ -278,7 +282,7 @@ sample_in_support <- function(object, items, n, threads, temper = 1, keys = NULL
       sel <- todo[group == g]
       k <- as.integer(min(1e7 / length(sel), max(want[group == g])))
       seed <- if (is.null(keys)) draw_seed() else derive_seed(keys[sel], 0, 3 + attempt)
-      z <- with_blas_threads(blas_threads(enc$spec, threads), .Call(C_r_model_sample, enc$spec, m$params,
+      z <- with_blas_threads(1L, .Call(C_r_model_sample, enc$spec, m$params,
                                             xs[, sel, drop = FALSE], k, seed,
                                             as.numeric(temper), threads))
       dr <- draws_theta(object$prior, m, z, k)

@@ -90,21 +90,6 @@ prior_colmat <- function(v, n) {
   matrix(rep(v, each = n), nrow = n, ncol = length(v))
 }
 
-# Run `expr` without disturbing the user's random number stream.
-prior_with_seed_preserved <- function(expr) {
-  genv <- globalenv()
-  had_seed <- exists(".Random.seed", envir = genv, inherits = FALSE)
-  if (had_seed) old_seed <- get(".Random.seed", envir = genv, inherits = FALSE)
-  on.exit({
-    if (had_seed) {
-      assign(".Random.seed", old_seed, envir = genv)
-    } else if (exists(".Random.seed", envir = genv, inherits = FALSE)) {
-      rm(list = ".Random.seed", envir = genv)
-    }
-  }, add = TRUE)
-  force(expr)
-}
-
 # Constructor shared by all marginal families.
 new_nbi_marginal <- function(family, params, lower, upper, sample,
                              log_density, names = NULL) {
@@ -524,7 +509,7 @@ prior_custom <- function(sample, log_density, dim, lower = -Inf, upper = Inf) {
   # probe once (without touching the user's RNG stream) to validate shapes
   # and pick up column names
   probe <- tryCatch(
-    prior_with_seed_preserved({
+    with_rng_preserved({
       x <- wrapped_sample(2L)
       ld <- wrapped_log_density(x)
       list(x = x, ld = ld)
@@ -700,50 +685,10 @@ prior_resolve <- function(prior) {
   as_nbi_prior(prior, "prior")
 }
 
-# Coerce theta (matrix, vector = one row, data frame) to an n x d double
-# matrix in the prior's column order.
+# theta as an n x d double matrix in the prior's column order (R/theta.R); infinite values
+# are allowed (their log density is -Inf).
 prior_theta_matrix <- function(theta, prior, fn) {
-  d <- prior$dim
-  if (is.data.frame(theta)) {
-    ok <- vapply(theta, function(col) is.numeric(col) || is.logical(col),
-                 logical(1))
-    if (!all(ok)) {
-      prior_abort(fn, ": `theta` data frame has non-numeric column(s): ",
-                  paste0("`", names(theta)[!ok], "`", collapse = ", "), ".")
-    }
-    theta <- as.matrix(theta)
-  }
-  if (!is.numeric(theta) && !(is.logical(theta) && all(is.na(theta)))) {
-    prior_abort(fn, ": `theta` must be a numeric matrix with ", d,
-                " column(s), a length-", d, " vector or a data frame (got ",
-                prior_type_of(theta), ").")
-  }
-  if (!is.matrix(theta)) {
-    if (length(theta) == d) {
-      theta <- matrix(theta, nrow = 1L, dimnames = list(NULL, names(theta)))
-    } else if (d == 1L) {
-      theta <- matrix(theta, ncol = 1L)
-    } else {
-      prior_abort(fn, ": `theta` is a vector of length ", length(theta),
-                  " but the prior has ", d, " parameters (",
-                  paste(prior$names, collapse = ", "), "); pass a length-", d,
-                  " vector or an n x ", d, " matrix.")
-    }
-  }
-  cn <- colnames(theta)
-  if (!is.null(cn) && all(prior$names %in% cn)) {
-    theta <- theta[, prior$names, drop = FALSE]
-  } else if (ncol(theta) != d) {
-    prior_abort(fn, ": `theta` has ", ncol(theta), " column(s) but the ",
-                "prior has ", d, " parameters (",
-                paste(prior$names, collapse = ", "), ").")
-  }
-  if (anyNA(theta)) {
-    prior_abort(fn, ": `theta` contains NA or NaN values.")
-  }
-  storage.mode(theta) <- "double"
-  dimnames(theta) <- list(NULL, prior$names)
-  theta
+  as_theta(theta, prior$names, "theta", where = paste0(fn, ": "), finite = FALSE)
 }
 
 # Rows of theta inside the box [lower, upper].
@@ -820,13 +765,8 @@ sample_prior <- function(prior, n) UseMethod("sample_prior")
 #' @export
 sample_prior.nbi_prior <- function(prior, n) {
   fn <- "sample_prior()"
-  if (missing(n) || !is.numeric(n) || length(n) != 1L || is.na(n) ||
-      !is.finite(n) || n < 0 || n != round(n)) {
-    prior_abort(fn, ": `n` must be a single non-negative whole number",
-                if (!missing(n) && is.numeric(n) && length(n) == 1L)
-                  paste0(" (got ", prior_fmt(n), ")"),
-                ".")
-  }
+  if (missing(n)) prior_abort(fn, ": `n` is missing: how many draws?")
+  check_count(n, "n", min = 0, where = paste0(fn, ": "))
   n <- as.integer(n)
   out <- matrix(0, nrow = n, ncol = prior$dim,
                 dimnames = list(NULL, prior$names))

@@ -33,8 +33,8 @@
 #' that is not numeric (data frames need all-numeric columns), returns any
 #' `NA`, `NaN` or infinite value, or returns an output whose shape (length of a
 #' vector, `dim` of a matrix or array) differs from the expected one: the
-#' engine's `x_dim` when it is set, else the shape of the first successful
-#' simulation. Failed simulations are dropped. If some fail, one warning gives
+#' engine's `x_dim` when it is set, else the most common shape among the successful
+#' simulations. Failed simulations are dropped. If some fail, one warning gives
 #' their number and the first failure; if more than half (or all) fail, the
 #' function stops with that information instead.
 #'
@@ -93,88 +93,66 @@
 #' s2$x
 #' @export
 nbi_simulate <- function(object, n, theta = NULL, chunk_size = NULL, ...) {
-  # ---- checks (nothing is run before they all pass) ----------------------
-  if (!inherits(object, "nbi_engine")) {
+  check_dots(list(...), "nbi_simulate")
+  plan <- sim_plan(object, n, theta, chunk_size)   # checks everything before anything runs
+  # leave the caller's RNG where it is now, whatever the futures do with it
+  old_rng <- rng_state()
+  on.exit(rng_restore(old_rng), add = TRUE)
+  results <- sim_execute(object$simulator, plan$vectorized, plan$theta, plan$seeds, plan$idx,
+                         plan$expected, plan$run_dir)
+  out <- sim_collect(plan$theta, results, object$prior$names, strict = TRUE)
+  attr(out, "sim_dir") <- plan$run_dir
+  out
+}
+
+# The plan of an nbi_simulate() call, after checking its arguments: the parameter sets
+# (the prior's draws when `theta` is NULL), one random stream per row, the chunks, the
+# expected output shape and the run's folder (named by all of these, so the same call
+# again resumes there).
+sim_plan <- function(object, n, theta, chunk_size) {
+  if (!inherits(object, "nbi_engine"))
     stop(sprintf("`object` must be an nbi_engine (see nbi_engine()), not %s.",
                  sim_describe(object)), call. = FALSE)
-  }
-  dots <- list(...)
-  if (length(dots) > 0L) {
-    nm <- names(dots)
-    if (is.null(nm)) nm <- rep("", length(dots))
-    nm[nm == ""] <- "<unnamed>"
-    stop(sprintf("unused argument%s to nbi_simulate(): %s",
-                 if (length(dots) > 1L) "s" else "",
-                 paste(nm, collapse = ", ")), call. = FALSE)
-  }
-  simulator <- object[["simulator"]]
-  if (!is.function(simulator)) {
-    stop("`object$simulator` must be a function.", call. = FALSE)
-  }
-  prior <- object[["prior"]]
-  pnames <- prior[["names"]]
-  if (!is.character(pnames) || length(pnames) < 1L || anyNA(pnames)) {
-    stop("`object$prior` must be an nbi_prior with parameter names.",
-         call. = FALSE)
-  }
+  if (!is.function(object$simulator)) stop("`object$simulator` must be a function.", call. = FALSE)
+  pnames <- object$prior$names
+  if (!is.character(pnames) || length(pnames) < 1L || anyNA(pnames))
+    stop("`object$prior` must be an nbi_prior with parameter names.", call. = FALSE)
   n_given <- !missing(n) && !is.null(n)
-  if (n_given) n <- sim_check_count(n, "n")
+  if (n_given) n <- as.integer(check_count(n, "n", min = 1))
   if (is.null(theta)) {
-    if (!n_given) {
-      stop("`n` must be given when `theta` is NULL.", call. = FALSE)
-    }
+    if (!n_given) stop("`n` must be given when `theta` is NULL.", call. = FALSE)
   } else {
     theta <- sim_check_theta(theta, pnames, "theta")
-    if (n_given && n != nrow(theta)) {
-      stop(sprintf("`n` (%d) must equal the number of rows of `theta` (%d).",
-                   n, nrow(theta)), call. = FALSE)
-    }
+    if (n_given && n != nrow(theta))
+      stop(sprintf("`n` (%d) must equal the number of rows of `theta` (%d).", n, nrow(theta)),
+           call. = FALSE)
     n <- nrow(theta)
   }
-  if (!is.null(chunk_size)) {
-    chunk_size <- sim_check_count(chunk_size, "chunk_size")
-  }
-  expected <- sim_check_x_dim(object[["x_dim"]])
-  vectorized <- isTRUE(object[["vectorized"]])
-  workdir <- object[["workdir"]]
+  if (!is.null(chunk_size)) chunk_size <- as.integer(check_count(chunk_size, "chunk_size", min = 1))
+  expected <- sim_check_x_dim(object$x_dim)
+  vectorized <- isTRUE(object$vectorized)
+  workdir <- object$workdir
   if (is.null(workdir)) workdir <- file.path(tempdir(), "nbi")
-  if (!is.character(workdir) || length(workdir) != 1L || is.na(workdir) ||
-      !nzchar(workdir)) {
+  if (!is.character(workdir) || length(workdir) != 1L || is.na(workdir) || !nzchar(workdir))
     stop("`object$workdir` must be a single folder path.", call. = FALSE)
-  }
-
-  # ---- parameter sets and random number streams ---------------------------
   if (is.null(theta)) {
-    theta <- sim_check_theta(sample_prior(prior, n), pnames,
-                             "the output of sample_prior()")
-    if (nrow(theta) != n) {
-      stop(sprintf("sample_prior() returned %d rows instead of %d.",
-                   nrow(theta), n), call. = FALSE)
-    }
+    theta <- sim_check_theta(sample_prior(object$prior, n), pnames, "the output of sample_prior()")
+    if (nrow(theta) != n)
+      stop(sprintf("sample_prior() returned %d rows instead of %d.", nrow(theta), n), call. = FALSE)
   }
   seeds <- sim_make_seeds(n)
-  # leave the caller's RNG where it is now, whatever the futures do with it
-  rng_state <- get(".Random.seed", envir = globalenv())
-  on.exit(assign(".Random.seed", rng_state, envir = globalenv()), add = TRUE)
-
-  # ---- chunks --------------------------------------------------------------
-  workers <- future::nbrOfWorkers()
-  finite_workers <- is.numeric(workers) && length(workers) == 1L &&
-    is.finite(workers) && workers >= 1
   if (is.null(chunk_size)) {
-    w <- if (finite_workers) workers else 1
+    workers <- future::nbrOfWorkers()
+    w <- if (is.numeric(workers) && length(workers) == 1L && is.finite(workers) && workers >= 1)
+      workers else 1
     chunk_size <- min(1000L, max(1L, as.integer(ceiling(n / (4 * w)))))
   }
   chunk_size <- min(chunk_size, n)
-  idx <- unname(split(seq_len(n), ceiling(seq_len(n) / chunk_size)))
-  # the run's folder is named by its settings: the same call again (same parameter sets,
-  # random streams and chunks, e.g. after set.seed()) finds it and resumes
-  run_dir <- sim_run_dir(file.path(workdir, "sims"),
-                         sim_run_key(theta, seeds, chunk_size, vectorized, expected, simulator))
-  results <- sim_execute(simulator, vectorized, theta, seeds, idx, expected, run_dir)
-  out <- sim_collect(theta, results, pnames, strict = TRUE)
-  attr(out, "sim_dir") <- run_dir
-  out
+  list(theta = theta, seeds = seeds, expected = expected, vectorized = vectorized,
+       idx = unname(split(seq_len(n), ceiling(seq_len(n) / chunk_size))),
+       run_dir = sim_run_dir(file.path(workdir, "sims"),
+                             sim_run_key(theta, seeds, chunk_size, vectorized, expected,
+                                         object$simulator)))
 }
 
 # Runs the chunks `idx` (row indices of theta; row i uses the stream seeds[i, ]) over the
@@ -203,12 +181,6 @@ sim_execute <- function(simulator, vectorized, theta, seeds, idx, expected, run_
     message(sprintf(paste0("nbi_simulate() stopped early; %d of %d chunks ",
                            "were saved in %s"), n_saved, n_chunks, run_dir))
   }, add = TRUE)
-  ref <- expected
-  if (is.null(ref))
-    for (res in results[done]) {
-      ok <- which(!res$failed)
-      if (length(ok) > 0L) { ref <- chunk_shape(res, ok[1L]); break }
-    }
   for (wave in waves) {
     tasks <- lapply(wave, function(k) {
       list(chunk = k,
@@ -217,17 +189,12 @@ sim_execute <- function(simulator, vectorized, theta, seeds, idx, expected, run_
     })
     out <- future.apply::future_lapply(
       tasks, sim_run_task,
-      simulator = simulator, vectorized = vectorized, expected = ref, p = p,
+      simulator = simulator, vectorized = vectorized, expected = expected, p = p,
       future.seed = TRUE, future.label = "nbi_simulate-%d"
     )
     for (j in seq_along(wave)) {
       k <- wave[j]
       res <- out[[j]]
-      if (is.null(ref)) {
-        ok <- which(!res$failed)
-        if (length(ok) > 0L) ref <- chunk_shape(res, ok[1L])
-      }
-      if (!is.null(ref)) res <- sim_enforce_shape(res, ref)
       if (!is.null(run_dir)) {
         sim_save_chunk(list(theta = tasks[[j]]$theta, x = res$x,
                             failed = res$failed, reason = res$reason,
@@ -239,7 +206,38 @@ sim_execute <- function(simulator, vectorized, theta, seeds, idx, expected, run_
     }
   }
   finished <- TRUE
+  # without an expected shape, the reference is the most common one among the successes
+  # (the first success's shape would let one malformed output reject every correct one)
+  ref <- if (is.null(expected)) sim_modal_shape(results) else expected
+  if (!is.null(ref)) results <- lapply(results, sim_enforce_shape, ref)
   results
+}
+
+# The most common output shape among the successes of chunk results (matrices of one
+# width count as one shape whatever their rows: sets of measurements vary in size); the
+# first such shape, or NULL without any success.
+sim_modal_shape <- function(results) {
+  shapes <- list()
+  keys <- character(0)
+  counts <- integer(0)
+  for (res in results) {
+    ok <- which(!res$failed)
+    if (!length(ok)) next
+    sh <- if (is.matrix(res$x)) rep(list(ncol(res$x)), length(ok)) else lapply(res$x[ok], sim_shape)
+    k <- vapply(sh, function(v) if (length(v) == 2L) paste0("?x", v[2]) else paste(v, collapse = "x"), "")
+    for (u in unique(k)) {
+      m <- match(u, keys)
+      if (is.na(m)) {
+        keys <- c(keys, u)
+        counts <- c(counts, 0L)
+        shapes[[length(shapes) + 1L]] <- sh[[match(u, k)]]
+        m <- length(keys)
+      }
+      counts[m] <- counts[m] + sum(k == u)
+    }
+  }
+  if (!length(keys)) return(NULL)
+  shapes[[which.max(counts)]]
 }
 
 # The chunks' results as nbi_simulate()'s value: the kept parameter sets and outputs, the
@@ -303,8 +301,8 @@ simulate_chunk <- function(simulator, theta, vectorized = FALSE,
   failed <- logical(m)
   reason <- rep(NA_character_, m)
   if (!is.null(seeds)) {
-    old_seed <- get0(".Random.seed", envir = globalenv(), inherits = FALSE)
-    on.exit(sim_restore_seed(old_seed), add = TRUE)
+    old_seed <- rng_state()
+    on.exit(rng_restore(old_seed), add = TRUE)
   }
   record <- function(i, chk) {
     if (chk$ok) {
@@ -568,73 +566,12 @@ sim_format_theta <- function(v, nms) {
   paste(sprintf("%s = %s", nms, vals), collapse = ", ")
 }
 
-sim_check_count <- function(x, arg) {
-  ok <- is.numeric(x) && length(x) == 1L && !is.na(x) && is.finite(x) &&
-    x >= 1 && x == round(x)
-  if (!ok) {
-    shown <- if (is.atomic(x) && length(x) == 1L) {
-      format(x)
-    } else {
-      sim_describe(x)
-    }
-    stop(sprintf("`%s` must be a single positive whole number, not %s.",
-                 arg, shown), call. = FALSE)
-  }
-  as.integer(x)
-}
-
-# Validate / normalise a matrix of parameter sets against the prior's names.
+# Validate / normalise a matrix of parameter sets against the prior's names (R/theta.R).
 sim_check_theta <- function(theta, pnames, arg) {
-  d <- length(pnames)
-  lab <- if (grepl("^[A-Za-z_.][A-Za-z0-9_.]*$", arg)) sprintf("`%s`", arg) else arg
-  if (is.data.frame(theta)) {
-    if (!all(vapply(theta, is.numeric, logical(1)))) {
-      stop(sprintf("%s must have numeric columns only.", lab), call. = FALSE)
-    }
-    theta <- as.matrix(theta)
-  }
-  if (!is.matrix(theta) || !is.numeric(theta)) {
-    stop(sprintf(paste0("%s must be a numeric matrix or data frame with one ",
-                        "row per simulation and one column per parameter ",
-                        "(%s), not %s."),
-                 lab, paste(pnames, collapse = ", "), sim_describe(theta)),
-         call. = FALSE)
-  }
-  if (nrow(theta) < 1L) {
-    stop(sprintf("%s has no rows.", lab), call. = FALSE)
-  }
-  cn <- colnames(theta)
-  if (!is.null(cn)) {
-    if (!setequal(cn, pnames) || anyDuplicated(cn) || ncol(theta) != d) {
-      stop(sprintf(paste0("%s has columns (%s) that do not match the prior's ",
-                          "parameters (%s)."), lab,
-                   paste(cn, collapse = ", "), paste(pnames, collapse = ", ")),
-           call. = FALSE)
-    }
-    theta <- theta[, pnames, drop = FALSE]
-  } else {
-    if (ncol(theta) != d) {
-      stop(sprintf(paste0("%s has %d unnamed column%s but the prior has %d ",
-                          "parameter%s (%s)."), lab, ncol(theta),
-                   if (ncol(theta) == 1L) "" else "s", d,
-                   if (d == 1L) "" else "s", paste(pnames, collapse = ", ")),
-           call. = FALSE)
-    }
-    colnames(theta) <- pnames
-  }
-  if (anyNA(theta)) {
-    r <- which(rowSums(is.na(theta)) > 0)[1L]
-    stop(sprintf("%s contains missing values (first in row %d).", lab, r),
-         call. = FALSE)
-  }
-  if (any(is.infinite(theta))) {
-    r <- which(rowSums(is.infinite(theta)) > 0)[1L]
-    stop(sprintf("%s contains infinite values (first in row %d).", lab, r),
-         call. = FALSE)
-  }
-  storage.mode(theta) <- "double"
-  rownames(theta) <- NULL
-  theta
+  if (!is.matrix(theta) && !is.data.frame(theta))
+    stop(sprintf("`%s` must be a numeric matrix or data frame with one row per simulation and one column per parameter (%s), not %s.",
+                 arg, paste(pnames, collapse = ", "), sim_describe(theta)), call. = FALSE)
+  as_theta(theta, pnames, arg)
 }
 
 sim_check_x_dim <- function(x_dim) {
@@ -703,8 +640,8 @@ sim_save_chunk <- function(value, file) {
 # are left unchanged.
 sim_make_seeds <- function(n, start = NULL) {
   s <- if (is.null(start)) sample.int(.Machine$integer.max, 1L) else as.integer(start)
-  old <- get0(".Random.seed", envir = globalenv(), inherits = FALSE)
-  on.exit(sim_restore_seed(old), add = TRUE)
+  old <- rng_state()
+  on.exit(rng_restore(old), add = TRUE)
   set.seed(s, kind = "L'Ecuyer-CMRG")
   cur <- get(".Random.seed", envir = globalenv())
   out <- matrix(0L, nrow = length(cur), ncol = n)  # filled by column: one stream each
@@ -715,12 +652,3 @@ sim_make_seeds <- function(n, start = NULL) {
   t(out)
 }
 
-sim_restore_seed <- function(old) {
-  if (is.null(old)) {
-    if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
-      rm(".Random.seed", envir = globalenv())
-    }
-  } else {
-    assign(".Random.seed", old, envir = globalenv())
-  }
-}

@@ -1,10 +1,12 @@
 # Argument checks shared by the exported functions; messages name the argument.
 
-check_count <- function(x, arg, min = 0, max = Inf) {
-  if (!is.numeric(x) || length(x) != 1 || is.na(x) || x != round(x) || x < min || x > max)
-    stop(sprintf("`%s` must be a whole number%s%s", arg,
+check_count <- function(x, arg, min = 0, max = Inf, where = "") {
+  if (!is.numeric(x) || length(x) != 1 || !is.finite(x) || x != round(x) || x < min || x > max) {
+    shown <- if (is.atomic(x) && length(x) == 1L) format(x) else sim_describe(x)
+    stop(sprintf("%s`%s` must be a single whole number%s%s, not %s", where, arg,
                  if (min > -Inf) sprintf(" >= %s", format(min)) else "",
-                 if (max < Inf) sprintf(" and <= %s", format(max)) else ""), call. = FALSE)
+                 if (max < Inf) sprintf(" and <= %s", format(max)) else "", shown), call. = FALSE)
+  }
   invisible(x)
 }
 
@@ -23,17 +25,32 @@ check_flag <- function(x, arg) {
   invisible(x)
 }
 
+# The session's random number state (NULL when none exists yet) and its restoration: code
+# that must not disturb the user's stream takes the state before and puts it back after.
+rng_state <- function() get0(".Random.seed", envir = globalenv(), inherits = FALSE)
+rng_restore <- function(old) {
+  if (is.null(old)) {
+    if (exists(".Random.seed", envir = globalenv(), inherits = FALSE))
+      rm(".Random.seed", envir = globalenv())
+  } else {
+    assign(".Random.seed", old, envir = globalenv())
+  }
+}
+
+# Evaluates `expr` and leaves the session's random number state as it was.
+with_rng_preserved <- function(expr) {
+  old <- rng_state()
+  on.exit(rng_restore(old), add = TRUE)
+  force(expr)
+}
+
 # Evaluate `code` with the RNG seeded, restoring the session's RNG state afterwards.
 with_seed <- function(seed, code) {
-  genv <- globalenv()
   kind <- RNGkind()  # code may switch kinds (simulations use L'Ecuyer-CMRG streams)
-  had <- exists(".Random.seed", envir = genv, inherits = FALSE)
-  if (had) old <- get(".Random.seed", envir = genv, inherits = FALSE)
+  old <- rng_state()
   on.exit({
     RNGkind(kind[1], kind[2], kind[3])
-    if (had) assign(".Random.seed", old, envir = genv)
-    else if (exists(".Random.seed", envir = genv, inherits = FALSE))
-      rm(".Random.seed", envir = genv)
+    rng_restore(old)
   })
   set.seed(seed)
   code
@@ -54,14 +71,11 @@ default_threads <- function(threads = NULL) {
   as.integer(threads)
 }
 
-# BLAS threads for a .Call on `spec`: the C core spreads its matrix products in panels over
-# `threads` itself (thread-count-independent results, no OpenMP/BLAS contention), so the
-# BLAS under them runs on one.
-blas_threads <- function(spec, threads) 1L
-
 # Evaluates `expr` with the BLAS limited to `threads` threads, restored afterwards (also
 # after an error or an interrupt): nbi's OpenMP threads and a threaded BLAS (OpenBLAS,
-# FlexiBLAS) then never ask for more cores than `threads` between them.
+# FlexiBLAS) then never ask for more cores than `threads` between them. The C core spreads
+# its own products in panels over its threads (thread-count-independent results), so its
+# .Calls run with the BLAS on one thread.
 with_blas_threads <- function(threads, expr) {
   old <- .Call(C_r_blas_threads, as.integer(threads))
   if (!is.na(old)) on.exit(.Call(C_r_blas_threads, old), add = TRUE)

@@ -14,12 +14,12 @@ target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS", "3"))
 
 rate <- function(spec, x, theta, batch, threads) {
   params <- nbi:::model_init(spec, 1)
-  adam <- list(numeric(length(params)), numeric(length(params)), 0L)
   run <- function(epochs) {
     t0 <- proc.time()[["elapsed"]]
-    res <- nbi:::with_blas_threads(nbi:::blas_threads(spec, threads),
-      .Call(nbi:::C_r_train, spec, params, adam, x, theta, NULL, NULL, NULL, NULL,
-            c(epochs, batch, 1000, threads, 1e-4, 5, 1, 0, 0.999)))
+    res <- nbi:::with_blas_threads(1L,
+      .Call(nbi:::C_r_train, spec, params, x, theta, NULL, NULL, NULL, NULL,
+            list(epochs = epochs, batch = batch, patience = 1000, threads = threads, lr = 1e-4,
+                 clip = 5, seed = 1, verbose = 0L, average = 0.999, average2 = 0)))
     stopifnot(res$status == 0)
     proc.time()[["elapsed"]] - t0
   }

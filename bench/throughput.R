@@ -146,7 +146,6 @@ for (i in seq_len(nrow(configs))) {
   n_eval <- 2048L                               # draws per log-density call
   x_eval <- matrix(stats::rnorm(cf$context * n_eval), cf$context, n_eval)
   theta_eval <- matrix(stats::rnorm(cf$d * n_eval), cf$d, n_eval)
-  adam <- list(numeric(np), numeric(np), 0L)
   a <- matrix(stats::rnorm(cf$batch * cf$hidden), cf$batch, cf$hidden)
   b <- matrix(stats::rnorm(cf$hidden * cf$hidden), cf$hidden, cf$hidden)
 
@@ -157,8 +156,9 @@ for (i in seq_len(nrow(configs))) {
     set_blas_threads(1L)
     used_per_epoch <- floor(n_train / cf$batch) * cf$batch
     train_call <- function(epochs) {
-      opts <- c(epochs, cf$batch, 1000, th, 1e-4, 5, 1, 0, 0.999)
-      s <- elapsed(res <- .Call(nbi:::C_r_train, spec, params, adam, x, theta,
+      opts <- list(epochs = epochs, batch = cf$batch, patience = 1000, threads = th, lr = 1e-4,
+                   clip = 5, seed = 1, verbose = 0L, average = 0.999, average2 = 0)
+      s <- elapsed(res <- .Call(nbi:::C_r_train, spec, params, x, theta,
                                 NULL, NULL, NULL, NULL, opts))
       if (res$status != 0) stop("training returned status ", res$status)
       s

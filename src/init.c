@@ -9,7 +9,7 @@ SEXP r_model_log_prob(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_model_sample(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_flow_grad(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_model_nll_grad(SEXP, SEXP, SEXP, SEXP, SEXP);
-SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_train(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_linear(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_act(SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_gemm(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
@@ -41,7 +41,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_model_sample", (DL_FUNC)&r_model_sample, 7},
     {"r_flow_grad", (DL_FUNC)&r_flow_grad, 6},
     {"r_model_nll_grad", (DL_FUNC)&r_model_nll_grad, 5},
-    {"r_train", (DL_FUNC)&r_train, 10},
+    {"r_train", (DL_FUNC)&r_train, 9},
     {"r_nn_linear", (DL_FUNC)&r_nn_linear, 4},
     {"r_nn_act", (DL_FUNC)&r_nn_act, 4},
     {"r_nn_gemm", (DL_FUNC)&r_nn_gemm, 8},

@@ -1,10 +1,11 @@
 /* .Call entry for training: the epoch loop runs in C (train/train.c); R is called back only
- * to redraw noise once per epoch when the user gave a noise closure. */
+ * to redraw noise once per epoch when the user gave a noise closure, and to report progress
+ * once per epoch when opts$progress is a function (on the main thread, between epochs). */
 #include <string.h>
 #include "r_util.h"
 #include "nn/nn.h"
 
-typedef struct { SEXP fn, env; int nx, n, verbose; } train_cb;
+typedef struct { SEXP fn, env; int nx, n, verbose; SEXP progress; } train_cb;
 
 static void cb_interrupt(void *cb) { (void)cb; R_CheckUserInterrupt(); }
 
@@ -26,54 +27,87 @@ static void cb_report(void *cb, int epoch, double tl, double vl, double lr) {
     train_cb *c = (train_cb *)cb;
     if (c->verbose && (epoch == 0 || (epoch + 1) % 10 == 0))
         Rprintf("epoch %4d  train %.4f  valid %.4f  lr %.2e\n", epoch + 1, tl, vl, lr);
+    if (c->progress != R_NilValue) {
+        SEXP e = PROTECT(Rf_ScalarInteger(epoch + 1)), t = PROTECT(Rf_ScalarReal(tl));
+        SEXP v = PROTECT(Rf_ScalarReal(vl));
+        SEXP call = PROTECT(Rf_lang4(c->progress, e, t, v));
+        Rf_eval(call, c->env);
+        UNPROTECT(4);
+    }
 }
 
-/* opts: c(epochs, batch, patience, threads, lr, clip, seed, verbose, average, average2) */
-SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEXP x_valid,
-             SEXP th_valid, SEXP noise_sd, SEXP prepare, SEXP opts) {
+/* opts$progress: absent, NULL or a function(epoch, train_loss, valid_loss) */
+static SEXP progress_from_r(SEXP opts) {
+    SEXP nm = Rf_getAttrib(opts, R_NamesSymbol);
+    for (R_xlen_t i = 0; i < XLENGTH(opts); i++)
+        if (strcmp(CHAR(STRING_ELT(nm, i)), "progress") == 0) {
+            SEXP f = VECTOR_ELT(opts, i);
+            if (f != R_NilValue && !Rf_isFunction(f))
+                Rf_error("'opts$progress' must be NULL or a function");
+            return f;
+        }
+    return R_NilValue;
+}
+
+/* The training options, a named list checked in one place: epochs, batch, patience,
+ * threads (whole numbers), lr, clip, average, average2 (numbers), seed (a whole number in
+ * [0, 2^53]) and verbose (0 or 1). */
+static train_options train_options_from_r(SEXP opts, int *verbose) {
+    const char *a = "opts";
+    train_options to;
+    memset(&to, 0, sizeof to);
+    to.epochs = list_int(opts, "epochs", a);
+    to.batch = list_int(opts, "batch", a);
+    to.patience = list_int(opts, "patience", a);
+    to.threads = list_int(opts, "threads", a);
+    to.lr = list_real(opts, "lr", a);
+    to.clip = list_real(opts, "clip", a);
+    to.average = list_real(opts, "average", a);
+    to.average2 = list_real(opts, "average2", a);
+    *verbose = list_int(opts, "verbose", a);
+    if (to.epochs < 1 || to.batch < 1 || to.patience < 1)
+        Rf_error("'opts': epochs, batch and patience must be positive whole numbers");
+    if (to.threads < 1 || to.threads > 1024) Rf_error("'opts$threads' must be in 1..1024");
+    if (!(to.lr > 0) || !R_FINITE(to.lr)) Rf_error("'opts$lr' must be a positive number");
+    if (!(to.clip >= 0) || !R_FINITE(to.clip)) Rf_error("'opts$clip' must be a number >= 0");
+    if (!(to.average >= 0 && to.average < 1 && to.average2 >= 0 && to.average2 < 1))
+        Rf_error("'opts$average' and 'opts$average2' must be in [0, 1)");
+    if (*verbose != 0 && *verbose != 1) Rf_error("'opts$verbose' must be 0 or 1");
+    to.seed = need_seed(list_get(opts, "seed", a));
+    nn_set_threads(to.threads);
+    return to;
+}
+
+/* Trains from params (a fresh Adam state: each call is one fit, or one SNPE-IS round that
+ * warm-starts from the previous round's parameters only). Returns list(params, train_loss,
+ * valid_loss, lr, best_epoch, status). */
+SEXP r_train(SEXP spec, SEXP params, SEXP x_train, SEXP th_train, SEXP x_valid, SEXP th_valid,
+             SEXP noise_sd, SEXP prepare, SEXP opts) {
     model_layout M;
     model_from_spec(&M, spec);
     const size_t np = M.n_params;
     const int d = M.L.d, nx = M.F.n_in;
-    double *o = need_real(opts, 10, "opts");
-    for (int i = 0; i < 10; i++) if (!R_FINITE(o[i])) Rf_error("'opts' must be finite");
-    /* checked before the int casts, which are undefined out of range; threads as need_threads */
-    for (int i = 0; i < 4; i++)
-        if (!(o[i] >= 1 && o[i] <= (i == 3 ? 1024 : INT_MAX)))
-            Rf_error("'opts': epochs, batch and patience must be in 1..2^31-1, threads in 1..1024");
-    train_options to;
-    to.epochs = (int)o[0]; to.batch = (int)o[1]; to.patience = (int)o[2]; to.threads = (int)o[3];
-    nn_set_threads(to.threads);
-    to.lr = o[4]; to.clip = o[5]; to.average = o[8]; to.average2 = o[9];
-    if (!(to.average >= 0 && to.average < 1 && to.average2 >= 0 && to.average2 < 1))
-        Rf_error("'opts': average must be in [0, 1)");
-    if (to.epochs < 1 || to.batch < 1 || to.patience < 1 || to.threads < 1 || !(to.lr > 0))
-        Rf_error("'opts': epochs, batch, patience, threads and lr must be positive");
-    if (o[6] < 0 || o[6] > 9007199254740992.0) Rf_error("'opts': bad seed");
-    to.seed = (uint64_t)o[6];
+    int verbose = 0;
+    train_options to = train_options_from_r(opts, &verbose);
     int n = need_cols(th_train, d, "theta_train");
     if (n < 1) Rf_error("'theta_train' must have at least one column");
     if (need_cols(x_train, nx, "x_train") != n) Rf_error("'x_train' must have %d columns", n);
     int nv = Rf_isNull(th_valid) ? 0 : need_cols(th_valid, d, "theta_valid");
     if (nv > 0 && need_cols(x_valid, nx, "x_valid") != nv) Rf_error("'x_valid' must have %d columns", nv);
     to.noise_sd = Rf_isNull(noise_sd) ? NULL : need_real(noise_sd, nx, "noise_sd");
-    /* state: params, Adam m, v and step, all plain R vectors */
-    if (TYPEOF(adam) != VECSXP || XLENGTH(adam) != 3) Rf_error("'adam' must be list(m, v, step)");
     SEXP res_p = PROTECT(dup_real(params, "params"));
-    SEXP res_m = PROTECT(dup_real(VECTOR_ELT(adam, 0), "adam$m"));
-    SEXP res_v = PROTECT(dup_real(VECTOR_ELT(adam, 1), "adam$v"));
     need_real(res_p, (R_xlen_t)np, "params");
-    need_real(res_m, (R_xlen_t)np, "adam$m");
-    need_real(res_v, (R_xlen_t)np, "adam$v");
-    int step = Rf_asInteger(VECTOR_ELT(adam, 2));
-    if (step == NA_INTEGER || step < 0) Rf_error("'adam$step' must be a non-negative integer");
-    if ((double)step + (double)to.epochs * (n / (to.batch < n ? to.batch : n)) > INT_MAX)
-        Rf_error("'adam$step' leaves too few steps below 2^31 for this many epochs");
     for (size_t i = 0; i < np; i++)
         if (!R_FINITE(REAL(res_p)[i])) Rf_error("'params' has non-finite values");
+    if ((double)to.epochs * (n / (to.batch < n ? to.batch : n)) > INT_MAX)
+        Rf_error("'opts': epochs x batches per epoch must stay below 2^31");
+    double *m = alloc_work(np), *v = alloc_work(np);   /* Adam's moments, from zero */
+    memset(m, 0, np * sizeof(double));
+    memset(v, 0, np * sizeof(double));
+    int step = 0;
     double *xt = (double *)R_alloc((size_t)n * nx, sizeof(double));
     memcpy(xt, REAL(x_train), (size_t)n * nx * sizeof(double));
-    train_cb cb = {R_NilValue, R_GlobalEnv, nx, n, o[7] != 0};
+    train_cb cb = {R_NilValue, R_GlobalEnv, nx, n, verbose, progress_from_r(opts)};
     to.prepare_epoch = NULL;
     if (!Rf_isNull(prepare)) {
         if (!Rf_isFunction(prepare)) Rf_error("'prepare' must be a function or NULL");
@@ -89,23 +123,17 @@ SEXP r_train(SEXP spec, SEXP params, SEXP adam, SEXP x_train, SEXP th_train, SEX
     int *perm = (int *)R_alloc(n, sizeof(int));
     double *work = alloc_work(train_work(&M, n, nv, to.batch, to.threads));
     int run = 0, best = 0;
-    int status = train_model(&M, REAL(res_p), REAL(res_m), REAL(res_v), &step, n, xt,
-                             REAL(th_train), nv, nv ? REAL(x_valid) : NULL,
-                             nv ? REAL(th_valid) : NULL, &to, REAL(ht), REAL(hv), REAL(hl),
-                             &run, &best, perm, work);
-    SEXP out = PROTECT(Rf_allocVector(VECSXP, 9));
-    SEXP nm = PROTECT(Rf_allocVector(STRSXP, 9));
-    const char *names[] = {"params", "m", "v", "step", "train_loss", "valid_loss", "lr",
-                           "best_epoch", "status"};
-    for (int i = 0; i < 9; i++) SET_STRING_ELT(nm, i, Rf_mkChar(names[i]));
-    SET_VECTOR_ELT(out, 0, res_p); SET_VECTOR_ELT(out, 1, res_m); SET_VECTOR_ELT(out, 2, res_v);
-    SET_VECTOR_ELT(out, 3, Rf_ScalarInteger(step));
-    SET_VECTOR_ELT(out, 4, Rf_xlengthgets(ht, run));
-    SET_VECTOR_ELT(out, 5, Rf_xlengthgets(hv, run));
-    SET_VECTOR_ELT(out, 6, Rf_xlengthgets(hl, run));
-    SET_VECTOR_ELT(out, 7, Rf_ScalarInteger(best));
-    SET_VECTOR_ELT(out, 8, Rf_ScalarInteger(status));
-    Rf_setAttrib(out, R_NamesSymbol, nm);
-    UNPROTECT(8);
+    int status = train_model(&M, REAL(res_p), m, v, &step, n, xt, REAL(th_train), nv,
+                             nv ? REAL(x_valid) : NULL, nv ? REAL(th_valid) : NULL, &to, REAL(ht),
+                             REAL(hv), REAL(hl), &run, &best, perm, work);
+    const char *names[] = {"params", "train_loss", "valid_loss", "lr", "best_epoch", "status", ""};
+    SEXP out = PROTECT(Rf_mkNamed(VECSXP, names));
+    SET_VECTOR_ELT(out, 0, res_p);
+    SET_VECTOR_ELT(out, 1, Rf_xlengthgets(ht, run));
+    SET_VECTOR_ELT(out, 2, Rf_xlengthgets(hv, run));
+    SET_VECTOR_ELT(out, 3, Rf_xlengthgets(hl, run));
+    SET_VECTOR_ELT(out, 4, Rf_ScalarInteger(best));
+    SET_VECTOR_ELT(out, 5, Rf_ScalarInteger(status));
+    UNPROTECT(5);
     return out;
 }

@@ -283,7 +283,7 @@ test_that("escalated draws respect a bounded prior, for several observations at 
 })
 
 test_that("predict's new arguments are checked before any work", {
-  expect_error(predict(poor, x_obs, adapt = -1), "`adapt` must be a whole number >= 0")
+  expect_error(predict(poor, x_obs, adapt = -1), "`adapt` must be a single whole number >= 0")
   expect_error(predict(poor, x_obs, adapt = 1.5), "`adapt`")
   expect_error(predict(poor, x_obs, n_eff = 0), "`n_eff`")
   expect_error(predict(poor, x_obs, n_eff = "a"), "`n_eff`")

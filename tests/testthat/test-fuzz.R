@@ -340,11 +340,9 @@ test_that("fuzz: r_train", {
   th <- matrix(rnorm(2 * n), 2, n)
   xv <- matrix(rnorm(nin * 3), nin, 3)
   tv <- matrix(rnorm(2 * 3), 2, 3)
-  np <- length(m$params)
-  adam <- list(numeric(np), numeric(np), 0L)
-  # epochs, batch, patience, threads, lr, clip, seed, verbose, average, average2
-  opts <- c(1, 300, 1, 1, 1e-3, 5, 1, 0, 0.999, 0.99)
-  args <- list(spec = m$spec, params = m$params, adam = adam, x_train = x, th_train = th,
+  opts <- list(epochs = 1, batch = 300, patience = 1, threads = 1, lr = 1e-3, clip = 5,
+               seed = 1, verbose = 0L, average = 0.999, average2 = 0.99)
+  args <- list(spec = m$spec, params = m$params, x_train = x, th_train = th,
                x_valid = xv, th_valid = tv, noise_sd = NULL, prepare = NULL, opts = opts)
   with_noise <- args
   with_noise$noise_sd <- rep(0.1, nin)
@@ -352,20 +350,20 @@ test_that("fuzz: r_train", {
   with_prepare[c("x_valid", "th_valid")] <- list(NULL, NULL)
   with_prepare$prepare <- function(epoch) x + 0.01 * epoch
   alts <- list(spec = c(lapply(fz_models[-1], `[[`, "spec"), fz_crafted_specs),
-               opts = list(replace(opts, 4, 1e9), replace(opts, 4, 1025), replace(opts, 1, -1e300),
-                           replace(opts, 2, 2^31), replace(opts, 9, 1), replace(opts, 10, -0.5),
-                           opts[-10]),
+               opts = list(replace(opts, "threads", 1e9), replace(opts, "threads", 1025),
+                           replace(opts, "epochs", -1e300), replace(opts, "batch", 2^31),
+                           replace(opts, "average", 1), replace(opts, "average2", -0.5),
+                           replace(opts, "seed", -1), replace(opts, "verbose", 2), opts[-10],
+                           unlist(opts)),
                params = list(m$params[-1], fz_models$mlp$params),
-               adam = list(list(numeric(np), numeric(np)), list(numeric(np), numeric(np - 1), 0L),
-                           list(numeric(np), numeric(np), -1L),
-                           list(numeric(np), numeric(np), .Machine$integer.max)),
                prepare = list(function(epoch) stop("no noise today"), function(epoch) x[, -1],
                               function(epoch) x * NA, sum))
   bases <- lapply(list(args, with_noise, with_prepare), function(a) list(args = a, alts = alts))
   # epochs up to 2^31 - 1 are accepted and would run (and allocate their history): keep them few
   cheap <- function(a) {
-    o <- a[[10]]
-    !(is.double(o) && length(o) == 10 && all(is.finite(o)) && o[1] > 20 && o[1] < 2^31)
+    o <- a[[9]]
+    e <- if (is.list(o) && !is.null(names(o))) fz_count(o[["epochs"]]) else NA
+    is.na(e) || e <= 20 || e >= 2^31
   }
   fz_run("r_train", bases, seed = 107, cheap = cheap)
 })

@@ -300,7 +300,7 @@ test_that("constructor and argument errors name the problem", {
                "expected a numeric 2 x 2 matrix")
 
   p <- nbi_prior(a = prior_uniform(0, 1), b = prior_normal(0, 1))
-  expect_error(sample_prior(p, -1), "`n` must be a single non-negative whole")
+  expect_error(sample_prior(p, -1), "sample_prior\\(\\): `n` must be a single whole number >= 0")
   expect_error(sample_prior(p, 2.5), "`n` must be")
   expect_error(sample_prior(p, c(1, 2)), "`n` must be")
   expect_error(sample_prior(p, NA), "`n` must be")
@@ -308,7 +308,7 @@ test_that("constructor and argument errors name the problem", {
 
   expect_error(log_prior(p, c(0.5, NA)), "NA")
   expect_error(log_prior(p, c(1, 2, 3)), "vector of length 3")
-  expect_error(log_prior(p, matrix(0, 2, 3)), "3 column")
+  expect_error(log_prior(p, matrix(0, 2, 3)), "3 unnamed column")
   expect_error(log_prior(p, "a"), "must be a numeric matrix")
 
   expect_error(as_nbi_prior(prior_uniform(0, 1)),
