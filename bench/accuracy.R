@@ -44,6 +44,8 @@
 #                    this script (or where the prefix says, when it holds a "/")
 #   NBI_ACC_APPEND   1 to append to existing CSVs instead of replacing them; "replace" to
 #                    keep their rows except those of the (task, method, budget) cells run [0]
+#   NBI_BENCH_SMOKE  1: a run of seconds that checks the script works (CI): one task, budget
+#                    and observation, 300 draws, 2 epochs; writes to a temporary folder
 # Output columns fit_average and fit_average2: the caps of the iterate averages fit()
 # validated: 0.999 and 0.99 (the better of two is kept, the default since this version),
 # 0.999 and 0 (one average), 0 and 0 for rows run before fit() averaged its iterates.
@@ -53,6 +55,10 @@ suppressPackageStartupMessages(library(nbi))
 tasks_file <- file.path("inst", "bench", "sbibm_tasks.R")  # from the source root, else installed
 if (!file.exists(tasks_file)) tasks_file <- system.file("bench", "sbibm_tasks.R", package = "nbi")
 source(tasks_file)  # also defines bench_env() and bench_script_dir()
+if (identical(Sys.getenv("NBI_BENCH_SMOKE"), "1"))
+  Sys.setenv(NBI_ACC_TASKS = "gaussian_linear", NBI_ACC_BUDGETS = "500", NBI_ACC_NOBS = "1",
+             NBI_ACC_NDRAWS = "300", NBI_ACC_IS_MAX = "1",
+             NBI_ACC_OUT = file.path(tempdir(), "accuracy-smoke"))
 
 tasks <- strsplit(bench_env("NBI_ACC_TASKS", paste(sbibm_task_names, collapse = ",")), ",")[[1]]
 budgets <- as.numeric(strsplit(bench_env("NBI_ACC_BUDGETS", "1000,10000,100000"), ",")[[1]])

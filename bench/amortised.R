@@ -7,18 +7,21 @@
 # the fit's quality). predict() on a 10,000 x 20 matrix returns an nbi_posterior_list; all
 # draws come from batched C calls (features once per observation, the flow in chunks of
 # whole observations). Prints the wall time and draws per second at 1 and 2 threads.
+# NBI_BENCH_SMOKE=1: 200 observations x 50 draws (seconds: CI checks the script runs).
 suppressPackageStartupMessages(library(nbi))
+smoke <- identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")
 set.seed(1)
 d <- 5; p <- 20
 A <- matrix(rnorm(p * d), p, d) / sqrt(d)
 sim <- function(theta) drop(A %*% theta)
 prior <- do.call(nbi_prior, setNames(rep(list(prior_normal(0, 1)), d), paste0("theta", 1:d)))
 engine <- nbi_engine(sim, prior, featurizer = featurizer_mlp(), flow = flow_maf(), noise = 0.1)
-theta <- sample_prior(prior, 5000)
+theta <- sample_prior(prior, if (smoke) 500 else 5000)
 x <- t(A %*% t(theta))
 engine <- fit(engine, theta = theta, x = x, n_epochs = 3, verbose = FALSE)
 
-n_obs <- 10000; n_draws <- 1000
+n_obs <- if (smoke) 200 else 10000
+n_draws <- if (smoke) 50 else 1000
 obs <- t(A %*% t(sample_prior(prior, n_obs))) + matrix(rnorm(n_obs * p, sd = 0.1), n_obs)
 cat(sprintf("BLAS: %s\nload average: %s\n", extSoftVersion()[["BLAS"]],
             paste(readLines("/proc/loadavg", warn = FALSE), collapse = " ")))

@@ -19,18 +19,22 @@
 # Environment: NBI_REF_TASKS (comma-separated), NBI_REF_NOBS (default 10),
 # NBI_REF_NDRAWS (10000), NBI_REF_NSIR (prior proposals for SIR, default 4e6),
 # NBI_SBIBM_REF (folder, optional). Writes bench/check_reference.csv (NBI_REF_APPEND=1:
-# appends to it).
+# appends to it). NBI_BENCH_SMOKE=1: seconds (one task and observation, small samples),
+# written to a temporary folder (CI checks that the script runs).
 suppressPackageStartupMessages(library(nbi))
 tasks_file <- file.path("inst", "bench", "sbibm_tasks.R")  # from the source root, else installed
 if (!file.exists(tasks_file)) tasks_file <- system.file("bench", "sbibm_tasks.R", package = "nbi")
 source(tasks_file)  # also defines bench_env() and bench_script_dir()
+smoke <- identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")
+if (smoke) Sys.setenv(NBI_REF_TASKS = "gaussian_linear", NBI_REF_NOBS = "1",
+                      NBI_REF_NDRAWS = "300", NBI_REF_NSIR = "20000")
 
 tasks <- strsplit(bench_env("NBI_REF_TASKS", paste(sbibm_task_names, collapse = ",")), ",")[[1]]
 n_obs <- as.integer(bench_env("NBI_REF_NOBS", "10"))
 n_draws <- as.integer(bench_env("NBI_REF_NDRAWS", "10000"))
 n_sir <- as.numeric(bench_env("NBI_REF_NSIR", "4e6"))
 sbibm_dir <- bench_env("NBI_SBIBM_REF", "")
-out_csv <- file.path(bench_script_dir(), "check_reference.csv")
+out_csv <- file.path(if (smoke) tempdir() else bench_script_dir(), "check_reference.csv")
 old_rows <- if (bench_env("NBI_REF_APPEND", "0") == "1" && file.exists(out_csv)) utils::read.csv(out_csv) else NULL
 
 # SIR from the prior in chunks: log weights = log-likelihood, then systematic resampling.

@@ -12,6 +12,7 @@
 # lr; unset: their defaults),
 # NBI_DEFAULTS_PRECISION ("float32" by default: it is the faster path on this kind of CPU;
 # "float64" gives the same calibration), NBI_DEFAULTS_PROBLEMS ("sine,sets").
+# NBI_BENCH_SMOKE=1: 300 simulations, 2 epochs, 20 tests (seconds: CI checks the script).
 #
 # 1. Light curve: the sine problem of the nbi paper (seed 000): 50 points on [0, 1], noise sd
 #    0.1, phi0 ~ U(0, 2 pi), A ~ U(-4, 4), omega ~ U(2 pi, 12 pi). Its posterior is bimodal
@@ -21,6 +22,8 @@
 suppressPackageStartupMessages(library(nbi))
 
 env_num <- function(name, default) as.numeric(Sys.getenv(name, default))
+if (identical(Sys.getenv("NBI_BENCH_SMOKE"), "1"))
+  Sys.setenv(NBI_DEFAULTS_SIMS = "300", NBI_DEFAULTS_TEST = "20", NBI_DEFAULTS_EPOCHS = "2")
 n_sims <- env_num("NBI_DEFAULTS_SIMS", 10000)
 n_test <- env_num("NBI_DEFAULTS_TEST", 300)
 threads <- env_num("NBI_DEFAULTS_THREADS", 2)

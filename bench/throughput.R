@@ -40,7 +40,9 @@
 suppressPackageStartupMessages(library(nbi))
 options(matprod = "blas")  # %*% straight to BLAS, no NaN scan, like the C core
 
-target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS", "2"))
+# NBI_BENCH_SMOKE=1: every measurement for a few milliseconds (CI checks the script runs)
+target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS",
+                                if (identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")) "0.01" else "2"))
 if (!is.finite(target) || target <= 0) target <- 2
 repeats <- as.integer(Sys.getenv("NBI_BENCH_REPEAT", "1"))
 if (is.na(repeats) || repeats < 1) repeats <- 1L

@@ -500,6 +500,8 @@ sbibm_engine <- function(task, flow = task$flow, featurizer = task$featurizer, w
 
 # Training settings by budget: small training sets get more (cheaper) epochs.
 sbibm_fit_settings <- function(n_sims) {
+  if (identical(Sys.getenv("NBI_BENCH_SMOKE"), "1"))  # CI's smoke run: seconds, not results
+    return(list(n_epochs = 2L, batch_size = 64L, patience = 2L, lr = 1e-3))
   if (n_sims <= 2000) list(n_epochs = 500L, batch_size = 64L, patience = 30L, lr = 1e-3)
   else if (n_sims <= 20000) list(n_epochs = 300L, batch_size = 128L, patience = 20L, lr = 1e-3)
   else list(n_epochs = 150L, batch_size = 256L, patience = 15L, lr = 1e-3)

@@ -5,6 +5,7 @@
 #define NBI_VMATH_H
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define VM_INLINE static inline __attribute__((always_inline))
@@ -112,31 +113,35 @@ VM_INLINE double vm_tanh(double x) {
     return copysign((1.0 - e) / (1.0 + e), x);
 }
 
-/* x86-64 with GCC: the same code compiled for AVX2 + FMA, used when the CPU has them */
+/* x86-64 with GCC: the same code compiled for AVX2 + FMA, used when the CPU has them, and
+ * for AVX-512 (512-bit vectors), used when the CPU (and OS) have avx512f */
 #if defined(__GNUC__) && defined(__x86_64__)
 #define VM_DISPATCH 1
 #define VM_AVX2 __attribute__((target("avx2,fma")))
-static inline int vm_have_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-/* ... and for AVX-512 (512-bit vectors), used when the CPU (and OS) have avx512f */
 #define VM_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #endif
 
-/* the widest copy this CPU runs: 0 base, 1 AVX2 + FMA, 2 AVX-512; found once per file
- * (an idempotent store, so a race between threads is harmless) */
+/* the widest copy this CPU runs: 0 base, 1 AVX2 + FMA, 2 AVX-512, capped by the environment
+ * variable NBI_ISA ("base", "avx2"; read once) so that every copy can be tested and
+ * sanitised on one machine; found once per file (an idempotent store, so a race between
+ * threads is harmless) */
 static inline int vm_isa(void) {
 #ifdef VM_DISPATCH
     static int isa = -1;
     if (isa < 0) {
         __builtin_cpu_init();
-        isa = !vm_have_avx2() ? 0 : __builtin_cpu_supports("avx512f") ? 2 : 1;
+        int have = !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 0
+                   : __builtin_cpu_supports("avx512f") ? 2 : 1;
+        const char *cap = getenv("NBI_ISA");
+        if (cap && strcmp(cap, "base") == 0) have = 0;
+        else if (cap && strcmp(cap, "avx2") == 0 && have > 1) have = 1;
+        isa = have;
     }
     return isa;
 #else
     return 0;
 #endif
 }
+static inline int vm_have_avx2(void) { return vm_isa() >= 1; }
 
 #endif
