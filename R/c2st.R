@@ -1,5 +1,5 @@
 # The classifier two-sample test (C2ST) of the sbibm benchmark: how well can a small MLP
-# tell two samples apart? The classifier trains in C (src/train/classifier.c).
+# tell two samples apart? The classifier trains in C (src/diag/classifier.c).
 
 #' Classifier two-sample test (C2ST)
 #'

@@ -40,14 +40,3 @@ SEXP r_blas_threads(SEXP n) {
     if (k != NA_INTEGER && k >= 1 && k <= 1024 && k != old) set(k);
     return Rf_ScalarInteger(old);
 }
-
-/* whether float32 products use the BLAS's sgemm (found by ./configure) or nbi's C kernel */
-SEXP r_have_sgemm(void) { return Rf_ScalarLogical(nn_have_sgemm()); }
-
-/* what computes float32 products on this CPU: "nbi avx512", "nbi avx2", "nbi base" (nbi's
- * kernel, nn/sgemm.c) or "blas sgemm" (products of fewer rows than the kernel's panels go to
- * sgemm whenever it exists) */
-SEXP r_sgemm_kernel(void) {
-    static const char *isa[3] = {"nbi base", "nbi avx2", "nbi avx512"};
-    return Rf_mkString(nn_sgemm_own(1) ? isa[nn_sgemm_isa()] : "blas sgemm");
-}

@@ -1,14 +1,14 @@
 /* .Call entries of the classifier two-sample test: fit the C2ST classifier on one fold and
- * predict the held-out rows (train/classifier.c), and a test entry for its loss gradient.
+ * predict the held-out rows (diag/classifier.c); its test entry is in r_test_model.c.
  * Matrices come with one sample per column (features in rows), as the core wants them. */
 #include <math.h>
 #include <string.h>
 #include "r_util.h"
 #include "nn/nn.h"
-#include "train/classifier.h"
+#include "r_classify.h"
 
 /* a double matrix with `rows` rows (any when rows < 0) of finite values; returns its columns */
-static int need_finite_matrix(SEXP x, int rows, const char *arg) {
+int c2st_need_matrix(SEXP x, int rows, const char *arg) {
     if (TYPEOF(x) != REALSXP) Rf_error("'%s' must be a double matrix", arg);
     SEXP dim = Rf_getAttrib(x, R_DimSymbol);
     if (TYPEOF(dim) != INTSXP || XLENGTH(dim) != 2) Rf_error("'%s' must be a matrix", arg);
@@ -22,20 +22,20 @@ static int need_finite_matrix(SEXP x, int rows, const char *arg) {
 }
 
 /* a double vector of n labels, each 0 or 1 */
-static const double *need_labels(SEXP y, int n, const char *arg) {
+const double *c2st_need_labels(SEXP y, int n, const char *arg) {
     const double *v = need_real(y, n, arg);
     for (int i = 0; i < n; i++)
         if (!(v[i] == 0.0 || v[i] == 1.0)) Rf_error("'%s' must hold only 0 and 1", arg);
     return v;
 }
 
-static int opt_int(SEXP opts, const char *name, int lo, int hi) {
+int c2st_opt_int(SEXP opts, const char *name, int lo, int hi) {
     const int v = list_int(opts, name, "opts");
     if (v < lo || v > hi) Rf_error("'opts$%s' must be in %d..%d", name, lo, hi);
     return v;
 }
 
-static double opt_real(SEXP opts, const char *name, double lo, int lo_open) {
+double c2st_opt_real(SEXP opts, const char *name, double lo, int lo_open) {
     const double v = list_real(opts, name, "opts");
     if (!R_FINITE(v) || v < lo || (lo_open && v == lo))
         Rf_error("'opts$%s' must be a finite number %s %g", name, lo_open ? ">" : ">=", lo);
@@ -43,8 +43,8 @@ static double opt_real(SEXP opts, const char *name, double lo, int lo_open) {
 }
 
 /* the layout from opts$h1, opts$h2 and d, with its size checked in double precision */
-static void layout_from_opts(clf_layout *L, SEXP opts, int d) {
-    const int h1 = opt_int(opts, "h1", 1, 1000000), h2 = opt_int(opts, "h2", 1, 1000000);
+void c2st_layout(clf_layout *L, SEXP opts, int d) {
+    const int h1 = c2st_opt_int(opts, "h1", 1, 1000000), h2 = c2st_opt_int(opts, "h2", 1, 1000000);
     if ((double)h1 * d + (double)h2 * h1 + 2.0 * h2 + h1 + 1 > INT_MAX)
         Rf_error("'opts': a classifier with %d and %d hidden units on %d features has more "
                  "than 2^31 - 1 parameters", h1, h2, d);
@@ -64,29 +64,29 @@ SEXP r_c2st_fit_predict(SEXP x_train, SEXP y_train, SEXP x_valid, SEXP y_valid, 
     if (TYPEOF(x_train) != REALSXP || Rf_isNull(Rf_getAttrib(x_train, R_DimSymbol)))
         Rf_error("'x_train' must be a double matrix");
     const int d = Rf_nrows(x_train);
-    const int n = need_finite_matrix(x_train, d, "x_train");
+    const int n = c2st_need_matrix(x_train, d, "x_train");
     if (n < 1) Rf_error("'x_train' must have at least one column");
-    const double *y = need_labels(y_train, n, "y_train");
+    const double *y = c2st_need_labels(y_train, n, "y_train");
     int nv = 0;
     const double *yv = NULL;
     if (Rf_isNull(x_valid) != Rf_isNull(y_valid))
         Rf_error("'x_valid' and 'y_valid' must both be NULL or both be given");
     if (!Rf_isNull(x_valid)) {
-        nv = need_finite_matrix(x_valid, d, "x_valid");
-        yv = need_labels(y_valid, nv, "y_valid");
+        nv = c2st_need_matrix(x_valid, d, "x_valid");
+        yv = c2st_need_labels(y_valid, nv, "y_valid");
     }
-    const int nt = need_finite_matrix(x_test, d, "x_test");
+    const int nt = c2st_need_matrix(x_test, d, "x_test");
     clf_layout L;
-    layout_from_opts(&L, opts, d);
+    c2st_layout(&L, opts, d);
     clf_options o;
-    o.epochs = opt_int(opts, "epochs", 1, INT_MAX);
-    o.batch = opt_int(opts, "batch", 1, INT_MAX);
-    o.patience = opt_int(opts, "patience", 1, INT_MAX);
-    o.threads = opt_int(opts, "threads", 1, 1024);
-    o.lr = opt_real(opts, "lr", 0.0, 1);
-    o.l2 = opt_real(opts, "l2", 0.0, 0);
-    o.tol = opt_real(opts, "tol", 0.0, 0);
-    const double seed = opt_real(opts, "seed", 0.0, 0);
+    o.epochs = c2st_opt_int(opts, "epochs", 1, INT_MAX);
+    o.batch = c2st_opt_int(opts, "batch", 1, INT_MAX);
+    o.patience = c2st_opt_int(opts, "patience", 1, INT_MAX);
+    o.threads = c2st_opt_int(opts, "threads", 1, 1024);
+    o.lr = c2st_opt_real(opts, "lr", 0.0, 1);
+    o.l2 = c2st_opt_real(opts, "l2", 0.0, 0);
+    o.tol = c2st_opt_real(opts, "tol", 0.0, 0);
+    const double seed = c2st_opt_real(opts, "seed", 0.0, 0);
     if (seed != floor(seed) || seed > 9007199254740992.0)
         Rf_error("'opts$seed' must be a whole number in [0, 2^53]");
     o.seed = (uint64_t)seed;
@@ -113,35 +113,3 @@ SEXP r_c2st_fit_predict(SEXP x_train, SEXP y_train, SEXP x_valid, SEXP y_valid, 
     return prob;
 }
 
-/* Test entry: the penalised mean logistic loss of the rows of x (d x B) and its gradient
- * with respect to params. opts: list(h1, h2, l2, threads). */
-SEXP r_c2st_loss_grad(SEXP params, SEXP x, SEXP y, SEXP opts) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
-    if (TYPEOF(x) != REALSXP || Rf_isNull(Rf_getAttrib(x, R_DimSymbol)))
-        Rf_error("'x' must be a double matrix");
-    const int d = Rf_nrows(x);
-    const int B = need_finite_matrix(x, d, "x");
-    if (B < 1) Rf_error("'x' must have at least one column");
-    const double *yy = need_labels(y, B, "y");
-    clf_layout L;
-    layout_from_opts(&L, opts, d);
-    const double l2 = opt_real(opts, "l2", 0.0, 0);
-    const int threads = opt_int(opts, "threads", 1, 1024);
-    const double *p = need_real(params, (R_xlen_t)L.n_params, "params");
-    for (size_t i = 0; i < L.n_params; i++)
-        if (!R_FINITE(p[i])) Rf_error("'params' has NA or non-finite values");
-    double *work = (double *)R_alloc(clf_batch_work(&L, B), sizeof(double));
-    SEXP grad = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)L.n_params));
-    memset(REAL(grad), 0, L.n_params * sizeof(double));
-    const double loss = clf_loss_grad(&L, p, REAL(x), yy, B, l2, REAL(grad), work, threads);
-    SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
-    SEXP nm = PROTECT(Rf_allocVector(STRSXP, 2));
-    SET_VECTOR_ELT(out, 0, Rf_ScalarReal(loss));
-    SET_VECTOR_ELT(out, 1, grad);
-    SET_STRING_ELT(nm, 0, Rf_mkChar("loss"));
-    SET_STRING_ELT(nm, 1, Rf_mkChar("grad"));
-    Rf_setAttrib(out, R_NamesSymbol, nm);
-    UNPROTECT(3);
-    return out;
-}

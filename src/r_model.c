@@ -17,25 +17,7 @@ SEXP r_model_init(SEXP spec, SEXP seed) {
     return out;
 }
 
-SEXP r_model_n_params(SEXP spec) {
-    model_layout M;
-    model_from_spec(&M, spec);
-    return Rf_ScalarReal((double)M.n_params);
-}
 
-/* params with the MADE masks applied: params itself when already masked (as fitted models
- * are), else a masked copy */
-static const double *masked_params(const model_layout *M, SEXP params, int threads) {
-    const double *src = need_real(params, (R_xlen_t)M->n_params, "params");
-    int bad = 0;  /* isfinite is inlined and the loop vectorises (R_FINITE is a call) */
-    for (size_t i = 0; i < M->n_params; i++) bad |= !isfinite(src[i]);
-    if (bad) Rf_error("'params' has non-finite values");
-    if (flow_is_masked(&M->L, src + M->F.n_params, threads)) return src;
-    double *p = (double *)R_alloc(M->n_params > 0 ? M->n_params : 1, sizeof(double));
-    memcpy(p, src, M->n_params * sizeof(double));
-    model_mask(M, p);
-    return p;
-}
 
 /* the featurizer's output (nc x nobs) for the columns of x (n_in x nobs), in chunks */
 static double *features_of(const model_layout *M, const double *p, const double *x, int nobs,
@@ -172,50 +154,4 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     return out;
 }
 
-/* Flow alone: logq and the gradient of sum_i g_i logq_i wrt flow params, context, theta. */
-SEXP r_flow_grad(SEXP spec, SEXP params, SEXP theta, SEXP context, SEXP g, SEXP threads) {
-    model_layout M;
-    model_from_spec(&M, spec);
-    const flow_layout *L = &M.L;
-    int nt = need_threads(threads);
-    int n = need_cols(theta, L->d, "theta");
-    if (need_cols(context, L->nc, "context") != n) Rf_error("'context' must have %d columns", n);
-    double *gg = need_real(g, n, "g");
-    double *p = (double *)R_alloc(L->n_params, sizeof(double));
-    memcpy(p, need_real(params, (R_xlen_t)L->n_params, "params"), L->n_params * sizeof(double));
-    flow_mask(L, p, 1);
-    double *fw = (double *)R_alloc(flow_fwd_work(L, n), sizeof(double));
-    double *bw = (double *)R_alloc(flow_bwd_work(L, n), sizeof(double));
-    SEXP lq = PROTECT(Rf_allocVector(REALSXP, n));
-    SEXP dp = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)L->n_params));
-    SEXP dc = PROTECT(Rf_allocMatrix(REALSXP, L->nc, n));
-    SEXP dt = PROTECT(Rf_allocMatrix(REALSXP, L->d, n));
-    memset(REAL(dp), 0, L->n_params * sizeof(double));
-    flow_forward(L, p, REAL(theta), REAL(context), n, n, 1.0, REAL(lq), fw, nt);
-    flow_backward(L, p, REAL(context), n, gg, REAL(dp), REAL(dc), REAL(dt), fw, bw, nt);
-    SEXP out = PROTECT(Rf_allocVector(VECSXP, 4));
-    SET_VECTOR_ELT(out, 0, lq); SET_VECTOR_ELT(out, 1, dp);
-    SET_VECTOR_ELT(out, 2, dc); SET_VECTOR_ELT(out, 3, dt);
-    UNPROTECT(5);
-    return out;
-}
 
-/* Featurizer + flow: mean negative log-density of the batch and its parameter gradient. */
-SEXP r_model_nll_grad(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) {
-    model_layout M;
-    model_from_spec(&M, spec);
-    int nt = need_threads(threads);
-    int n = need_cols(theta, M.L.d, "theta");
-    if (n < 1) Rf_error("'theta' must have at least one column");
-    if (need_cols(x, M.F.n_in, "x") != n) Rf_error("'x' must have %d columns", n);
-    const double *p = masked_params(&M, params, nt);
-    double *work = (double *)R_alloc(model_grad_work(&M, n), sizeof(double));
-    SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
-    SEXP gr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)M.n_params));
-    memset(REAL(gr), 0, M.n_params * sizeof(double));
-    double loss = model_nll_grad(&M, p, REAL(x), REAL(theta), n, REAL(gr), work, nt);
-    SET_VECTOR_ELT(out, 0, Rf_ScalarReal(loss));
-    SET_VECTOR_ELT(out, 1, gr);
-    UNPROTECT(2);
-    return out;
-}

@@ -266,3 +266,17 @@ SEXP dup_real(SEXP x, const char *arg) {
     if (n > 0) memcpy(REAL(y), REAL(x), (size_t)n * sizeof(double));
     return y;
 }
+
+/* params with the MADE masks applied: params itself when already masked (as fitted models
+ * are), else a masked copy */
+const double *masked_params(const model_layout *M, SEXP params, int threads) {
+    const double *src = need_real(params, (R_xlen_t)M->n_params, "params");
+    int bad = 0;  /* isfinite is inlined and the loop vectorises (R_FINITE is a call) */
+    for (size_t i = 0; i < M->n_params; i++) bad |= !isfinite(src[i]);
+    if (bad) Rf_error("'params' has non-finite values");
+    if (flow_is_masked(&M->L, src + M->F.n_params, threads)) return src;
+    double *p = (double *)R_alloc(M->n_params > 0 ? M->n_params : 1, sizeof(double));
+    memcpy(p, src, M->n_params * sizeof(double));
+    model_mask(M, p);
+    return p;
+}

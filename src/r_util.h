@@ -5,7 +5,7 @@
 #include <R.h>
 #include <Rinternals.h>
 #include <stdint.h>
-#include "train/model.h"
+#include "model/model.h"
 
 SEXP list_get(SEXP list, const char *name, const char *arg);
 int list_int(SEXP list, const char *name, const char *arg);
@@ -20,6 +20,9 @@ uint64_t *need_seeds(SEXP seeds, int n, const char *arg);        /* n whole numb
  * their offsets, n_obs + 1 of them */
 R_xlen_t *need_counts(SEXP counts, int n_obs, R_xlen_t total, const char *arg);
 void model_from_spec(model_layout *M, SEXP spec);
+/* the model's parameters, checked finite, with the MADE masks applied: params itself when
+ * already masked (as fitted models are), else a masked copy (R_alloc) */
+const double *masked_params(const model_layout *M, SEXP params, int threads);
 /* R_alloc of n doubles whose 2 MiB-aligned interior is asked to be backed by huge pages
  * (one page fault per 2 MiB instead of per 4 KiB on first touch) */
 double *alloc_work(size_t n);

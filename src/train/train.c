@@ -1,8 +1,8 @@
 #include <math.h>
 #include <string.h>
 #include "nn/nn.h"
-#include "train/model.h"
-#include "train/adam.h"
+#include "model/model.h"
+#include "nn/optim.h"
 #include "rng.h"
 
 #define LR_FLOOR 0.02

@@ -3,8 +3,8 @@
 #include <omp.h>
 #endif
 #include "nn/nn.h"
-#include "train/model.h"
-#include "train/adam.h"
+#include "model/model.h"
+#include "nn/optim.h"
 
 int model_layout_link(model_layout *M) {
     if (M->L.nc != M->F.n_out) return 1;

@@ -3,8 +3,8 @@
 #include <math.h>
 #include <string.h>
 #include "nn/nn.h"
-#include "train/adam.h"
-#include "train/classifier.h"
+#include "nn/optim.h"
+#include "diag/classifier.h"
 #include "rng.h"
 
 int clf_layout_init(clf_layout *L, int d, int h1, int h2) {

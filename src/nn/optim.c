@@ -4,7 +4,7 @@
 #ifdef VM_DISPATCH
 #include <immintrin.h>
 #endif
-#include "train/adam.h"
+#include "nn/optim.h"
 
 #define PAR_MIN 16384     /* elements below which one thread is faster */
 #define NORM_CHUNK 4096  /* elements per chunk of a parallel pass */

@@ -1,5 +1,5 @@
-#ifndef NBI_ADAM_H
-#define NBI_ADAM_H
+#ifndef NBI_OPTIM_H
+#define NBI_OPTIM_H
 #include <stddef.h>
 /* one Adam step on the gradient gscale * g (gscale: gradient clipping, folded into the
  * pass); wf (or NULL) <- (float)w, the float copy products read (nn_set_mirror); avg (or
