@@ -17,6 +17,7 @@ SEXP r_importance(SEXP, SEXP, SEXP);
 SEXP r_obs_keys(SEXP, SEXP, SEXP);
 SEXP r_model_log_prob_obs(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_model_features(SEXP, SEXP, SEXP, SEXP);
+SEXP r_flow_block_kinds(void);
 SEXP r_tmix_fit(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_tmix_sample(SEXP, SEXP, SEXP, SEXP);
 SEXP r_tmix_log_density(SEXP, SEXP, SEXP, SEXP);
@@ -54,6 +55,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_c2st_loss_grad", (DL_FUNC)&r_c2st_loss_grad, 4},
     {"r_have_sgemm", (DL_FUNC)&r_have_sgemm, 0},
     {"r_sgemm_kernel", (DL_FUNC)&r_sgemm_kernel, 0},
+    {"r_flow_block_kinds", (DL_FUNC)&r_flow_block_kinds, 0},
     {"r_nn_linear", (DL_FUNC)&r_nn_linear, 4},
     {"r_nn_act", (DL_FUNC)&r_nn_act, 4},
     {"r_nn_gemm", (DL_FUNC)&r_nn_gemm, 8},

@@ -6,6 +6,7 @@
 #include "r_util.h"
 #include "r_classify.h"
 #include "flow/made.h"
+#include "flow/block.h"
 #include "nn/nn.h"
 
 SEXP r_model_n_params(SEXP spec) {
@@ -104,4 +105,20 @@ SEXP r_have_sgemm(void) { return Rf_ScalarLogical(nn_have_sgemm()); }
 SEXP r_sgemm_kernel(void) {
     static const char *isa[3] = {"nbi base", "nbi avx2", "nbi avx512"};
     return Rf_mkString(nn_sgemm_own(1) ? isa[nn_sgemm_isa()] : "blas sgemm");
+}
+
+/* the registered flow block kinds: list(name, terminal), in the order of their numbers */
+SEXP r_flow_block_kinds(void) {
+    SEXP name = PROTECT(Rf_allocVector(STRSXP, FLOW_N_KINDS));
+    SEXP term = PROTECT(Rf_allocVector(LGLSXP, FLOW_N_KINDS));
+    for (int k = 0; k < FLOW_N_KINDS; k++) {
+        SET_STRING_ELT(name, k, Rf_mkChar(flow_block_kinds[k]->name));
+        LOGICAL(term)[k] = flow_block_kinds[k]->terminal;
+    }
+    const char *fields[] = {"name", "terminal", ""};
+    SEXP out = PROTECT(Rf_mkNamed(VECSXP, fields));
+    SET_VECTOR_ELT(out, 0, name);
+    SET_VECTOR_ELT(out, 1, term);
+    UNPROTECT(3);
+    return out;
 }

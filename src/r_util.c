@@ -116,7 +116,10 @@ static const char *flow_err[] = {"", "d must be >= 1", "nc must be >= 0", "hidde
                                  "layers must be in 1..16", "blocks must be >= 1",
                                  "mixture must be >= 1", "unknown activation",
                                  "clamp must be positive and finite",
-                                 "order must hold a permutation of 0..d-1 per block"};
+                                 "order must hold a permutation of 0..d-1 per block",
+                                 "blocks must be at most 256",
+                                 "a block or the flow has more than 2^31 - 1 outputs or parameters",
+                                 "kinds must name registered kinds, the terminal one last and only there"};
 
 static void resnet_gru_from_spec(feat_layout *F, SEXP fs) {
     int seq_len = list_int(fs, "seq_len", "spec$feat"), ch = list_int(fs, "channels", "spec$feat");
@@ -179,7 +182,6 @@ static void feat_from_spec(feat_layout *F, SEXP fs) {
  * bounded above, so their size_t count is exact. */
 static double model_params_dbl(const model_layout *M) {
     const feat_layout *F = &M->F;
-    const flow_layout *L = &M->L;
     double n = (double)F->n_params;
     if (F->type == FEAT_MLP) {
         n = 0.0;
@@ -188,10 +190,7 @@ static double model_params_dbl(const model_layout *M) {
             n += w * (l == 0 ? F->n_in : F->hidden[l - 1]) + w;
         }
     }
-    double H = L->hidden, body = H * L->d + H * L->nc + H + (L->layers - 1) * (H * H + H);
-    double od_affine = 2.0 * L->d, od_mog = 3.0 * L->K * L->d;
-    return n + (L->blocks - 1) * (body + od_affine * (H + 1 + L->nc)) +
-           body + od_mog * (H + 1 + L->nc);
+    return n + (double)M->L.n_params;  /* the flow's count was checked by flow_layout_init */
 }
 
 /* spec$precision: "float64" (also when absent, as in models saved before it existed),
@@ -225,14 +224,22 @@ void model_from_spec(model_layout *M, SEXP spec) {
         XLENGTH(ord) != (R_xlen_t)d * blocks)
         Rf_error("'spec$flow$order' must be an integer vector of length d * blocks");
     int K = list_int(ls, "K", "spec$flow");
-    if ((double)K * 3 * d > INT_MAX)  /* the mixture block's output size, an int */
-        Rf_error("malformed flow spec: 3 * K * d must be below 2^31");
     int *rank = (int *)R_alloc((size_t)d * blocks, sizeof(int));
+    /* spec$flow$kinds: the block kinds' numbers (flow/block.h), optional */
+    const int *kinds = NULL;
+    SEXP nm = Rf_getAttrib(ls, R_NamesSymbol);
+    for (R_xlen_t i = 0; i < XLENGTH(ls) && TYPEOF(nm) == STRSXP; i++)
+        if (strcmp(CHAR(STRING_ELT(nm, i)), "kinds") == 0) {
+            SEXP k = VECTOR_ELT(ls, i);
+            if (TYPEOF(k) != INTSXP || XLENGTH(k) != blocks)
+                Rf_error("'spec$flow$kinds' must be an integer vector of length blocks");
+            kinds = INTEGER(k);
+        }
     int rc = flow_layout_init(&M->L, d, list_int(ls, "nc", "spec$flow"),
                               list_int(ls, "hidden", "spec$flow"), list_int(ls, "layers", "spec$flow"),
                               blocks, K, list_int(ls, "act", "spec$flow"),
                               list_real(ls, "clamp", "spec$flow"), list_real(ls, "clamp_mix", "spec$flow"),
-                              INTEGER(ord), rank);
+                              INTEGER(ord), rank, kinds);
     if (rc) Rf_error("malformed flow spec: %s", flow_err[rc]);
     if (model_layout_link(M))
         Rf_error("malformed spec: the flow's context size (%d) differs from the featurizer's output (%d)",

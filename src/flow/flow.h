@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #define FLOW_MAX_LAYERS 16
+#define FLOW_MAX_BLOCKS 256
 #define LOG_SQRT_2PI 0.91893853320467274178  /* log sqrt(2 pi): the normal density's constant */
 
 typedef struct {
@@ -20,7 +21,11 @@ typedef struct {
     double clamp, clamp_mix;  /* soft bounds of affine log-scales and of mixture log-sds */
     const int *order;         /* blocks x d: order[b*d + t] = coordinate at step t (0-based) */
     int *rank;                /* blocks x d: rank[b*d + j] = step of coordinate j */
-    size_t size_affine, size_mog, n_params;
+    unsigned char kind[FLOW_MAX_BLOCKS];   /* each block's kind (flow/block.h) */
+    int out[FLOW_MAX_BLOCKS];              /* each block's MADE outputs */
+    size_t offset[FLOW_MAX_BLOCKS + 1];    /* where each block's parameters start */
+    int max_out;                           /* the largest block's outputs */
+    size_t n_params;
 } flow_layout;
 
 /* pointers into one block's parameters */
@@ -29,8 +34,13 @@ typedef struct {
     double *Wco;  /* context -> outputs: a linear skip past the hidden layers */
 } made_params;
 
+/* kinds: one per block (their numbers in flow/block.h), or NULL for the default: the first
+ * kind for every block but the last, the mixture for the last. Returns 0, or a code naming
+ * the first bad field (10: too many blocks, 11: a block or the flow too large for an int,
+ * 12: unknown kinds, or a terminal kind anywhere but last). */
 int flow_layout_init(flow_layout *L, int d, int nc, int hidden, int layers, int blocks, int K,
-                     int act, double clamp, double clamp_mix, const int *order, int *rank_buf);
+                     int act, double clamp, double clamp_mix, const int *order, int *rank_buf,
+                     const int *kinds);
 int flow_out_dim(const flow_layout *L, int b);
 size_t flow_block_offset(const flow_layout *L, int b);
 made_params flow_block_params(const flow_layout *L, double *params, int b);

@@ -1,20 +1,20 @@
+#include <limits.h>
 #include <math.h>
 #include <string.h>
-#include "flow/flow.h"
+#include "flow/block.h"
 #include "rng.h"
 
-int flow_out_dim(const flow_layout *L, int b) {
-    return b == L->blocks - 1 ? 3 * L->K * L->d : 2 * L->d;
-}
+int flow_out_dim(const flow_layout *L, int b) { return L->out[b]; }
 
 static size_t block_size(int d, int nc, int H, int layers, int OD) {
     return (size_t)H * d + (size_t)H * nc + H + (size_t)(layers - 1) * ((size_t)H * H + H) +
            (size_t)OD * H + OD + (size_t)OD * nc;
 }
 
-/* Returns 0 on success, a positive code naming the first bad field otherwise. */
+/* Returns 0 on success, a positive code naming the first bad field otherwise (flow.h). */
 int flow_layout_init(flow_layout *L, int d, int nc, int hidden, int layers, int blocks, int K,
-                     int act, double clamp, double clamp_mix, const int *order, int *rank_buf) {
+                     int act, double clamp, double clamp_mix, const int *order, int *rank_buf,
+                     const int *kinds) {
     if (d < 1) return 1;
     if (nc < 0) return 2;
     if (hidden < 1) return 3;
@@ -23,6 +23,7 @@ int flow_layout_init(flow_layout *L, int d, int nc, int hidden, int layers, int 
     if (K < 1) return 6;
     if (act < 0 || act > 2) return 7;
     if (!(clamp > 0) || !isfinite(clamp) || !(clamp_mix > 0) || !isfinite(clamp_mix)) return 8;
+    if (blocks > FLOW_MAX_BLOCKS) return 10;
     L->d = d; L->nc = nc; L->hidden = hidden; L->layers = layers; L->blocks = blocks;
     L->K = K; L->act = act; L->clamp = clamp; L->clamp_mix = clamp_mix;
     L->order = order; L->rank = rank_buf;
@@ -35,13 +36,33 @@ int flow_layout_init(flow_layout *L, int d, int nc, int hidden, int layers, int 
             rk[j] = t;
         }
     }
-    L->size_affine = block_size(d, nc, hidden, layers, 2 * d);
-    L->size_mog = block_size(d, nc, hidden, layers, 3 * K * d);
-    L->n_params = (size_t)(blocks - 1) * L->size_affine + L->size_mog;
+    /* each block's kind: the last ends the flow (terminal), the others map onto the next */
+    for (int b = 0; b < blocks; b++) {
+        const int k = kinds ? kinds[b] : (b == blocks - 1 ? FLOW_KIND_mog : 0);
+        if (k < 0 || k >= FLOW_N_KINDS) return 12;
+        if (flow_block_kinds[k]->terminal != (b == blocks - 1)) return 12;
+        L->kind[b] = (unsigned char)k;
+    }
+    /* sizes, in double first: nothing wraps round */
+    const double H = hidden, body = H * d + H * nc + H + (layers - 1) * (H * H + H);
+    double total = 0.0;
+    L->max_out = 0;
+    for (int b = 0; b < blocks; b++) {
+        const double od = flow_block_kinds[L->kind[b]]->outputs(L);
+        if (!(od >= 1) || od > INT_MAX) return 11;
+        total += body + od * (H + 1 + nc);
+        if (total > 9.0e15) return 11;
+        L->out[b] = (int)od;
+        if (L->out[b] > L->max_out) L->max_out = L->out[b];
+    }
+    L->offset[0] = 0;
+    for (int b = 0; b < blocks; b++)
+        L->offset[b + 1] = L->offset[b] + block_size(d, nc, hidden, layers, L->out[b]);
+    L->n_params = L->offset[blocks];
     return 0;
 }
 
-size_t flow_block_offset(const flow_layout *L, int b) { return (size_t)b * L->size_affine; }
+size_t flow_block_offset(const flow_layout *L, int b) { return L->offset[b]; }
 
 made_params flow_block_params(const flow_layout *L, double *params, int b) {
     made_params p;
@@ -64,7 +85,7 @@ made_params flow_block_params(const flow_layout *L, double *params, int b) {
  * an output of coordinate j may see hidden units of degree <= rank_j. */
 static inline int hdeg(int h, int d) { return h % d; }
 static inline int out_coord(const flow_layout *L, int b, int o) {
-    return b == L->blocks - 1 ? o / (3 * L->K) : o % L->d;
+    return flow_kind(L, b)->out_coord(L, o);
 }
 
 /* Visits every entry of block b the MADE masks forbid: returns 0 at the first nonzero one,
@@ -136,9 +157,10 @@ static void fill_unif(double *w, size_t n, double scale, rng_t *r) {
 }
 
 /* Uniform(+-1/sqrt(fan_in)) weights, small output layers (each block starts near the
- * identity), and mixture components spread over (-1, 1) with total variance about 1. */
+ * identity), and the biases each kind starts from (the mixture's: components spread over
+ * (-1, 1) with total variance about 1). */
 void flow_init_params(const flow_layout *L, double *params, uint64_t seed) {
-    const int d = L->d, H = L->hidden, K = L->K;
+    const int d = L->d, H = L->hidden;
     rng_t r = rng_stream(seed, 0);
     memset(params, 0, L->n_params * sizeof(double));
     for (int b = 0; b < L->blocks; b++) {
@@ -150,20 +172,7 @@ void flow_init_params(const flow_layout *L, double *params, uint64_t seed) {
         for (int l = 1; l < L->layers; l++) fill_unif(p.Wh[l], (size_t)H * H, 1.0 / sqrt((double)H), &r);
         fill_unif(p.Wout, (size_t)OD * H, 0.1 / sqrt((double)H), &r);
         if (L->nc > 0) fill_unif(p.Wco, (size_t)OD * L->nc, 0.1 / sqrt((double)L->nc), &r);
-        if (b == L->blocks - 1) {
-            double m2 = 0.0;
-            for (int k = 0; k < K; k++) { double m = -1.0 + 2.0 * (k + 0.5) / K; m2 += m * m / K; }
-            if (K == 1) m2 = 0.0;
-            double logsd = 0.5 * log(fmax(0.1, 1.0 - m2));
-            double raw = L->clamp_mix * atanh(logsd / L->clamp_mix);
-            for (int j = 0; j < d; j++)
-                for (int k = 0; k < K; k++) {
-                    double *bo = p.bout + ((size_t)j * K + k) * 3;
-                    bo[0] = K == 1 ? 0.0 : -1.0 + 2.0 * (k + 0.5) / K;
-                    bo[1] = raw;
-                    bo[2] = 0.0;
-                }
-        }
+        if (flow_kind(L, b)->init_bias) flow_kind(L, b)->init_bias(L, p.bout);
     }
     flow_mask(L, params, 1);
 }

@@ -13,168 +13,8 @@
 #include "nn/nn.h"
 #include "nn/vmath.h"
 #include "flow/made.h"
+#include "flow/block.h"
 #include "rng.h"
-
-#define TILE 64
-#define AI static inline __attribute__((always_inline))
-
-/* one block, ready for the tiles: sorted hidden units (prepare_block), the context's
- * contributions per context row, and the products' weights in the compute type */
-typedef struct {
-    int d, H, layers, act, K, OD, mog;
-    int rows;                     /* context rows of this call */
-    int nc;                       /* context size */
-    double clamp;                 /* soft bound of log-scales (mixture sds in the last block) */
-    const int *order, *start;     /* coordinate at each step; first sorted unit of each degree */
-    const double *cbase, *cout;   /* context parts, unit-major: hidden (H x rows), outputs */
-    const double *bh[FLOW_MAX_LAYERS];
-    const void *Win, *Wh[FLOW_MAX_LAYERS], *Wout;
-    const void *Wc, *Wco;         /* context weights (sorted hidden units), for parts per tile */
-    const double *b1, *bout;
-} tile_block;
-
-typedef struct {
-    const int *crow;  /* context row of each lane */
-    uint64_t seed, first;  /* random streams (seed, first + lane) */
-    int nt;           /* lanes holding draws; the others are padding */
-    double lt;        /* log temperature */
-} tile_draws;
-
-typedef struct {
-    double *zt, *yt, *lq, *o, *as, *cum, *rmax, *sr, *u, *nrm, *zsel, *asel;
-    void *act, *tmp, *zr, *ctx;
-    int *crow;
-    /* one context per draw: the tile's contexts (nc x TILE) and the current block's context
-     * parts of its hidden (H x TILE) and output (OD x TILE) units, computed in the tile;
-     * NULL when the parts come from the call's (a few contexts shared by many draws) */
-    void *ctxt, *cloc, *oloc;
-} tile_scratch;
-
-/* the mixture of coordinate j for every lane (s->o: mean, raw log-sd, logit per
- * component): rmax = the largest logit, cum = the cumulative weights e^(logit - rmax),
- * sr = their sum, as = the tempered log-sds */
-AI void tile_mog_weights(const tile_block *w, double lt, tile_scratch *s) {
-    const int K = w->K;
-    const double cm = w->clamp, *o = s->o;
-    double *rmax = s->rmax, *sr = s->sr;
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++) { rmax[i] = o[2 * TILE + i]; sr[i] = 0.0; }
-    for (int k = 1; k < K; k++) {
-        const double *lg = o + (size_t)(3 * k + 2) * TILE;
-        #pragma omp simd
-        for (int i = 0; i < TILE; i++) rmax[i] = vm_max(lg[i], rmax[i]);
-    }
-    for (int k = 0; k < K; k++) {
-        const double *raw = o + (size_t)(3 * k + 1) * TILE, *lg = raw + TILE;
-        double *cum = s->cum + (size_t)k * TILE, *as = s->as + (size_t)k * TILE;
-        #pragma omp simd
-        for (int i = 0; i < TILE; i++) {
-            sr[i] += vm_exp(lg[i] - rmax[i]);
-            cum[i] = sr[i];
-            as[i] = cm * vm_tanh(raw[i] / cm) + lt;
-        }
-    }
-}
-
-/* lq[i] += log of the tempered mixture at z[i] (maf.c's mog_logpdf_t), after
- * tile_mog_weights; overwrites cum, rmax and asel */
-AI void tile_mog_density(const tile_block *w, const double *z, int nt, double *lq,
-                         tile_scratch *s) {
-    const int K = w->K;
-    const double *o = s->o;
-    double *big = s->asel, *sum = s->rmax, *sr = s->sr;
-    /* log sum_k pi_k N(z; m_k, e^{2 a_k}) with logits shifted by rmax, the largest term
-     * (big) factored out; the terms overwrite cum */
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++) big[i] = -INFINITY;
-    for (int k = 0; k < K; k++) {
-        const double *mean = o + (size_t)(3 * k) * TILE, *lg = mean + 2 * TILE;
-        const double *as = s->as + (size_t)k * TILE;
-        double *term = s->cum + (size_t)k * TILE;
-        #pragma omp simd
-        for (int i = 0; i < TILE; i++) {
-            double v = (z[i] - mean[i]) * vm_exp(-as[i]);
-            term[i] = (lg[i] - s->rmax[i]) - as[i] - 0.5 * v * v;
-            big[i] = vm_max(term[i], big[i]);
-        }
-    }
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++) sum[i] = 0.0;  /* rmax is no longer needed */
-    for (int k = 0; k < K; k++) {
-        const double *term = s->cum + (size_t)k * TILE;
-        #pragma omp simd
-        for (int i = 0; i < TILE; i++) sum[i] += vm_exp(term[i] - big[i]);
-    }
-    for (int i = 0; i < nt; i++) lq[i] += big[i] + log(sum[i] / sr[i]) - LOG_SQRT_2PI;
-}
-
-/* coordinate j of the mixture block for every lane at step t: a component by its weight,
- * z = mean + e^{a} n, and the log-density of the tempered mixture at z */
-AI void tile_mog_draw(const tile_block *w, const tile_draws *td, int t, double *zj,
-                      double *lq, tile_scratch *s) {
-    const int K = w->K;
-    const double *o = s->o;
-    double *sr = s->sr, *zsel = s->zsel, *asel = s->asel;
-    tile_mog_weights(w, td->lt, s);
-    const uint64_t key = td->seed + 0xD1B54A32D192ED03ULL * (uint64_t)(t + 1);
-    double *u1 = s->nrm, *u2 = s->cum + (size_t)(K - 1) * TILE;  /* cum's last row: free */
-    for (int i = 0; i < TILE; i++) {
-        rng_t r = rng_stream(key, td->first + i);  /* padding lanes draw too: harmless */
-        s->u[i] = rng_unif(&r);
-        u1[i] = rng_unif(&r);
-        u2[i] = rng_unif(&r);
-    }
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++)  /* Box-Muller, as rng_norm */
-        s->nrm[i] = vm_sqrt(-2.0 * vm_log(u1[i])) * vm_cos_2pi(u2[i]);
-    /* the first component whose cumulative weight exceeds u * sum */
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++) {
-        zsel[i] = o[(size_t)(3 * (K - 1)) * TILE + i];
-        asel[i] = s->as[(size_t)(K - 1) * TILE + i];
-    }
-    for (int k = K - 2; k >= 0; k--) {
-        const double *cum = s->cum + (size_t)k * TILE, *as = s->as + (size_t)k * TILE;
-        const double *mean = o + (size_t)(3 * k) * TILE;
-        #pragma omp simd
-        for (int i = 0; i < TILE; i++) {
-            const uint64_t take = vm_mask(s->u[i] * sr[i] < cum[i]);
-            zsel[i] = vm_select(take, mean[i], zsel[i]);
-            asel[i] = vm_select(take, as[i], asel[i]);
-        }
-    }
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++) zsel[i] += vm_exp(asel[i]) * s->nrm[i];
-    tile_mog_density(w, zsel, td->nt, lq, s);
-    for (int i = 0; i < td->nt; i++) zj[i] = zsel[i];
-}
-
-/* affine block forward, coordinate j: y = (z - shift) e^{-a}; the log-density loses a */
-AI void tile_affine_forward(const tile_block *w, const double *zj, double *yj, double *lq,
-                            tile_scratch *s) {
-    const double c = w->clamp;
-    const double *shift = s->o, *raw = s->o + TILE;
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++) {
-        double a = c * vm_tanh(raw[i] / c);
-        yj[i] = (zj[i] - shift[i]) * vm_exp(-a);
-        lq[i] -= a;
-    }
-}
-
-/* affine block, coordinate j: z = y e^{a} + shift, a = the clamped log-scale (rows o[0] and
- * o[1]); the log-density loses a */
-AI void tile_affine_inverse(const tile_block *w, double *zj, const double *yj, double *lq,
-                            tile_scratch *s) {
-    const double c = w->clamp;
-    const double *shift = s->o, *raw = s->o + TILE;
-    #pragma omp simd
-    for (int i = 0; i < TILE; i++) {
-        double a = c * vm_tanh(raw[i] / c);
-        zj[i] = yj[i] * vm_exp(a) + shift[i];
-        lq[i] -= a;
-    }
-}
 
 #define TILE_VBYTES 32
 #define REAL double
@@ -271,17 +111,20 @@ static parts_fn parts_function(int single) {
 
 /* doubles of one thread's scratch, each array rounded up to whole cache lines */
 #define LINE(n) ((((size_t)(n)) + 7) / 8 * 8)
+/* the outputs one step of a tile reads, at most (flow_block_kind.tile_rows) */
+static int step_rows(const flow_layout *L) { return (L->max_out + L->d - 1) / L->d; }
+
 static size_t scratch_doubles(const flow_layout *L) {
-    const int H = L->hidden, K3 = 3 * L->K, wide = H > K3 ? H : K3;
-    return 3 * LINE((size_t)L->d * TILE) + 9 * LINE(TILE) + LINE((size_t)K3 * TILE) +
+    const int H = L->hidden, R = step_rows(L), wide = H > R ? H : R;
+    return 3 * LINE((size_t)L->d * TILE) + 9 * LINE(TILE) + LINE((size_t)R * TILE) +
            2 * LINE((size_t)L->K * TILE) + LINE((size_t)L->layers * H * TILE) +
            LINE((size_t)L->nc * TILE) + LINE((size_t)H * TILE) +
-           LINE((size_t)K3 * L->d * TILE) + LINE((size_t)wide * TILE);
+           LINE((size_t)L->max_out * TILE) + LINE((size_t)wide * TILE);
 }
 
 static tile_scratch scratch_at(const flow_layout *L, double *p) {
     tile_scratch s;
-    const int H = L->hidden, K3 = 3 * L->K;
+    const int H = L->hidden, R = step_rows(L);
     s.zt = p;   p += LINE((size_t)L->d * TILE);
     s.yt = p;   p += LINE((size_t)L->d * TILE);
     s.zr = p;   p += LINE((size_t)L->d * TILE);
@@ -294,13 +137,13 @@ static tile_scratch scratch_at(const flow_layout *L, double *p) {
     s.asel = p; p += LINE(TILE);
     s.ctx = p;  p += LINE(TILE);
     s.crow = (int *)p;  p += LINE(TILE);  /* TILE ints fit in TILE double slots */
-    s.o = p;    p += LINE((size_t)K3 * TILE);
+    s.o = p;    p += LINE((size_t)R * TILE);
     s.as = p;   p += LINE((size_t)L->K * TILE);
     s.cum = p;  p += LINE((size_t)L->K * TILE);
     s.act = p;  p += LINE((size_t)L->layers * H * TILE);
     s.ctxt = p; p += LINE((size_t)L->nc * TILE);
     s.cloc = p; p += LINE((size_t)H * TILE);
-    s.oloc = p; p += LINE((size_t)K3 * L->d * TILE);  /* the widest output: the mixture's */
+    s.oloc = p; p += LINE((size_t)L->max_out * TILE);  /* the widest block's outputs */
     s.tmp = p;
     return s;
 }
@@ -336,7 +179,7 @@ size_t flow_sample_work(const flow_layout *L, int B, int threads) {
     size_t prepared = 0;
     for (int b = 0; b < L->blocks; b++) prepared += prepared_doubles(L, b, 0);
     return header_doubles(L) + LINE(H + L->d + 2) + prepared +
-           blocks * ((size_t)B * (H + 3 * L->K * L->d) + 8) + 8 +
+           blocks * ((size_t)B * (H + L->max_out) + 8) + 8 +
            (size_t)(threads > 1 ? threads : 1) * scratch_doubles(L);
 }
 
@@ -366,8 +209,8 @@ static tile_block prepare_block(const flow_layout *L, const double *params, int 
     const int H = L->hidden, d = L->d, nc = L->nc, OD = flow_out_dim(L, b);
     const made_params q = flow_block_params(L, (double *)params, b);
     w.d = d; w.H = H; w.layers = L->layers; w.act = L->act; w.K = L->K; w.OD = OD;
-    w.mog = b == L->blocks - 1;
-    w.clamp = w.mog ? L->clamp_mix : L->clamp;
+    w.kind = flow_kind(L, b);
+    w.clamp = w.kind->clamp(L);
     w.order = L->order + (size_t)b * d;
     w.start = start;
     w.cbase = NULL; w.cout = NULL; w.nc = nc; w.bout = q.bout;
@@ -478,7 +321,7 @@ static void run_chunk(const flow_layout *L, const tile_block *blocks, double *sc
         for (int k = 0; k < ntile; k++) {
             const int a = i0 + k * TILE, nt = i0 + n - a < TILE ? i0 + n - a : TILE;
             for (int i = 0; i < TILE; i++) s.crow[i] = (a + (i < nt ? i : nt - 1)) / per - c0;
-            tile_draws td = {s.crow, seed, index0 + (uint64_t)a, nt, lt};
+            tile_draws td = {s.crow, seed, index0 + (uint64_t)a, nt, lt, vm_isa()};
             if (local) tile_contexts(s.ctxt, single, ctx, L->nc, s.crow);
             if (density)
                 for (int j = 0; j < d; j++)

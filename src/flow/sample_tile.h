@@ -240,26 +240,18 @@ void TS(output_rows)(const tile_block *w, int P, int r0, int nr, int step, const
 static inline __attribute__((always_inline))
 void TS(block_steps)(const tile_block *w, const tile_draws *td, double *zt, double *yt,
                      double *lq, tile_scratch *s, int density) {
-    const int d = w->d, K3 = 3 * w->K;
+    const int d = w->d;
+    const flow_tile_step step = w->kind->tile[td->isa];  /* its kind's step, this CPU's copy */
     if (!density) memset(zt, 0, (size_t)d * TILE * sizeof(double));
     if (s->cloc) TS(tile_context)(w, s);
     for (int t = 0; t < d; t++) {
         const int j = w->order[t];
         double *zj = zt + (size_t)j * TILE, *yj = yt + (size_t)j * TILE;
+        int r0, nr, stride;
+        w->kind->tile_rows(w, j, &r0, &nr, &stride);
         TS(hidden_degree)(w, t, zt, td->crow, s);
-        if (w->mog) {
-            TS(output_rows)(w, w->start[t + 1], j * K3, K3, 1, td->crow, s);
-            if (density) {
-                tile_mog_weights(w, td->lt, s);
-                tile_mog_density(w, zj, td->nt, lq, s);
-            } else {
-                tile_mog_draw(w, td, t, zj, lq, s);
-            }
-        } else {  /* rows j (shift) and d + j (log-scale) */
-            TS(output_rows)(w, w->start[t + 1], j, 2, d, td->crow, s);
-            if (density) tile_affine_forward(w, zj, yj, lq, s);
-            else tile_affine_inverse(w, zj, yj, lq, s);
-        }
+        TS(output_rows)(w, w->start[t + 1], r0, nr, stride, td->crow, s);
+        step(w, td, t, zj, yj, lq, s, density);
     }
 }
 

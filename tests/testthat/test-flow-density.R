@@ -141,3 +141,37 @@ test_that("log-densities from the tiles equal those of the training forward pass
                  tolerance = 1e-12)
   }
 })
+
+test_that("training's and sampling's log-densities agree for every block kind and precision", {
+  # each bijective kind before each terminal kind (spec$flow$kinds), and each terminal kind
+  # alone: flow_forward (training, rows) against flow_log_prob (tiles), float64 and float32
+  kinds <- .Call(C_r_flow_block_kinds)
+  expect_true(all(c("affine", "mog") %in% kinds$name))
+  term <- which(kinds$terminal) - 1L
+  bij <- which(!kinds$terminal) - 1L
+  layouts <- c(lapply(term, function(t) t), unlist(lapply(bij, function(b)
+    lapply(term, function(t) c(b, b, t))), recursive = FALSE))
+  for (ks in layouts) {
+    spec <- small_spec(d = 3, nc = 2, hidden = 7, blocks = length(ks))
+    spec$flow$kinds <- as.integer(ks)
+    p <- random_params(spec, scale = 0.5)
+    set.seed(length(ks))
+    th <- matrix(stats::rnorm(3 * 100), 3)
+    ctx <- matrix(stats::rnorm(2 * 100), 2)
+    for (prec in c("float64", "float32")) {
+      spec$precision <- prec
+      ref <- .Call(C_r_flow_grad, spec, p, th, ctx, rep(0, 100), 1L)[[1]]
+      expect_equal(.Call(C_r_model_log_prob, spec, p, ctx, th, 1, 2L), ref,
+                   tolerance = if (prec == "float64") 1e-12 else 1e-5,
+                   label = sprintf("tiles, kinds %s, %s", paste(kinds$name[ks + 1], collapse = "+"), prec))
+    }
+  }
+  # a terminal kind anywhere but last, or an unknown kind, is refused
+  spec <- small_spec(d = 2, blocks = 2)
+  spec$flow$kinds <- rev(as.integer(c(bij[1], term[1])))
+  expect_error(.Call(C_r_model_n_params, spec), "kinds must name registered kinds")
+  spec$flow$kinds <- c(0L, 99L)
+  expect_error(.Call(C_r_model_n_params, spec), "kinds")
+  spec$flow$kinds <- 0L
+  expect_error(.Call(C_r_model_n_params, spec), "length blocks")
+})

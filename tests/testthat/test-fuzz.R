@@ -466,6 +466,6 @@ test_that("fuzz: every registered entry point was covered", {
                "r_nn_gru", "r_c2st_loss_grad", "r_c2st_fit_predict", "r_draws_theta",
                "r_obs_keys", "r_model_log_prob_obs", "r_model_features", "r_tmix_fit",
                "r_tmix_sample", "r_tmix_log_density",
-               "r_have_sgemm", "r_sgemm_kernel")  # no arguments to corrupt
+               "r_have_sgemm", "r_sgemm_kernel", "r_flow_block_kinds")  # no arguments to corrupt
   expect_setequal(entries, covered)
 })
