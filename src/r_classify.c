@@ -59,8 +59,6 @@ static void cb_interrupt(void *cb) { (void)cb; R_CheckUserInterrupt(); }
  * opts: list(h1, h2, epochs, batch, patience, threads, lr, l2, tol, seed) */
 SEXP r_c2st_fit_predict(SEXP x_train, SEXP y_train, SEXP x_valid, SEXP y_valid, SEXP x_test,
                         SEXP opts) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
     if (TYPEOF(x_train) != REALSXP || Rf_isNull(Rf_getAttrib(x_train, R_DimSymbol)))
         Rf_error("'x_train' must be a double matrix");
     const int d = Rf_nrows(x_train);
@@ -105,7 +103,8 @@ SEXP r_c2st_fit_predict(SEXP x_train, SEXP y_train, SEXP x_valid, SEXP y_valid, 
                                  yv, &o, &run, &best, perm, work);
     if (status) Rf_error("classifier training failed: the loss became non-finite");
     SEXP prob = PROTECT(Rf_allocVector(REALSXP, nt));
-    clf_predict(&L, params, REAL(x_test), nt, B, REAL(prob), work + 4 * L.n_params, o.threads);
+    const nn_ctx cx = nn_ctx_make(0, o.threads);  /* the classifier computes in float64 */
+    clf_predict(&L, params, REAL(x_test), nt, B, REAL(prob), work + 4 * L.n_params, &cx);
     SEXP s_epochs = Rf_install("epochs"), s_best = Rf_install("best_epoch");  /* symbols stay */
     Rf_setAttrib(prob, s_epochs, PROTECT(Rf_ScalarInteger(run)));
     Rf_setAttrib(prob, s_best, PROTECT(Rf_ScalarInteger(best)));

@@ -34,8 +34,9 @@ SEXP r_flow_grad(SEXP spec, SEXP params, SEXP theta, SEXP context, SEXP g, SEXP 
     SEXP dc = PROTECT(Rf_allocMatrix(REALSXP, L->nc, n));
     SEXP dt = PROTECT(Rf_allocMatrix(REALSXP, L->d, n));
     memset(REAL(dp), 0, L->n_params * sizeof(double));
-    flow_forward(L, p, REAL(theta), REAL(context), n, n, 1.0, REAL(lq), fw, nt);
-    flow_backward(L, p, REAL(context), n, gg, REAL(dp), REAL(dc), REAL(dt), fw, bw, nt);
+    const nn_ctx cx = nn_ctx_make(M.precision, nt);
+    flow_forward(L, p, REAL(theta), REAL(context), n, n, 1.0, REAL(lq), fw, &cx);
+    flow_backward(L, p, REAL(context), n, gg, REAL(dp), REAL(dc), REAL(dt), fw, bw, &cx);
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 4));
     SET_VECTOR_ELT(out, 0, lq); SET_VECTOR_ELT(out, 1, dp);
     SET_VECTOR_ELT(out, 2, dc); SET_VECTOR_ELT(out, 3, dt);
@@ -56,7 +57,8 @@ SEXP r_model_nll_grad(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) 
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
     SEXP gr = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)M.n_params));
     memset(REAL(gr), 0, M.n_params * sizeof(double));
-    double loss = model_nll_grad(&M, p, REAL(x), REAL(theta), n, REAL(gr), work, nt);
+    const nn_ctx cx = nn_ctx_make(M.precision, nt);
+    double loss = model_nll_grad(&M, p, REAL(x), REAL(theta), n, REAL(gr), work, &cx);
     SET_VECTOR_ELT(out, 0, Rf_ScalarReal(loss));
     SET_VECTOR_ELT(out, 1, gr);
     UNPROTECT(2);
@@ -66,8 +68,7 @@ SEXP r_model_nll_grad(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) 
 /* Test entry: the penalised mean logistic loss of the rows of x (d x B) and its gradient
  * with respect to params. opts: list(h1, h2, l2, threads). */
 SEXP r_c2st_loss_grad(SEXP params, SEXP x, SEXP y, SEXP opts) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
+    const nn_ctx cx = nn_ctx_make(0, 1);  /* the classifier computes in float64 */
     if (TYPEOF(x) != REALSXP || Rf_isNull(Rf_getAttrib(x, R_DimSymbol)))
         Rf_error("'x' must be a double matrix");
     const int d = Rf_nrows(x);
@@ -84,7 +85,8 @@ SEXP r_c2st_loss_grad(SEXP params, SEXP x, SEXP y, SEXP opts) {
     double *work = (double *)R_alloc(clf_batch_work(&L, B), sizeof(double));
     SEXP grad = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)L.n_params));
     memset(REAL(grad), 0, L.n_params * sizeof(double));
-    const double loss = clf_loss_grad(&L, p, REAL(x), yy, B, l2, REAL(grad), work, threads);
+    const nn_ctx tcx = nn_ctx_threads(&cx, threads);
+    const double loss = clf_loss_grad(&L, p, REAL(x), yy, B, l2, REAL(grad), work, &tcx);
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));
     SEXP nm = PROTECT(Rf_allocVector(STRSXP, 2));
     SET_VECTOR_ELT(out, 0, Rf_ScalarReal(loss));

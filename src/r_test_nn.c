@@ -6,8 +6,7 @@
 
 /* x: C x B, w: C x OC (column-major = OC x C row-major), b: OC, dout: OC x B */
 SEXP r_nn_linear(SEXP x, SEXP w, SEXP b, SEXP dout) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
+    const nn_ctx cx = nn_ctx_make(0, 1);  /* layers compute in float64, products on the BLAS */
     int C = Rf_nrows(x), B = Rf_ncols(x), OC = (int)XLENGTH(b);
     need_real(x, -1, "x");
     need_real(w, (R_xlen_t)C * OC, "w");
@@ -19,8 +18,8 @@ SEXP r_nn_linear(SEXP x, SEXP w, SEXP b, SEXP dout) {
     SEXP db = PROTECT(Rf_allocVector(REALSXP, OC));
     memset(REAL(dw), 0, sizeof(double) * C * OC);
     memset(REAL(db), 0, sizeof(double) * OC);
-    linear_forward(REAL(out), REAL(x), REAL(w), REAL(b), B, C, OC);
-    linear_backward(REAL(din), REAL(dw), REAL(db), REAL(dout), REAL(x), REAL(w), B, C, OC);
+    linear_forward(&cx, REAL(out), REAL(x), REAL(w), REAL(b), B, C, OC);
+    linear_backward(&cx, REAL(din), REAL(dw), REAL(db), REAL(dout), REAL(x), REAL(w), B, C, OC);
     SEXP res = PROTECT(Rf_allocVector(VECSXP, 4));
     SET_VECTOR_ELT(res, 0, out); SET_VECTOR_ELT(res, 1, din);
     SET_VECTOR_ELT(res, 2, dw); SET_VECTOR_ELT(res, 3, db);
@@ -29,8 +28,6 @@ SEXP r_nn_linear(SEXP x, SEXP w, SEXP b, SEXP dout) {
 }
 
 SEXP r_nn_act(SEXP x, SEXP dout, SEXP act, SEXP threads) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
     R_xlen_t n = XLENGTH(x);
     need_real(x, -1, "x");
     need_real(dout, n, "dout");
@@ -48,7 +45,7 @@ SEXP r_nn_act(SEXP x, SEXP dout, SEXP act, SEXP threads) {
 
 /* C = alpha op(A) op(B) + beta C0 through nn_gemm: trans = c(ta, tb) (0/1), mode = 0 float64,
  * 1 float32, 2 float32 through the C kernel; mirror = 0, or A and B read from a registered
- * float copy (nn_set_mirror) that is exact (1) or holds twice their values (2: shows that the
+ * float copy (nn_ctx_mirror) that is exact (1) or holds twice their values (2: shows that the
  * copy, not A and B, is read); for tests of the tiles, threads and copies */
 SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP threads,
                SEXP mirror) {
@@ -64,8 +61,7 @@ SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP t
     if (md == NA_INTEGER || md < 0 || md > 2) Rf_error("'mode' must be 0, 1 or 2");
     const int mi = Rf_asInteger(mirror);
     if (mi == NA_INTEGER || mi < 0 || mi > 2) Rf_error("'mirror' must be 0, 1 or 2");
-    nn_set_precision(md);
-    nn_set_threads(nt);
+    nn_ctx cx = nn_ctx_make(md, nt);
     SEXP out = PROTECT(Rf_duplicate(c0));
     const double *A = REAL(a), *B = REAL(b);
     if (mi) {  /* A and B side by side in one array with its float copy */
@@ -75,14 +71,12 @@ SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP t
         memcpy(w, A, na * sizeof(double));
         memcpy(w + na, B, XLENGTH(b) * sizeof(double));
         for (size_t i = 0; i < n; i++) wf[i] = (float)(mi == 2 ? 2.0 * w[i] : w[i]);
-        nn_set_mirror(w, wf, n);
+        cx = nn_ctx_mirror(&cx, w, wf, n);
         A = w;
         B = w + na;
     }
-    nn_gemm(tA ? "T" : "N", tB ? "T" : "N", M, N, K, co[0], A, Rf_nrows(a), B, Rf_nrows(b),
+    nn_gemm(&cx, tA ? "T" : "N", tB ? "T" : "N", M, N, K, co[0], A, Rf_nrows(a), B, Rf_nrows(b),
             co[1], REAL(out), M);
-    nn_set_precision(0);
-    nn_set_threads(1);
     UNPROTECT(1);
     return out;
 }

@@ -37,8 +37,7 @@ static SEXP zeros(SEXP x) {
 
 /* dims = c(B, L, C, OC, k); x: C x L x B; w: C x k x OC (w[o, j*C + c]); b: OC; dout: OC x L x B */
 SEXP r_nn_conv1d(SEXP x, SEXP w, SEXP b, SEXP dout, SEXP dims) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
+    const nn_ctx cx = nn_ctx_make(0, 1);  /* layers compute in float64, products on the BLAS */
     int d[5];
     need_dims(dims, 5, d);
     int B = d[0], L = d[1], C = d[2], OC = d[3], k = d[4];
@@ -56,8 +55,8 @@ SEXP r_nn_conv1d(SEXP x, SEXP w, SEXP b, SEXP dout, SEXP dims) {
     size_t ncol = (size_t)B * L * k * C;
     double *col = (double *)R_alloc(ncol, sizeof(double));
     double *dcol = (double *)R_alloc(ncol, sizeof(double));
-    conv1d_forward(REAL(out), col, REAL(x), REAL(w), REAL(b), B, L, C, OC, k);
-    conv1d_backward(REAL(din), REAL(dw), REAL(db), REAL(dout), col, REAL(w), dcol, B, L, C, OC, k);
+    conv1d_forward(&cx, REAL(out), col, REAL(x), REAL(w), REAL(b), B, L, C, OC, k);
+    conv1d_backward(&cx, REAL(din), REAL(dw), REAL(db), REAL(dout), col, REAL(w), dcol, B, L, C, OC, k);
     SEXP res = PROTECT(Rf_allocVector(VECSXP, 4));
     SET_VECTOR_ELT(res, 0, out); SET_VECTOR_ELT(res, 1, din);
     SET_VECTOR_ELT(res, 2, dw); SET_VECTOR_ELT(res, 3, db);
@@ -67,8 +66,6 @@ SEXP r_nn_conv1d(SEXP x, SEXP w, SEXP b, SEXP dout, SEXP dims) {
 
 /* dims = c(N, C); x, dout: C x N; gamma, beta: C */
 SEXP r_nn_layernorm(SEXP x, SEXP gamma, SEXP beta, SEXP dout, SEXP dims) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
     int d[2];
     need_dims(dims, 2, d);
     int N = d[0], C = d[1];
@@ -94,8 +91,6 @@ SEXP r_nn_layernorm(SEXP x, SEXP gamma, SEXP beta, SEXP dout, SEXP dims) {
 
 /* dims = c(B, L, C); x: C x L x B; dout: C x floor(L/2) x B */
 SEXP r_nn_maxpool2(SEXP x, SEXP dout, SEXP dims) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
     int d[3];
     need_dims(dims, 3, d);
     int B = d[0], L = d[1], C = d[2], L2 = L / 2;
@@ -115,8 +110,7 @@ SEXP r_nn_maxpool2(SEXP x, SEXP dout, SEXP dims) {
 /* dims = c(B, T, C, H); x: C x T x B; Wih: C x 3H (column g = row g of the C layout); Whh: H x 3H;
  * bih, bhh: 3H; dout: H x T x B */
 SEXP r_nn_gru(SEXP x, SEXP Wih, SEXP Whh, SEXP bih, SEXP bhh, SEXP dout, SEXP dims) {
-    nn_set_precision(0);  /* layers and the classifier compute in float64, */
-    nn_set_threads(1);    /* products on the BLAS alone */
+    const nn_ctx cx = nn_ctx_make(0, 1);  /* layers compute in float64, products on the BLAS */
     int d[4];
     need_dims(dims, 4, d);
     int B = d[0], T = d[1], C = d[2], H = d[3];
@@ -136,8 +130,8 @@ SEXP r_nn_gru(SEXP x, SEXP Wih, SEXP Whh, SEXP bih, SEXP bhh, SEXP dout, SEXP di
     SEXP dbhh = PROTECT(zeros(Rf_allocVector(REALSXP, 3 * H)));
     double *cache = (double *)R_alloc(gru_cache_size(B, T, H), sizeof(double));
     double *work = (double *)R_alloc(gru_work_size(B, T, C, H), sizeof(double));
-    gru_forward(REAL(out), cache, REAL(x), REAL(Wih), REAL(Whh), REAL(bih), REAL(bhh), B, T, C, H, work);
-    gru_backward(REAL(din), REAL(dWih), REAL(dWhh), REAL(dbih), REAL(dbhh), REAL(dout), REAL(x),
+    gru_forward(&cx, REAL(out), cache, REAL(x), REAL(Wih), REAL(Whh), REAL(bih), REAL(bhh), B, T, C, H, work);
+    gru_backward(&cx, REAL(din), REAL(dWih), REAL(dWhh), REAL(dbih), REAL(dbhh), REAL(dout), REAL(x),
                  REAL(out), cache, REAL(Wih), REAL(Whh), B, T, C, H, work);
     SEXP res = PROTECT(Rf_allocVector(VECSXP, 6));
     SET_VECTOR_ELT(res, 0, out); SET_VECTOR_ELT(res, 1, din);

@@ -74,7 +74,6 @@ static train_options train_options_from_r(SEXP opts, int *verbose) {
         Rf_error("'opts$average' and 'opts$average2' must be in [0, 1)");
     if (*verbose != 0 && *verbose != 1) Rf_error("'opts$verbose' must be 0 or 1");
     to.seed = need_seed(list_get(opts, "seed", a));
-    nn_set_threads(to.threads);
     return to;
 }
 
@@ -89,6 +88,7 @@ SEXP r_train(SEXP spec, SEXP params, SEXP x_train, SEXP th_train, SEXP x_valid, 
     const int d = M.L.d, nx = M.F.n_in;
     int verbose = 0;
     train_options to = train_options_from_r(opts, &verbose);
+    to.precision = M.precision;
     int n = need_cols(th_train, d, "theta_train");
     if (n < 1) Rf_error("'theta_train' must have at least one column");
     if (need_cols(x_train, nx, "x_train") != n) Rf_error("'x_train' must have %d columns", n);

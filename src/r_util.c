@@ -57,7 +57,6 @@ int need_threads(SEXP threads) {
     if (XLENGTH(threads) != 1) Rf_error("'threads' must be a single number");
     int t = Rf_asInteger(threads);
     if (t == NA_INTEGER || t < 1 || t > 1024) Rf_error("'threads' must be a positive integer");
-    nn_set_threads(t);
     return t;
 }
 
@@ -211,11 +210,10 @@ static int spec_precision(SEXP spec) {
     return 0;
 }
 
-/* also sets the compute precision of the products this .Call runs */
+/* the layout, and in M->precision the spec's compute precision (for nn_ctx_make) */
 void model_from_spec(model_layout *M, SEXP spec) {
     if (TYPEOF(spec) != VECSXP) Rf_error("'spec' must be a list");
-    nn_set_precision(spec_precision(spec));
-    nn_set_threads(1);
+    M->precision = spec_precision(spec);
     SEXP fs = list_get(spec, "feat", "spec"), ls = list_get(spec, "flow", "spec");
     feat_from_spec(&M->F, fs);
     int d = list_int(ls, "d", "spec$flow"), blocks = list_int(ls, "blocks", "spec$flow");

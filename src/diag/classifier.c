@@ -48,15 +48,16 @@ void clf_init_params(const clf_layout *L, double *params, uint64_t seed) {
 }
 
 void clf_forward(const clf_layout *L, const double *params, const double *x, int B, double *z,
-                 double *work, int threads) {
+                 double *work, const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int d = L->d, h1 = L->h1, h2 = L->h2;
     clf_tensors t = clf_split(L, params);
     double *a1 = work, *r1 = a1 + (size_t)B * h1, *a2 = r1 + (size_t)B * h1, *r2 = a2 + (size_t)B * h2;
-    linear_forward(a1, x, t.w1, t.b1, B, d, h1);
+    linear_forward(cx, a1, x, t.w1, t.b1, B, d, h1);
     act_forward(r1, a1, (size_t)B * h1, ACT_RELU, threads);
-    linear_forward(a2, r1, t.w2, t.b2, B, h1, h2);
+    linear_forward(cx, a2, r1, t.w2, t.b2, B, h1, h2);
     act_forward(r2, a2, (size_t)B * h2, ACT_RELU, threads);
-    linear_forward(z, r2, t.w3, t.b3, B, h2, 1);
+    linear_forward(cx, z, r2, t.w3, t.b3, B, h2, 1);
 }
 
 /* softplus(z) - y z = log(1 + e^z) - y z without overflow */
@@ -71,13 +72,14 @@ static inline double sigmoid(double z) {
 }
 
 double clf_loss_grad(const clf_layout *L, const double *params, const double *x, const double *y,
-                     int B, double l2, double *grad, double *work, int threads) {
+                     int B, double l2, double *grad, double *work, const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int d = L->d, h1 = L->h1, h2 = L->h2;
     clf_tensors t = clf_split(L, params), g = clf_split(L, grad);
     double *a1 = work, *r1 = a1 + (size_t)B * h1, *a2 = r1 + (size_t)B * h1, *r2 = a2 + (size_t)B * h2;
     double *dz = r2 + (size_t)B * h2, *dr2 = dz + B, *dr1 = dr2 + (size_t)B * h2;
     double *z = dz;  /* the logits share dz's buffer: row i's z is read before dz[i] is set */
-    clf_forward(L, params, x, B, z, work, threads);
+    clf_forward(L, params, x, B, z, work, cx);
     double loss = 0.0;
     for (int i = 0; i < B; i++) {
         loss += bce(z[i], y[i]);
@@ -97,31 +99,31 @@ double clf_loss_grad(const clf_layout *L, const double *params, const double *x,
             }
         loss += 0.5 * l2 * s / B;
     }
-    linear_backward(dr2, g.w3, g.b3, dz, r2, t.w3, B, h2, 1);
+    linear_backward(cx, dr2, g.w3, g.b3, dz, r2, t.w3, B, h2, 1);
     act_backward(dr2, dr2, a2, r2, (size_t)B * h2, ACT_RELU, threads);  /* elementwise: in place */
-    linear_backward(dr1, g.w2, g.b2, dr2, r1, t.w2, B, h1, h2);
+    linear_backward(cx, dr1, g.w2, g.b2, dr2, r1, t.w2, B, h1, h2);
     act_backward(dr1, dr1, a1, r1, (size_t)B * h1, ACT_RELU, threads);
-    linear_backward(NULL, g.w1, g.b1, dr1, x, t.w1, B, d, h1);
+    linear_backward(cx, NULL, g.w1, g.b1, dr1, x, t.w1, B, d, h1);
     return loss;
 }
 
 void clf_predict(const clf_layout *L, const double *params, const double *x, int n, int chunk,
-                 double *prob, double *work, int threads) {
+                 double *prob, double *work, const nn_ctx *cx) {
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int b = n - i0 < chunk ? n - i0 : chunk;
         double *z = prob + i0;
-        clf_forward(L, params, x + (size_t)i0 * L->d, b, z, work, threads);
+        clf_forward(L, params, x + (size_t)i0 * L->d, b, z, work, cx);
         for (int i = 0; i < b; i++) z[i] = sigmoid(z[i]);
     }
 }
 
 /* mean logistic loss over n rows (no penalty), in chunks; z: chunk doubles */
 static double mean_bce(const clf_layout *L, const double *params, const double *x,
-                       const double *y, int n, int chunk, double *z, double *work, int threads) {
+                       const double *y, int n, int chunk, double *z, double *work, const nn_ctx *cx) {
     double s = 0.0;
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int b = n - i0 < chunk ? n - i0 : chunk;
-        clf_forward(L, params, x + (size_t)i0 * L->d, b, z, work, threads);
+        clf_forward(L, params, x + (size_t)i0 * L->d, b, z, work, cx);
         for (int i = 0; i < b; i++) s += bce(z[i], y[i0 + i]);
     }
     return s / n;
@@ -150,6 +152,7 @@ int clf_train(const clf_layout *L, double *params, int n_train, const double *x,
     double *xb = v + np, *yb = xb + (size_t)B * d, *zb = yb + B, *bw = zb + B;
     double best_loss = INFINITY;
     int since = 0, step = 0, status = 0;
+    const nn_ctx cx = nn_ctx_make(0, o->threads);  /* the classifier computes in float64 */
     memset(m, 0, 2 * np * sizeof(double));
     memcpy(best, params, np * sizeof(double));
     *epochs_run = 0; *best_epoch = 0;
@@ -165,14 +168,14 @@ int clf_train(const clf_layout *L, double *params, int n_train, const double *x,
                 yb[i] = y[r];
             }
             memset(grad, 0, np * sizeof(double));
-            const double loss = clf_loss_grad(L, params, xb, yb, b, o->l2, grad, bw, o->threads);
+            const double loss = clf_loss_grad(L, params, xb, yb, b, o->l2, grad, bw, &cx);
             if (!isfinite(loss)) { status = 1; break; }
             adam_update(params, NULL, grad, 1.0, m, v, np, o->lr, ++step, 0.9, 0.999, 1e-8, NULL, 0.0, NULL, 0.0, 1);
             tl += loss * b;
         }
         if (status) break;
         const double crit = n_valid > 0
-            ? mean_bce(L, params, xv, yv, n_valid, B, zb, bw, o->threads) : tl / n_train;
+            ? mean_bce(L, params, xv, yv, n_valid, B, zb, bw, &cx) : tl / n_train;
         *epochs_run = e + 1;
         if (!isfinite(crit)) { status = 1; break; }
         if (crit < best_loss - o->tol) since = 0; else since++;

@@ -17,14 +17,14 @@ size_t clf_batch_work(const clf_layout *L, int B);
 void clf_init_params(const clf_layout *L, double *params, uint64_t seed);
 /* logits z (B) of the rows x (B x d) */
 void clf_forward(const clf_layout *L, const double *params, const double *x, int B, double *z,
-                 double *work, int threads);
+                 double *work, const nn_ctx *cx);
 /* mean over rows of softplus(z) - y z, plus 0.5 * l2 * |weights|^2 / B (biases unpenalised,
  * as sklearn's MLPClassifier); adds the gradient into grad */
 double clf_loss_grad(const clf_layout *L, const double *params, const double *x, const double *y,
-                     int B, double l2, double *grad, double *work, int threads);
+                     int B, double l2, double *grad, double *work, const nn_ctx *cx);
 /* sigmoid of the logits of n rows, in chunks of `chunk` rows (work: clf_batch_work(L, chunk)) */
 void clf_predict(const clf_layout *L, const double *params, const double *x, int n, int chunk,
-                 double *prob, double *work, int threads);
+                 double *prob, double *work, const nn_ctx *cx);
 
 typedef struct {
     int epochs, batch, patience, threads;

@@ -5,6 +5,7 @@
 #define NBI_FEAT_H
 #include <stddef.h>
 #include <stdint.h>
+#include "nn/nn.h"
 
 #define FEAT_MAX_LAYERS 16
 enum { FEAT_IDENTITY = 0, FEAT_MLP = 1, FEAT_RESNET_GRU = 2, FEAT_SET_TRANSFORMER = 3 };
@@ -33,11 +34,11 @@ size_t feat_fwd_work(const feat_layout *F, int B);
 size_t feat_bwd_work(const feat_layout *F, int B);
 /* returns the B x n_out features (x itself for the identity) */
 const double *feat_forward(const feat_layout *F, const double *params, const double *x, int B,
-                           double *work, int threads);
+                           double *work, const nn_ctx *cx);
 /* accumulates dparams from dfeat (B x n_out); fwd is the work of feat_forward */
 void feat_backward(const feat_layout *F, const double *params, const double *x, int B,
                    const double *dfeat, double *dparams, const double *fwd, double *work,
-                   int threads);
+                   const nn_ctx *cx);
 
 /* ResNet-GRU internals (feat/resnet_gru.c), dispatched to by the functions above */
 size_t rg_n_params(const feat_layout *F);
@@ -45,18 +46,18 @@ void rg_init_params(const feat_layout *F, double *params, uint64_t seed);
 size_t rg_fwd_work(const feat_layout *F, int B);
 size_t rg_bwd_work(const feat_layout *F, int B);
 const double *rg_forward(const feat_layout *F, const double *params, const double *x, int B,
-                         double *work, int threads);
+                         double *work, const nn_ctx *cx);
 void rg_backward(const feat_layout *F, const double *params, const double *x, int B,
                  const double *dfeat, double *dparams, const double *fwd, double *work,
-                 int threads);
+                 const nn_ctx *cx);
 
 /* set transformer internals (feat/set_transformer.c) */
 void rs_init_params(const feat_layout *F, double *params, uint64_t seed);
 size_t rs_fwd_work(const feat_layout *F, int B);
 size_t rs_bwd_work(const feat_layout *F, int B);
 const double *rs_forward(const feat_layout *F, const double *params, const double *x, int B,
-                         double *work, int threads);
+                         double *work, const nn_ctx *cx);
 void rs_backward(const feat_layout *F, const double *params, const double *x, int B,
                  const double *dfeat, double *dparams, const double *fwd, double *work,
-                 int threads);
+                 const nn_ctx *cx);
 #endif

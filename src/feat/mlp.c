@@ -65,15 +65,16 @@ size_t feat_bwd_work(const feat_layout *F, int B) {
 
 /* work holds, per hidden layer, pre then post activations, then the output */
 const double *feat_forward(const feat_layout *F, const double *params, const double *x, int B,
-                           double *work, int threads) {
+                           double *work, const nn_ctx *cx) {
+    const int threads = cx->threads;
     if (F->type == FEAT_IDENTITY) return x;
-    if (F->type == FEAT_RESNET_GRU) return rg_forward(F, params, x, B, work, threads);
-    if (F->type == FEAT_SET_TRANSFORMER) return rs_forward(F, params, x, B, work, threads);
+    if (F->type == FEAT_RESNET_GRU) return rg_forward(F, params, x, B, work, cx);
+    if (F->type == FEAT_SET_TRANSFORMER) return rs_forward(F, params, x, B, work, cx);
     const double *in = x, *q = params;
     for (int l = 0; l <= F->n_hidden; l++) {
         const int OC = width(F, l), C = width_in(F, l);
         double *pre = work;
-        linear_forward(pre, in, q, q + (size_t)OC * C, B, C, OC);
+        linear_forward(cx, pre, in, q, q + (size_t)OC * C, B, C, OC);
         q += (size_t)OC * C + OC;
         if (l == F->n_hidden) return pre;
         double *post = pre + (size_t)B * OC;
@@ -86,14 +87,15 @@ const double *feat_forward(const feat_layout *F, const double *params, const dou
 
 void feat_backward(const feat_layout *F, const double *params, const double *x, int B,
                    const double *dfeat, double *dparams, const double *fwd, double *work,
-                   int threads) {
+                   const nn_ctx *cx) {
+    const int threads = cx->threads;
     if (F->type == FEAT_IDENTITY) return;
     if (F->type == FEAT_RESNET_GRU) {
-        rg_backward(F, params, x, B, dfeat, dparams, fwd, work, threads);
+        rg_backward(F, params, x, B, dfeat, dparams, fwd, work, cx);
         return;
     }
     if (F->type == FEAT_SET_TRANSFORMER) {
-        rs_backward(F, params, x, B, dfeat, dparams, fwd, work, threads);
+        rs_backward(F, params, x, B, dfeat, dparams, fwd, work, cx);
         return;
     }
     size_t off_p[FEAT_MAX_LAYERS + 1], off_w[FEAT_MAX_LAYERS + 1], po = 0, wo = 0;
@@ -109,7 +111,7 @@ void feat_backward(const feat_layout *F, const double *params, const double *x, 
         const double *in = l == 0 ? x : fwd + off_w[l - 1] + (size_t)B * C;
         const double *w = params + off_p[l];
         double *dw = dparams + off_p[l];
-        linear_backward(l > 0 ? gin : NULL, dw, dw + (size_t)OC * C, g, in, w, B, C, OC);
+        linear_backward(cx, l > 0 ? gin : NULL, dw, dw + (size_t)OC * C, g, in, w, B, C, OC);
         if (l > 0) {  /* through the activation of layer l-1 */
             const double *pre = fwd + off_w[l - 1], *post = pre + (size_t)B * C;
             act_backward(g, gin, pre, post, (size_t)B * C, F->act, threads);

@@ -155,7 +155,8 @@ void rg_init_params(const feat_layout *F, double *params, uint64_t seed) {
 }
 
 const double *rg_forward(const feat_layout *F, const double *params, const double *x, int B,
-                         double *work, int threads) {
+                         double *work, const nn_ctx *cx) {
+    const int threads = cx->threads;
     rg_plan P;
     make_plan(F, B, &P);
     const double *in = x;
@@ -164,18 +165,18 @@ const double *rg_forward(const feat_layout *F, const double *params, const doubl
         const rg_block *b = &P.blk[i];
         const size_t BL = (size_t)B * b->L, n = BL * b->co;
         double *sk = work + b->sk, *s = work + b->s, *out = work + b->out;
-        conv1d_forward(work + b->a1, work + b->col1, in, params + b->w1, params + b->b1, B, b->L,
+        conv1d_forward(cx, work + b->a1, work + b->col1, in, params + b->w1, params + b->b1, B, b->L,
                        b->ci, b->co, k);
         layernorm_forward(work + b->n1, work + b->m1, work + b->r1, work + b->a1,
                           params + b->ga1, params + b->be1, (int)BL, b->co);
         act_forward(work + b->g1, work + b->n1, n, ACT_GELU, threads);
-        conv1d_forward(work + b->a2, work + b->col2, work + b->g1, params + b->w2, params + b->b2,
+        conv1d_forward(cx, work + b->a2, work + b->col2, work + b->g1, params + b->w2, params + b->b2,
                        B, b->L, b->co, b->co, k);
         layernorm_forward(work + b->n2, work + b->m2, work + b->r2, work + b->a2,
                           params + b->ga2, params + b->be2, (int)BL, b->co);
         const double *skip = in;  /* residual: identity, or a 1x1 convolution on a width change */
         if (b->proj) {
-            linear_forward(sk, in, params + b->wp, params + b->bp, (int)BL, b->ci, b->co);
+            linear_forward(cx, sk, in, params + b->wp, params + b->bp, (int)BL, b->ci, b->co);
             skip = sk;
         }
         for (size_t q = 0; q < n; q++) s[q] = work[b->n2 + q] + skip[q];
@@ -190,7 +191,7 @@ const double *rg_forward(const feat_layout *F, const double *params, const doubl
     const int T = P.T, H = P.H;
     for (int j = 0; j < F->n_rnn; j++) {
         const int Cin = j == 0 ? P.C0 : H;
-        gru_forward(work + P.g_out[j], work + P.g_cache[j], in, params + P.wih[j],
+        gru_forward(cx, work + P.g_out[j], work + P.g_cache[j], in, params + P.wih[j],
                     params + P.whh[j], params + P.bih[j], params + P.bhh[j], B, T, Cin, H,
                     work + P.scratch);
         in = work + P.g_out[j];
@@ -198,13 +199,14 @@ const double *rg_forward(const feat_layout *F, const double *params, const doubl
     double *last = work + P.last;
     for (int b = 0; b < B; b++)  /* the last hidden state of every sequence */
         memcpy(last + (size_t)b * H, in + ((size_t)b * T + T - 1) * H, H * sizeof(double));
-    linear_forward(work + P.feat, last, params + P.lw, params + P.lb, B, H, F->n_out);
+    linear_forward(cx, work + P.feat, last, params + P.lw, params + P.lb, B, H, F->n_out);
     return work + P.feat;
 }
 
 void rg_backward(const feat_layout *F, const double *params, const double *x, int B,
                  const double *dfeat, double *dparams, const double *fwd, double *work,
-                 int threads) {
+                 const nn_ctx *cx) {
+    const int threads = cx->threads;
     rg_plan P;
     make_plan(F, B, &P);
     const int T = P.T, H = P.H, k = F->kernel, Cm = P.C0 > H ? P.C0 : H;
@@ -213,7 +215,7 @@ void rg_backward(const feat_layout *F, const double *params, const double *x, in
     double *Tb = W + P.mx, *dcol = Tb + P.mx, *G1 = dcol + P.kx, *G2 = G1 + g;
     double *gw = G2 + g, *dlast = gw + gru_work_size(B, T, Cm, H);
     /* final linear map, then the last GRU state's gradient into a full sequence gradient */
-    linear_backward(dlast, dparams + P.lw, dparams + P.lb, dfeat, fwd + P.last, params + P.lw, B,
+    linear_backward(cx, dlast, dparams + P.lw, dparams + P.lb, dfeat, fwd + P.last, params + P.lw, B,
                     H, F->n_out);
     memset(G1, 0, (size_t)B * T * H * sizeof(double));
     for (int b = 0; b < B; b++)
@@ -223,7 +225,7 @@ void rg_backward(const feat_layout *F, const double *params, const double *x, in
     for (int j = F->n_rnn - 1; j >= 0; j--) {
         const int Cin = j == 0 ? P.C0 : H;
         const double *inj = j == 0 ? seq_in : fwd + P.g_out[j - 1];
-        gru_backward(G2, dparams + P.wih[j], dparams + P.whh[j], dparams + P.bih[j],
+        gru_backward(cx, G2, dparams + P.wih[j], dparams + P.whh[j], dparams + P.bih[j],
                      dparams + P.bhh[j], G1, inj, fwd + P.g_out[j], fwd + P.g_cache[j],
                      params + P.wih[j], params + P.whh[j], B, T, Cin, H, gw);
         double *t = G1; G1 = G2; G2 = t;  /* G1: gradient wrt this layer's input */
@@ -238,16 +240,16 @@ void rg_backward(const feat_layout *F, const double *params, const double *x, in
         act_backward(Z, dout, fwd + b->s, fwd + b->out, n, ACT_GELU, threads);  /* Z = ds */
         layernorm_backward(W, dparams + b->ga2, dparams + b->be2, Z, fwd + b->a2, fwd + b->m2,
                            fwd + b->r2, params + b->ga2, (int)BL, b->co);
-        conv1d_backward(Y, dparams + b->w2, dparams + b->b2, W, fwd + b->col2, params + b->w2,
+        conv1d_backward(cx, Y, dparams + b->w2, dparams + b->b2, W, fwd + b->col2, params + b->w2,
                         dcol, B, b->L, b->co, b->co, k);
         act_backward(W, Y, fwd + b->n1, fwd + b->g1, n, ACT_GELU, threads);
         layernorm_backward(Y, dparams + b->ga1, dparams + b->be1, W, fwd + b->a1, fwd + b->m1,
                            fwd + b->r1, params + b->ga1, (int)BL, b->co);
         double *din = i == 0 ? NULL : X2;
-        conv1d_backward(din, dparams + b->w1, dparams + b->b1, Y, fwd + b->col1, params + b->w1,
+        conv1d_backward(cx, din, dparams + b->w1, dparams + b->b1, Y, fwd + b->col1, params + b->w1,
                         dcol, B, b->L, b->ci, b->co, k);
         if (b->proj) {
-            linear_backward(din ? Tb : NULL, dparams + b->wp, dparams + b->bp, Z, in,
+            linear_backward(cx, din ? Tb : NULL, dparams + b->wp, dparams + b->bp, Z, in,
                             params + b->wp, (int)BL, b->ci, b->co);
             if (din) for (size_t q = 0; q < BL * b->ci; q++) din[q] += Tb[q];
         } else if (din) {

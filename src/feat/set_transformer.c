@@ -208,22 +208,23 @@ static void embed_backward(const feat_layout *F, const rs_plan *P, const double 
 /* one pre-norm block: hm = h + Wo MHA(LN1 h) + bo;  ho = hm + W2 gelu(W1 LN2 hm + b1) + b2 */
 static void block_forward(const feat_layout *F, const rs_block *k, const double *p,
                           const double *h, const int *keep, int B, int S, double *w,
-                          double *scores, int threads) {
+                          double *scores, const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int D = F->d_model, Hf = F->ff_hidden, N = B * S;
     layernorm_forward(w + k->a, w + k->m1, w + k->r1, h, p + k->g1, p + k->be1, N, D);
-    linear_forward(w + k->qkv, w + k->a, p + k->wqkv, p + k->bqkv, N, D, 3 * D);
-    attention_forward(w + k->y, w + k->lse, scores, w + k->qkv, keep, B, S, D, F->heads, threads);
-    linear_forward(w + k->hm, w + k->y, p + k->wo, p + k->bo, N, D, D);
+    linear_forward(cx, w + k->qkv, w + k->a, p + k->wqkv, p + k->bqkv, N, D, 3 * D);
+    attention_forward(w + k->y, w + k->lse, scores, w + k->qkv, keep, B, S, D, F->heads, cx);
+    linear_forward(cx, w + k->hm, w + k->y, p + k->wo, p + k->bo, N, D, D);
     add_to(w + k->hm, h, (size_t)N * D);
     layernorm_forward(w + k->n2, w + k->m2, w + k->r2, w + k->hm, p + k->g2, p + k->be2, N, D);
-    linear_forward(w + k->f, w + k->n2, p + k->w1, p + k->b1, N, D, Hf);
+    linear_forward(cx, w + k->f, w + k->n2, p + k->w1, p + k->b1, N, D, Hf);
     act_forward(w + k->g, w + k->f, (size_t)N * Hf, ACT_GELU, threads);
-    linear_forward(w + k->ho, w + k->g, p + k->w2, p + k->b2, N, Hf, D);
+    linear_forward(cx, w + k->ho, w + k->g, p + k->w2, p + k->b2, N, Hf, D);
     add_to(w + k->ho, w + k->hm, (size_t)N * D);
 }
 
 const double *rs_forward(const feat_layout *F, const double *params, const double *x, int B,
-                         double *work, int threads) {
+                         double *work, const nn_ctx *cx) {
     rs_plan P;
     make_plan(F, B, &P);
     const int D = F->d_model, S = P.S;
@@ -231,14 +232,14 @@ const double *rs_forward(const feat_layout *F, const double *params, const doubl
     embed(F, &P, params, x, B, work + P.h0, keep);
     const double *h = work + P.h0;
     for (int l = 0; l < F->tf_layers; l++) {
-        block_forward(F, &P.blk[l], params, h, keep, B, S, work, work + P.scores, threads);
+        block_forward(F, &P.blk[l], params, h, keep, B, S, work, work + P.scores, cx);
         h = work + P.blk[l].ho;
     }
     for (int b = 0; b < B; b++)  /* the class token of every set */
         memcpy(work + P.hc + (size_t)b * D, h + (size_t)b * S * D, D * sizeof(double));
     layernorm_forward(work + P.z, work + P.mf, work + P.rf, work + P.hc, params + P.gf,
                       params + P.bef, B, D);
-    linear_forward(work + P.feat, work + P.z, params + P.wout, params + P.bout, B, D, F->n_out);
+    linear_forward(cx, work + P.feat, work + P.z, params + P.wout, params + P.bout, B, D, F->n_out);
     return work + P.feat;
 }
 
@@ -246,26 +247,27 @@ const double *rs_forward(const feat_layout *F, const double *params, const doubl
 static void block_backward(const feat_layout *F, const rs_block *k, const double *p, double *dp,
                            const double *h, const int *keep, int B, int S, const double *w,
                            double *dh, double *dA, double *dT, double *dqkv, double *dff,
-                           int threads) {
+                           const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int D = F->d_model, Hf = F->ff_hidden, N = B * S;
     const size_t ND = (size_t)N * D;
-    linear_backward(dff, dp + k->w2, dp + k->b2, dh, w + k->g, p + k->w2, N, Hf, D);
+    linear_backward(cx, dff, dp + k->w2, dp + k->b2, dh, w + k->g, p + k->w2, N, Hf, D);
     act_backward(dff, dff, w + k->f, w + k->g, (size_t)N * Hf, ACT_GELU, threads);
-    linear_backward(dA, dp + k->w1, dp + k->b1, dff, w + k->n2, p + k->w1, N, D, Hf);
+    linear_backward(cx, dA, dp + k->w1, dp + k->b1, dff, w + k->n2, p + k->w1, N, D, Hf);
     layernorm_backward(dT, dp + k->g2, dp + k->be2, dA, w + k->hm, w + k->m2, w + k->r2,
                        p + k->g2, N, D);
     add_to(dh, dT, ND);  /* dL/dhm = dL/dho (skip) + feed-forward path */
-    linear_backward(dA, dp + k->wo, dp + k->bo, dh, w + k->y, p + k->wo, N, D, D);
+    linear_backward(cx, dA, dp + k->wo, dp + k->bo, dh, w + k->y, p + k->wo, N, D, D);
     attention_backward(dqkv, dA, w + k->qkv, w + k->y, w + k->lse, keep, B, S, D, F->heads,
-                       threads);
-    linear_backward(dA, dp + k->wqkv, dp + k->bqkv, dqkv, w + k->a, p + k->wqkv, N, D, 3 * D);
+                       cx);
+    linear_backward(cx, dA, dp + k->wqkv, dp + k->bqkv, dqkv, w + k->a, p + k->wqkv, N, D, 3 * D);
     layernorm_backward(dT, dp + k->g1, dp + k->be1, dA, h, w + k->m1, w + k->r1, p + k->g1, N, D);
     add_to(dh, dT, ND);  /* dL/dh = dL/dhm (skip) + attention path */
 }
 
 void rs_backward(const feat_layout *F, const double *params, const double *x, int B,
                  const double *dfeat, double *dparams, const double *fwd, double *work,
-                 int threads) {
+                 const nn_ctx *cx) {
     rs_plan P;
     make_plan(F, B, &P);
     const int D = F->d_model, S = P.S;
@@ -273,7 +275,7 @@ void rs_backward(const feat_layout *F, const double *params, const double *x, in
     const int *keep = (const int *)(fwd + P.keep);
     double *dh = work, *dA = dh + ND, *dT = dA + ND, *dqkv = dT + ND, *dff = dqkv + 3 * ND;
     /* output map and final layer norm of the class rows; other rows get no gradient here */
-    linear_backward(dA, dparams + P.wout, dparams + P.bout, dfeat, fwd + P.z, params + P.wout, B,
+    linear_backward(cx, dA, dparams + P.wout, dparams + P.bout, dfeat, fwd + P.z, params + P.wout, B,
                     D, F->n_out);
     layernorm_backward(dT, dparams + P.gf, dparams + P.bef, dA, fwd + P.hc, fwd + P.mf,
                        fwd + P.rf, params + P.gf, B, D);
@@ -283,7 +285,7 @@ void rs_backward(const feat_layout *F, const double *params, const double *x, in
     for (int l = F->tf_layers - 1; l >= 0; l--) {
         const double *h = l == 0 ? fwd + P.h0 : fwd + P.blk[l - 1].ho;
         block_backward(F, &P.blk[l], params, dparams, h, keep, B, S, fwd, dh, dA, dT, dqkv, dff,
-                       threads);
+                       cx);
     }
     embed_backward(F, &P, x, B, dh, dparams);
 }

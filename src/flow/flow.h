@@ -11,6 +11,7 @@
 #define NBI_FLOW_H
 #include <stddef.h>
 #include <stdint.h>
+#include "nn/nn.h"
 
 #define FLOW_MAX_LAYERS 16
 #define FLOW_MAX_BLOCKS 256
@@ -57,12 +58,12 @@ size_t flow_sample_work(const flow_layout *L, int B, int threads);  /* see flow_
  * flow_log_prob is faster). tau: the temperature of the base (see flow_sample); 1 for the
  * flow itself, and always 1 before flow_backward. */
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
-                  int ctx_rows, int B, double tau, double *logq, double *work, int threads);
+                  int ctx_rows, int B, double tau, double *logq, double *work, const nn_ctx *cx);
 /* g[b] = dLoss/dlogq[b]. Accumulates dparams (then masked); writes dctx (B x nc) and dx
  * (B x d) when not NULL. ctx must have B rows. */
 void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,
                    const double *g, double *dparams, double *dctx, double *dx,
-                   const double *fwd, double *work, int threads);
+                   const double *fwd, double *work, const nn_ctx *cx);
 /* Sampling (flow/sample.c): flow_sample_prepare sorts and converts params (masked) into
  * work (flow_sample_work(L, B, threads) doubles) once; then each flow_sample call with that
  * work and at most B draws:
@@ -71,12 +72,12 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
  * B: one each), so the context enters each block once per row, not once per draw.
  * tau >= 1 tempers the draws: every mixture component's sd in the base is multiplied by
  * tau (tau = 1: the flow itself), and logq is the tempered density. */
-void flow_sample_prepare(const flow_layout *L, const double *params, double *work, int threads);
+void flow_sample_prepare(const flow_layout *L, const double *params, double *work, const nn_ctx *cx);
 /* log q(x | ctx) of B points x (B x d) with the prepared work (as flow_sample; ctx_rows 1
  * or B): the tiles of flow_sample run in the density direction. tau as in flow_forward. */
 void flow_log_prob(const flow_layout *L, const double *x, const double *ctx, int ctx_rows, int B,
-                   double tau, double *logq, double *work, int threads);
+                   double tau, double *logq, double *work, const nn_ctx *cx);
 void flow_sample(const flow_layout *L, const double *ctx, int ctx_rows, int B, uint64_t seed,
                  uint64_t index0, double tau, double *x, double *logq, double *work,
-                 int threads);
+                 const nn_ctx *cx);
 #endif

@@ -38,7 +38,8 @@ size_t flow_bwd_work(const flow_layout *L, int B) {
 }
 
 void flow_forward(const flow_layout *L, const double *params, const double *x, const double *ctx,
-                  int ctx_rows, int B, double tau, double *logq, double *work, int threads) {
+                  int ctx_rows, int B, double tau, double *logq, double *work, const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int d = L->d, nb = L->blocks, isa = vm_isa();
     const double lt = log(tau);
     double *cbase = work, *cout = work + (size_t)B * L->hidden;
@@ -51,8 +52,8 @@ void flow_forward(const flow_layout *L, const double *params, const double *x, c
         const int OD = flow_out_dim(L, b);
         const flow_rows_fwd fwd = flow_kind(L, b)->fwd[isa];  /* its kind's map, this CPU's copy */
         double *zn = b < nb - 1 ? cache_at(L, caches, B, b + 1).zin : NULL;
-        made_context(L, p, OD, ctx, ctx_rows, cbase, cout);
-        made_forward(L, p, OD, c.zin, cbase, cout, ctx_rows, B, c.pre, c.post, c.out, threads);
+        made_context(L, p, OD, ctx, ctx_rows, cbase, cout, cx);
+        made_forward(L, p, OD, c.zin, cbase, cout, ctx_rows, B, c.pre, c.post, c.out, cx);
         #pragma omp parallel for num_threads(threads) if (B > PAR_ROWS) schedule(static)
         for (int i = 0; i < B; i += ROW_CHUNK)
             fwd(L, c.out + (size_t)i * OD, c.zin + (size_t)i * d, zn ? zn + (size_t)i * d : NULL,
@@ -62,7 +63,8 @@ void flow_forward(const flow_layout *L, const double *params, const double *x, c
 
 void flow_backward(const flow_layout *L, const double *params, const double *ctx, int B,
                    const double *g, double *dparams, double *dctx, double *dx,
-                   const double *fwd, double *work, int threads) {
+                   const double *fwd, double *work, const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int d = L->d, nb = L->blocks, isa = vm_isa();
     double *caches = (double *)fwd + (size_t)B * (L->hidden + L->max_out);
     double *dout = work, *G = dout + (size_t)B * L->max_out, *dzn = G + (size_t)B * d;
@@ -80,7 +82,7 @@ void flow_backward(const flow_layout *L, const double *params, const double *ctx
             bwd(L, c.out + (size_t)i * OD, c.zin + (size_t)i * d, zn ? zn + (size_t)i * d : NULL,
                 g + i, dout + (size_t)i * OD, G + (size_t)i * d,
                 B - i < ROW_CHUNK ? B - i : ROW_CHUNK);
-        made_backward(L, p, gp, OD, c.zin, ctx, B, c.pre, c.post, dout, dzn, dctx, mwork, threads);
+        made_backward(L, p, gp, OD, c.zin, ctx, B, c.pre, c.post, dout, dzn, dctx, mwork, cx);
         for (size_t i = 0; i < (size_t)B * d; i++) G[i] += dzn[i];
     }
     if (dx) memcpy(dx, G, (size_t)B * d * sizeof(double));

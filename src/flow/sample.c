@@ -235,8 +235,9 @@ static tile_block prepare_block(const flow_layout *L, const double *params, int 
     return w;
 }
 
-void flow_sample_prepare(const flow_layout *L, const double *params, double *work, int threads) {
-    const int nb = L->blocks, single = nn_precision_single() != 0;
+void flow_sample_prepare(const flow_layout *L, const double *params, double *work, const nn_ctx *cx) {
+    const int threads = cx->threads;
+    const int nb = L->blocks, single = cx->precision != 0;
     tile_block *blocks = (tile_block *)work;
     int *pos = (int *)(work + header_doubles(L)), *start = pos + L->hidden;
     double *p = work + header_doubles(L) + LINE(L->hidden + L->d + 2), *at[nb];
@@ -280,8 +281,9 @@ static void tile_contexts(void *dst, int single, const double *ctx, int nc, cons
  * through the tiles' own arithmetic (so a draw's numbers do not depend on whether its
  * tile or the call computed them) */
 static void call_parts(const flow_layout *L, const tile_block *blocks, double *scratch,
-                       const double *ctx, int n, int threads) {
-    const int single = nn_precision_single() != 0, ng = (n + TILE - 1) / TILE;
+                       const double *ctx, int n, const nn_ctx *cx) {
+    const int threads = cx->threads;
+    const int single = cx->precision != 0, ng = (n + TILE - 1) / TILE;
     const parts_fn run = parts_function(single);
     #pragma omp parallel num_threads(threads) if (ng > 1)
     {
@@ -305,9 +307,10 @@ static void call_parts(const flow_layout *L, const tile_block *blocks, double *s
 static void run_chunk(const flow_layout *L, const tile_block *blocks, double *scratch,
                       const double *ctx, int i0, int n, int c0, int per, int density,
                       uint64_t seed, uint64_t index0, double lt, double *x, double *logq,
-                      int threads) {
+                      const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int d = L->d, nb = L->blocks, ntile = (n + TILE - 1) / TILE;
-    const int single = nn_precision_single() != 0, local = blocks[0].cbase == NULL;
+    const int single = cx->precision != 0, local = blocks[0].cbase == NULL;
     const tile_fn run = tile_function(density, single);
     #pragma omp parallel num_threads(threads)
     {
@@ -342,7 +345,7 @@ static void run_chunk(const flow_layout *L, const tile_block *blocks, double *sc
  * context part are its own) */
 static void run_tiles(const flow_layout *L, const double *ctx, int ctx_rows, int B, int density,
                       uint64_t seed, uint64_t index0, double tau, double *x, double *logq,
-                      double *work, int threads) {
+                      double *work, const nn_ctx *cx) {
     const int nb = L->blocks, per = B / ctx_rows;
     const double lt = log(tau);
     tile_block blocks[nb];
@@ -354,19 +357,19 @@ static void run_tiles(const flow_layout *L, const double *ctx, int ctx_rows, int
         const int n_ctx = ctx_rows - c0 < CTX_CHUNK ? ctx_rows - c0 : CTX_CHUNK;
         const double *cc = ctx + (size_t)c0 * L->nc;
         blocks_for_call(L, n_ctx, parts, work, blocks, &scratch);
-        if (parts) call_parts(L, blocks, scratch, cc, n_ctx, threads);
+        if (parts) call_parts(L, blocks, scratch, cc, n_ctx, cx);
         run_chunk(L, blocks, scratch, cc, c0 * per, n_ctx * per, c0, per, density, seed, index0,
-                  lt, x, logq, threads);
+                  lt, x, logq, cx);
     }
 }
 
 void flow_sample(const flow_layout *L, const double *ctx, int ctx_rows, int B, uint64_t seed,
                  uint64_t index0, double tau, double *x, double *logq, double *work,
-                 int threads) {
-    run_tiles(L, ctx, ctx_rows, B, 0, seed, index0, tau, x, logq, work, threads);
+                 const nn_ctx *cx) {
+    run_tiles(L, ctx, ctx_rows, B, 0, seed, index0, tau, x, logq, work, cx);
 }
 
 void flow_log_prob(const flow_layout *L, const double *x, const double *ctx, int ctx_rows, int B,
-                   double tau, double *logq, double *work, int threads) {
-    run_tiles(L, ctx, ctx_rows, B, 1, 0, 0, tau, (double *)x, logq, work, threads);
+                   double tau, double *logq, double *work, const nn_ctx *cx) {
+    run_tiles(L, ctx, ctx_rows, B, 1, 0, 0, tau, (double *)x, logq, work, cx);
 }

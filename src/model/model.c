@@ -45,42 +45,43 @@ size_t model_grad_work(const model_layout *M, int B) {
 void model_mask(const model_layout *M, double *v) { flow_mask(&M->L, v + M->F.n_params, 1); }
 
 model_eval model_eval_prepare(const model_layout *M, const double *params, int B, double *work,
-                              int threads) {
+                              const nn_ctx *cx) {
     model_eval E = {work, work + feat_fwd_work(&M->F, B)};
-    flow_sample_prepare(&M->L, params + M->F.n_params, E.flow, threads);
+    flow_sample_prepare(&M->L, params + M->F.n_params, E.flow, cx);
     return E;
 }
 
 void model_log_prob(const model_layout *M, const double *params, const model_eval *E,
                     const double *x, int x_rows, const double *theta, int B, double tau,
-                    double *logq, int threads) {
-    const double *ctx = feat_forward(&M->F, params, x, x_rows, E->feat, threads);
-    flow_log_prob(&M->L, theta, ctx, x_rows, B, tau, logq, E->flow, threads);
+                    double *logq, const nn_ctx *cx) {
+    const double *ctx = feat_forward(&M->F, params, x, x_rows, E->feat, cx);
+    flow_log_prob(&M->L, theta, ctx, x_rows, B, tau, logq, E->flow, cx);
 }
 
 /* one shard: its summed negative log-density; adds the gradient of that sum / norm */
 static double shard_nll_grad(const model_layout *M, const double *params, const double *x,
                              const double *theta, int B, double norm, double *grad,
-                             double *work, int threads) {
+                             double *work, const nn_ctx *cx) {
     const size_t nf = feat_fwd_work(&M->F, B), nl = flow_fwd_work(&M->L, B);
     double *fw = work, *lw = fw + nf, *bw = lw + nl, *dctx = bw + flow_bwd_work(&M->L, B);
     double *fbw = dctx + (size_t)B * M->L.nc, *g = fbw + feat_bwd_work(&M->F, B);
-    const double *ctx = feat_forward(&M->F, params, x, B, fw, threads);
+    const double *ctx = feat_forward(&M->F, params, x, B, fw, cx);
     double *logq = g;  /* logq, then overwritten by dLoss/dlogq */
-    flow_forward(&M->L, params + M->F.n_params, theta, ctx, B, B, 1.0, logq, lw, threads);
+    flow_forward(&M->L, params + M->F.n_params, theta, ctx, B, B, 1.0, logq, lw, cx);
     double loss = 0.0;
     for (int i = 0; i < B; i++) loss -= logq[i];
     for (int i = 0; i < B; i++) g[i] = -1.0 / norm;
     flow_backward(&M->L, params + M->F.n_params, ctx, B, g, grad + M->F.n_params,
-                  M->F.type == FEAT_IDENTITY ? NULL : dctx, NULL, lw, bw, threads);
-    feat_backward(&M->F, params, x, B, dctx, grad, fw, fbw, threads);
+                  M->F.type == FEAT_IDENTITY ? NULL : dctx, NULL, lw, bw, cx);
+    feat_backward(&M->F, params, x, B, dctx, grad, fw, fbw, cx);
     return loss;
 }
 
 double model_nll_grad(const model_layout *M, const double *params, const double *x,
-                      const double *theta, int B, double *grad, double *work, int threads) {
+                      const double *theta, int B, double *grad, double *work, const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int S = n_shards(B);
-    if (S == 1) return shard_nll_grad(M, params, x, theta, B, B, grad, work, threads) / B;
+    if (S == 1) return shard_nll_grad(M, params, x, theta, B, B, grad, work, cx) / B;
     const size_t np = M->n_params;
     double loss[SHARDS], *gs[SHARDS], *ws[SHARDS];
     int r0[SHARDS];
@@ -93,23 +94,21 @@ double model_nll_grad(const model_layout *M, const double *params, const double 
         w += shard_work(M, shard_rows(B, s));
     }
     copy_fill(work, NULL, (S - 1) * np, threads);
-    /* threads beyond the shards go to each shard's products (a nested team) */
-    const int outer = threads < S ? threads : S, inner = threads / outer;
+    /* threads beyond the shards go to each shard's products: a nested team, which runs only
+     * where the OpenMP runtime allows nesting (OMP_MAX_ACTIVE_LEVELS >= 2; the global
+     * setting is the user's, not changed here); otherwise each shard's products run on its
+     * own thread. The shards and their tiles depend on B alone: results do not change. */
+    const int outer = threads < S ? threads : S;
+    int inner = threads / outer;
 #ifdef _OPENMP
-    const int levels = omp_get_max_active_levels();
-    if (inner > 1) omp_set_max_active_levels(2);
+    if (omp_get_max_active_levels() < 2) inner = 1;
 #endif
+    const nn_ctx scx = nn_ctx_threads(cx, inner);
     #pragma omp parallel for num_threads(outer) schedule(static)
-    for (int s = 0; s < S; s++) {
-        nn_set_threads(inner);
+    for (int s = 0; s < S; s++)
         loss[s] = shard_nll_grad(M, params, x + (size_t)r0[s] * M->F.n_in,
                                  theta + (size_t)r0[s] * M->L.d, shard_rows(B, s), B, gs[s],
-                                 ws[s], inner);
-    }
-#ifdef _OPENMP
-    omp_set_max_active_levels(levels);
-#endif
-    nn_set_threads(threads);
+                                 ws[s], &scx);
     double total = 0.0;
     for (int s = 0; s < S; s++) total += loss[s];
     #pragma omp parallel for num_threads(threads) if (np > 16384) schedule(static)

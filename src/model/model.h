@@ -4,7 +4,12 @@
 #include "feat/feat.h"
 #include "flow/flow.h"
 
-typedef struct { feat_layout F; flow_layout L; size_t n_params; } model_layout;
+typedef struct {
+    feat_layout F;
+    flow_layout L;
+    size_t n_params;
+    int precision;  /* the spec's compute precision (nn_ctx_make's), 0 float64 */
+} model_layout;
 
 int model_layout_link(model_layout *M);  /* checks F and L fit together, sets n_params */
 size_t model_fwd_work(const model_layout *M, int B);
@@ -14,19 +19,20 @@ size_t model_grad_work(const model_layout *M, int B);
  * prepared once (flow_sample_prepare), then any number of model_log_prob calls */
 typedef struct { double *feat, *flow; } model_eval;
 model_eval model_eval_prepare(const model_layout *M, const double *params, int B, double *work,
-                              int threads);
+                              const nn_ctx *cx);
 /* log q(theta_i | x_i) for B rows (at most the prepared B); x has x_rows = B or 1 rows
  * (one observation for every theta); tau > 1: the density of the tempered flow */
 void model_log_prob(const model_layout *M, const double *params, const model_eval *E,
                     const double *x, int x_rows, const double *theta, int B, double tau,
-                    double *logq, int threads);
+                    double *logq, const nn_ctx *cx);
 /* mean negative log-density of the batch; adds its gradient into grad */
 double model_nll_grad(const model_layout *M, const double *params, const double *x,
-                      const double *theta, int B, double *grad, double *work, int threads);
+                      const double *theta, int B, double *grad, double *work, const nn_ctx *cx);
 void model_mask(const model_layout *M, double *v);
 
 typedef struct {
     int epochs, batch, patience, threads;
+    int precision;   /* of the products: 0 float64, 1 float32, 2 float32 through nbi's kernel */
     double lr, clip;
     double average;  /* cap of the iterate average's decay (0: no averaging) */
     double average2; /* cap of a second average's decay (0: none); the better one is kept */

@@ -39,7 +39,8 @@ static double attend(double *o, double *s, const double *q, const double *k, con
 }
 
 void attention_forward(double *out, double *lse, double *scratch, const double *qkv,
-                       const int *keep, int B, int S, int D, int H, int threads) {
+                       const int *keep, int B, int S, int D, int H, const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int dh = D / H, D3 = 3 * D;
     const double scale = 1.0 / sqrt((double)dh);
     const double cost = (double)B * S * S * D;
@@ -77,7 +78,8 @@ static void attend_backward(double *dq, double *dk, double *dv, const double *do
 
 void attention_backward(double *dqkv, const double *dout, const double *qkv, const double *out,
                         const double *lse, const int *keep, int B, int S, int D, int H,
-                        int threads) {
+                        const nn_ctx *cx) {
+    const int threads = cx->threads;
     const int dh = D / H, D3 = 3 * D;
     const double scale = 1.0 / sqrt((double)dh);
     const double cost = (double)B * S * S * D;

@@ -2,7 +2,7 @@
 
 /* 1-D convolution, stride 1, 'same' zero padding, as im2col + one GEMM.
  * col row (b,t) holds the k*C inputs the window at t sees: col[(b,t), j*C + c] = in[b, t+j-k/2, c] (0 outside). */
-void conv1d_forward(double *out, double *col, const double *in, const double *w, const double *bias,
+void conv1d_forward(const nn_ctx *cx, double *out, double *col, const double *in, const double *w, const double *bias,
                     int B, int L, int C, int OC, int k) {
     const int p = k / 2, kC = k * C;
     for (int b = 0; b < B; b++)
@@ -20,15 +20,15 @@ void conv1d_forward(double *out, double *col, const double *in, const double *w,
             }
         }
     /* out (B*L x OC) = col (B*L x kC) * w^T: a linear layer over the window rows */
-    linear_forward(out, col, w, bias, B * L, kC, OC);
+    linear_forward(cx, out, col, w, bias, B * L, kC, OC);
 }
 
 /* dcol = dout * w and dw += dout^T * col (GEMMs), then col2im: each input position gathers
  * the k window slots it was copied into, so din is written once per element (no zeroing pass). */
-void conv1d_backward(double *din, double *dw, double *dbias, const double *dout, const double *col,
+void conv1d_backward(const nn_ctx *cx, double *din, double *dw, double *dbias, const double *dout, const double *col,
                      const double *w, double *dcol, int B, int L, int C, int OC, int k) {
     const int p = k / 2, kC = k * C;
-    linear_backward(din ? dcol : NULL, dw, dbias, dout, col, w, B * L, kC, OC);
+    linear_backward(cx, din ? dcol : NULL, dw, dbias, dout, col, w, B * L, kC, OC);
     if (!din) return;
     for (int b = 0; b < B; b++)
         for (int s = 0; s < L; s++) {

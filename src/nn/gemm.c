@@ -1,6 +1,6 @@
 /* Every matrix product of the C core goes through nn_gemm: dgemm in float64 mode; in float32
  * mode the operands are converted once per product to single precision (or read from a
- * float copy, nn_set_mirror), multiplied by nbi's kernel (nn/sgemm.c) or by the BLAS's
+ * float copy, nn_ctx_mirror), multiplied by nbi's kernel (nn/sgemm.c) or by the BLAS's
  * sgemm (when it has one: NBI_HAVE_SGEMM, set by ./configure), and the product is added to
  * C in double precision, so accumulators (beta = 1, e.g. weight gradients over a batch)
  * never round to float. */
@@ -26,34 +26,12 @@ extern void F77_NAME(sgemm)(const char *ta, const char *tb, const int *m, const 
 #define SINGLE_MIN 262144.0  /* 64^3 */
 #define PANEL 128            /* columns of C per float32 product call */
 
-/* The compute precision of the current .Call, set at its entry from the model's spec:
- * 0 float64, 1 float32, 2 float32 through the C kernel even when sgemm exists (for tests). */
-static int gemm_single_mode = 0;
-/* float32 products by nbi's kernel rather than sgemm: where there is no sgemm, and on
- * AVX-512 CPUs (its 512-bit code beats a BLAS held to 256-bit kernels; NBI_SGEMM=blas in the
- * environment keeps the BLAS); decided at each .Call's entry */
-static int gemm_own_kernel = 1;
-
-/* A float copy of an array of weights kept by the caller (training's Adam writes it with
- * each update): operands inside the array are read from it instead of being converted for
- * every product. Same values, so the same results; reset by every .Call (nn_set_precision)
- * so that it cannot outlive its arrays after an error. */
-static const double *mirror_of = NULL;
-static const float *mirror = NULL;
-static size_t mirror_n = 0;
-
-void nn_set_mirror(const double *w, const float *wf, size_t n) {
-    mirror_of = wf ? w : NULL;
-    mirror = wf;
-    mirror_n = wf ? n : 0;
-}
-
 /* the float copy of the rows x cols matrix at x (leading dimension ld), or NULL */
-static const float *mirrored(const double *x, int rows, int cols, int ld) {
-    if (!mirror || rows <= 0 || cols <= 0 || x < mirror_of || x >= mirror_of + mirror_n)
+static const float *mirrored(const nn_ctx *cx, const double *x, int rows, int cols, int ld) {
+    if (!cx->mirror || rows <= 0 || cols <= 0 || x < cx->mirror_of || x >= cx->mirror_of + cx->mirror_n)
         return NULL;
-    const size_t at = (size_t)(x - mirror_of);
-    return at + (size_t)(cols - 1) * ld + rows <= mirror_n ? mirror + at : NULL;
+    const size_t at = (size_t)(x - cx->mirror_of);
+    return at + (size_t)(cols - 1) * ld + rows <= cx->mirror_n ? cx->mirror + at : NULL;
 }
 
 int nn_sgemm_own(int mode) {
@@ -62,17 +40,20 @@ int nn_sgemm_own(int mode) {
            (nn_sgemm_isa() == 2 && !(env && strcmp(env, "blas") == 0));
 }
 
-void nn_set_precision(int mode) {
-    gemm_single_mode = mode >= 0 && mode <= 2 ? mode : 0;
-    gemm_own_kernel = nn_sgemm_own(gemm_single_mode);
-    nn_set_mirror(NULL, NULL, 0);
+/* float32 products by nbi's kernel rather than sgemm: where there is no sgemm, and on
+ * AVX-512 CPUs (its 512-bit code beats a BLAS held to 256-bit kernels; NBI_SGEMM=blas in the
+ * environment keeps the BLAS) */
+nn_ctx nn_ctx_make(int precision, int threads) {
+    nn_ctx c;
+    c.precision = precision >= 0 && precision <= 2 ? precision : 0;
+    c.own_kernel = nn_sgemm_own(c.precision);
+    c.threads = threads >= 1 ? threads : 1;
+    c.mirror_of = NULL;
+    c.mirror = NULL;
+    c.mirror_n = 0;
+    return c;
 }
-int nn_precision_single(void) { return gemm_single_mode; }
 
-/* the thread count of the products, for the panels: the .Call's, or a training shard's
- * (per thread, so shards running in parallel each set their own) */
-static __thread int gemm_threads = 1;
-void nn_set_threads(int n) { gemm_threads = n >= 1 ? n : 1; }
 int nn_have_sgemm(void) {
 #ifdef NBI_HAVE_SGEMM
     return 1;
@@ -81,7 +62,8 @@ int nn_have_sgemm(void) {
 #endif
 }
 
-/* per-thread scratch for the float copies, grown on demand and kept between products */
+/* per-thread scratch for the float copies, grown on demand and kept between products: a
+ * cache (its contents never carry from one product to the next), freed when nbi unloads */
 static __thread float *scratch = NULL;
 static __thread size_t scratch_len = 0;
 
@@ -135,27 +117,28 @@ static void add_back(double *C, int ldc, const float *c, int M, int mb, int j0, 
  * rounds differently for different thread counts), and OpenMP and BLAS threads never wait
  * on each other for the same cores (with a threaded dgemm between OpenMP loops, 2 threads
  * ran at half the speed of 1). */
-void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
+void nn_gemm(const nn_ctx *cx, const char *ta, const char *tb, int M, int N, int K, double alpha,
              const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc) {
+    const int mode = cx->precision, threads = cx->threads;
     if (M <= 0 || N <= 0) return;
     const int tA = ta[0] == 'T', tB = tb[0] == 'T';
     const int ar = tA ? K : M, ac = tA ? M : K;
     /* nbi's kernel, except for products of fewer rows than its panels (then sgemm, if any) */
-    const int kernel = gemm_single_mode && gemm_own_kernel &&
-                       (M >= nn_sgemm_mr() || !nn_have_sgemm() || gemm_single_mode == 2);
+    const int kernel = mode && cx->own_kernel &&
+                       (M >= nn_sgemm_mr() || !nn_have_sgemm() || mode == 2);
     const size_t MK = (size_t)M * K, NK = (size_t)N * K;
     const int nn = (N + PANEL - 1) / PANEL;
     const int nm = nn == 1 ? (M + PANEL - 1) / PANEL : 1;  /* row tiles for a single panel */
-    const int nt = nn * nm, par = nt > 1 && gemm_threads > 1;
+    const int nt = nn * nm, par = nt > 1 && threads > 1;
     const size_t a_size = kernel ? nn_sgemm_a_size(M, K) : 0;  /* op(A) packed */
     const size_t per_thread = kernel ? nn_sgemm_b_size() : 0;  /* a panel of op(B) */
     float *buf = NULL;
     /* products below SINGLE_MIN multiply-adds gain nothing from float32 (the copies cost as
      * much as the product), so they stay in double precision */
-    if (gemm_single_mode && K > 0 && (gemm_single_mode == 2 || (double)M * N * K >= SINGLE_MIN))
-        buf = gemm_scratch(MK + NK + (size_t)M * N + a_size + (size_t)gemm_threads * per_thread);
+    if (mode && K > 0 && (mode == 2 || (double)M * N * K >= SINGLE_MIN))
+        buf = gemm_scratch(MK + NK + (size_t)M * N + a_size + (size_t)threads * per_thread);
     if (!buf) {  /* float64, or no memory for the float copies: dgemm on the same tiles */
-        #pragma omp parallel for num_threads(gemm_threads) if (par) schedule(static)
+        #pragma omp parallel for num_threads(threads) if (par) schedule(static)
         for (int t = 0; t < nt; t++) {
             const int j0 = (t / nm) * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
             const int i0 = (t % nm) * PANEL, mb = nm == 1 ? M : (M - i0 < PANEL ? M - i0 : PANEL);
@@ -168,10 +151,10 @@ void nn_gemm(const char *ta, const char *tb, int M, int N, int K, double alpha,
     }
     float *a = buf, *b = a + MK, *c = b + NK, *apk = c + (size_t)M * N, *packs = apk + a_size;
     const int bc = tB ? K : N, br = tB ? N : K;
-    const float *Af = mirrored(A, ar, ac, lda), *Bf = mirrored(B, br, bc, ldb);
+    const float *Af = mirrored(cx, A, ar, ac, lda), *Bf = mirrored(cx, B, br, bc, ldb);
     const float *ax = Af ? Af : a, *bx = Bf ? Bf : b;  /* float copies, kept or made below */
     const int lda_x = Af ? lda : ar, ldx = Bf ? ldb : br;
-    #pragma omp parallel num_threads(gemm_threads) if (par)
+    #pragma omp parallel num_threads(threads) if (par)
     {
         /* the float copies of A and B, by columns, then the tiles */
         if (!Af) {

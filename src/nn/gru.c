@@ -13,13 +13,13 @@ size_t gru_work_size(int B, int T, int C, int H) {
 
 static inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-void gru_forward(double *out, double *cache, const double *in, const double *Wih, const double *Whh,
+void gru_forward(const nn_ctx *cx, double *out, double *cache, const double *in, const double *Wih, const double *Whh,
                  const double *bih, const double *bhh, int B, int T, int C, int H, double *work) {
     const double one = 1.0, zero = 0.0;
     const int H3 = 3 * H, H4 = 4 * H, BT = B * T, TH = T * H;
     double *hp = work;   /* B x 3H: Whh h_{t-1} + bhh */
     /* input projection of all B*T rows at once, written into the first 3H slots of each cache row */
-    nn_gemm("T", "N", H3, BT, C, one, Wih, C, in, C, zero, cache, H4);
+    nn_gemm(cx, "T", "N", H3, BT, C, one, Wih, C, in, C, zero, cache, H4);
     for (size_t r = 0; r < (size_t)BT; r++)
         for (int g = 0; g < H3; g++) cache[r * H4 + g] += bih[g];
     for (int t = 0; t < T; t++) {
@@ -27,7 +27,7 @@ void gru_forward(double *out, double *cache, const double *in, const double *Wih
             for (int g = 0; g < H3; g++) hp[(size_t)b * H3 + g] = bhh[g];
         /* h_{t-1} of sample b is row (b, t-1) of out: rows T*H apart, so no copy is needed */
         if (t > 0)
-            nn_gemm("T", "N", H3, B, H, one, Whh, H, out + (size_t)(t - 1) * H, TH, one, hp, H3);
+            nn_gemm(cx, "T", "N", H3, B, H, one, Whh, H, out + (size_t)(t - 1) * H, TH, one, hp, H3);
         for (int b = 0; b < B; b++) {
             double *cr = cache + ((size_t)b * T + t) * H4;
             const double *hb = hp + (size_t)b * H3;
@@ -50,7 +50,7 @@ void gru_forward(double *out, double *cache, const double *in, const double *Wih
  *   dn = dh (1-z), dz = dh (h_{t-1} - n), dan = dn (1-n^2), daz = dz z (1-z), dar = dan hn r (1-r);
  * the input-side pre-activation gradient is (dar, daz, dan), the recurrent side's (dar, daz, dan r);
  * dh_{t-1} = dh z + dhp Whh and dWhh += dhp^T h_{t-1}. The input side is done in one GEMM at the end. */
-void gru_backward(double *din, double *dWih, double *dWhh, double *dbih, double *dbhh,
+void gru_backward(const nn_ctx *cx, double *din, double *dWih, double *dWhh, double *dbih, double *dbhh,
                   const double *dout, const double *in, const double *out, const double *cache,
                   const double *Wih, const double *Whh, int B, int T, int C, int H, double *work) {
     const double one = 1.0;
@@ -80,10 +80,10 @@ void gru_backward(double *din, double *dWih, double *dWhh, double *dbih, double 
         colsum_add(dbhh, dhp, B, H3);
         if (t > 0) {
             const double *hprev = out + (size_t)(t - 1) * H;
-            nn_gemm("N", "T", H, H3, B, one, hprev, TH, dhp, H3, one, dWhh, H);
-            nn_gemm("N", "N", H, B, H3, one, Whh, H, dhp, H3, one, dh, H);
+            nn_gemm(cx, "N", "T", H, H3, B, one, hprev, TH, dhp, H3, one, dWhh, H);
+            nn_gemm(cx, "N", "N", H, B, H3, one, Whh, H, dhp, H3, one, dh, H);
         }
     }
     /* input side over all B*T rows: din = dxp Wih, dWih += dxp^T in, dbih += column sums */
-    linear_backward(din, dWih, dbih, dxp, in, Wih, B * T, C, H3);
+    linear_backward(cx, din, dWih, dbih, dxp, in, Wih, B * T, C, H3);
 }

@@ -2,7 +2,7 @@
 #include "nn/nn.h"
 
 /* out[b,o] = sum_c in[b,c] * w[o,c] + bias[o]        (B rows, C in, OC out) */
-void linear_forward(double *out, const double *in, const double *w, const double *bias,
+void linear_forward(const nn_ctx *cx, double *out, const double *in, const double *w, const double *bias,
                     int B, int C, int OC) {
     const double one = 1.0, zero = 0.0;
     if (B <= 0 || OC <= 0) return;
@@ -14,25 +14,25 @@ void linear_forward(double *out, const double *in, const double *w, const double
         memset(out, 0, (size_t)B * OC * sizeof(double));
     /* column-major view: out(OC x B) = w(C x OC)^T * in(C x B) */
     if (C > 0)
-        nn_gemm("T", "N", OC, B, C, one, w, C, in, C, (bias ? one : zero), out, OC);
+        nn_gemm(cx, "T", "N", OC, B, C, one, w, C, in, C, (bias ? one : zero), out, OC);
 }
 
-void linear_accumulate(double *out, const double *in, const double *w, int B, int C, int OC) {
+void linear_accumulate(const nn_ctx *cx, double *out, const double *in, const double *w, int B, int C, int OC) {
     const double one = 1.0;
     if (B <= 0 || OC <= 0 || C <= 0) return;
-    nn_gemm("T", "N", OC, B, C, one, w, C, in, C, one, out, OC);
+    nn_gemm(cx, "T", "N", OC, B, C, one, w, C, in, C, one, out, OC);
 }
 
 /* din = dout * w;  dw += dout^T * in;  dbias += column sums of dout.  din, dw may be NULL. */
-void linear_backward(double *din, double *dw, double *dbias, const double *dout,
+void linear_backward(const nn_ctx *cx, double *din, double *dw, double *dbias, const double *dout,
                      const double *in, const double *w, int B, int C, int OC) {
     const double one = 1.0, zero = 0.0;
     if (B <= 0 || C <= 0 || OC <= 0) {
         if (dbias && B > 0 && OC > 0) colsum_add(dbias, dout, B, OC);
         return;
     }
-    if (din) nn_gemm("N", "N", C, B, OC, one, w, C, dout, OC, zero, din, C);
-    if (dw) nn_gemm("N", "T", C, OC, B, one, in, C, dout, OC, one, dw, C);
+    if (din) nn_gemm(cx, "N", "N", C, B, OC, one, w, C, dout, OC, zero, din, C);
+    if (dw) nn_gemm(cx, "N", "T", C, OC, B, one, in, C, dout, OC, one, dw, C);
     if (dbias) colsum_add(dbias, dout, B, OC);
 }
 
@@ -43,8 +43,8 @@ void colsum_add(double *s, const double *x, int B, int OC) {
     }
 }
 
-void linear_backward_input_add(double *din, const double *dout, const double *w, int B, int C, int OC) {
+void linear_backward_input_add(const nn_ctx *cx, double *din, const double *dout, const double *w, int B, int C, int OC) {
     const double one = 1.0;
     if (B <= 0 || C <= 0 || OC <= 0) return;
-    nn_gemm("N", "N", C, B, OC, one, w, C, dout, OC, one, din, C);
+    nn_gemm(cx, "N", "N", C, B, OC, one, w, C, dout, OC, one, din, C);
 }

@@ -2,7 +2,7 @@
 #define NBI_OPTIM_H
 #include <stddef.h>
 /* one Adam step on the gradient gscale * g (gscale: gradient clipping, folded into the
- * pass); wf (or NULL) <- (float)w, the float copy products read (nn_set_mirror); avg (or
+ * pass); wf (or NULL) <- (float)w, the float copy products read (nn_ctx_mirror); avg (or
  * NULL) <- avg_decay * avg + (1 - avg_decay) * w after the step: the averaged iterate
  * (Polyak & Juditsky 1992); avg2 likewise with avg2_decay (a second window). All in one
  * pass over memory. */

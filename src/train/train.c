@@ -18,14 +18,14 @@ size_t train_work(const model_layout *M, int n_train, int n_valid, int batch, in
 
 /* mean negative log-density over n rows, in chunks */
 static double mean_nll(const model_layout *M, const double *params, const double *x,
-                       const double *th, int n, double *work, int threads) {
+                       const double *th, int n, double *work, const nn_ctx *cx) {
     const int V = eval_batch(M, n);
     double *lq = work, s = 0.0;
-    const model_eval E = model_eval_prepare(M, params, V, work + V, threads);
+    const model_eval E = model_eval_prepare(M, params, V, work + V, cx);
     for (int i0 = 0; i0 < n; i0 += V) {
         const int b = n - i0 < V ? n - i0 : V;
         model_log_prob(M, params, &E, x + (size_t)i0 * M->F.n_in, b, th + (size_t)i0 * M->L.d, b,
-                       1.0, lq, threads);
+                       1.0, lq, cx);
         for (int i = 0; i < b; i++) s -= lq[i];
     }
     return s / n;
@@ -73,9 +73,10 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
     double best_loss = INFINITY;
     int since = 0, status = 0;
     model_mask(M, params);
-    if (nn_precision_single()) {  /* Adam keeps the copy current */
+    nn_ctx cx = nn_ctx_make(o->precision, o->threads);
+    if (cx.precision) {  /* Adam keeps the float copy current; products read it */
         for (size_t i = 0; i < np; i++) wf[i] = (float)params[i];
-        nn_set_mirror(params, wf, np);
+        cx = nn_ctx_mirror(&cx, params, wf, np);
     } else {
         wf = NULL;
     }
@@ -93,7 +94,7 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             if (o->check_interrupt) o->check_interrupt(o->cb);
             gather(M, o, e, perm + i0, B, x_train, th_train, xb, thb);
             copy_fill(grad, NULL, np, o->threads);
-            double loss = model_nll_grad(M, params, xb, thb, B, grad, mw, o->threads);
+            double loss = model_nll_grad(M, params, xb, thb, B, grad, mw, &cx);
             const double gn = grad_norm(grad, np, o->threads);
             if (!isfinite(loss) || !isfinite(gn)) continue;  /* skip a bad batch */
             (*adam_step)++;
@@ -105,10 +106,10 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
         }
         if (nb == 0) { status = 1; break; }
         kept = avg ? avg : params;
-        double vl = n_valid > 0 ? mean_nll(M, kept, x_valid, th_valid, n_valid, mw, o->threads)
+        double vl = n_valid > 0 ? mean_nll(M, kept, x_valid, th_valid, n_valid, mw, &cx)
                                 : tl / nb;
         if (avg2 && n_valid > 0) {  /* the window with the lower validation loss competes */
-            const double vl2 = mean_nll(M, avg2, x_valid, th_valid, n_valid, mw, o->threads);
+            const double vl2 = mean_nll(M, avg2, x_valid, th_valid, n_valid, mw, &cx);
             if (vl2 < vl) { vl = vl2; kept = avg2; }
         }
         hist_train[e] = tl / nb; hist_valid[e] = vl; hist_lr[e] = lr;
@@ -121,7 +122,6 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
             break;
         }
     }
-    nn_set_mirror(NULL, NULL, 0);
     memcpy(params, best, np * sizeof(double));
     return status;
 }
