@@ -208,12 +208,10 @@ prior_rtruncnorm_std <- function(u, a, b) {
 #' @export
 prior_uniform <- function(lower, upper) {
   fn <- "prior_uniform()"
-  prior_check_num(lower, "lower", fn)
-  prior_check_num(upper, "upper", fn)
-  nms <- prior_arg_names(list(lower, upper), max(length(lower), length(upper)))
-  p <- prior_recycle(list(lower = lower, upper = upper), fn)
-  lower <- p$lower
-  upper <- p$upper
+  b <- prior_bounds(fn, lower, upper)
+  lower <- b$lower
+  upper <- b$upper
+  nms <- b$names
   if (any(lower >= upper)) {
     prior_abort(fn, ": `lower` must be less than `upper` (got lower = ",
                 prior_fmt_vec(lower), ", upper = ", prior_fmt_vec(upper), ").")
@@ -239,12 +237,10 @@ prior_uniform <- function(lower, upper) {
 #' @export
 prior_loguniform <- function(lower, upper) {
   fn <- "prior_loguniform()"
-  prior_check_num(lower, "lower", fn)
-  prior_check_num(upper, "upper", fn)
-  nms <- prior_arg_names(list(lower, upper), max(length(lower), length(upper)))
-  p <- prior_recycle(list(lower = lower, upper = upper), fn)
-  lower <- p$lower
-  upper <- p$upper
+  b <- prior_bounds(fn, lower, upper)
+  lower <- b$lower
+  upper <- b$upper
+  nms <- b$names
   if (any(lower <= 0)) {
     prior_abort(fn, ": `lower` must be positive for a log-uniform prior (got ",
                 prior_fmt_vec(lower), ").")
@@ -275,61 +271,54 @@ prior_loguniform <- function(lower, upper) {
 #' @rdname priors
 #' @export
 prior_normal <- function(mean, sd) {
-  fn <- "prior_normal()"
-  prior_check_num(mean, "mean", fn)
-  prior_check_num(sd, "sd", fn)
-  if (any(sd <= 0)) {
-    prior_abort(fn, ": `sd` must be positive (got ", prior_fmt_vec(sd), ").")
-  }
-  nms <- prior_arg_names(list(mean, sd), max(length(mean), length(sd)))
-  p <- prior_recycle(list(mean = mean, sd = sd), fn)
-  mean <- p$mean
-  sd <- p$sd
-  k <- length(mean)
-  sample <- function(n) {
-    x <- stats::rnorm(n * k, rep(mean, each = n), rep(sd, each = n))
-    matrix(x, nrow = n, ncol = k)
-  }
-  log_density <- function(theta) {
-    n <- nrow(theta)
-    val <- stats::dnorm(theta, prior_colmat(mean, n), prior_colmat(sd, n),
-                        log = TRUE)
-    rowSums(matrix(val, nrow = n, ncol = k))
-  }
-  new_nbi_marginal("normal", list(mean = mean, sd = sd),
-                   rep(-Inf, k), rep(Inf, k), sample, log_density, nms)
+  prior_location_scale("prior_normal()", "normal", list(mean = mean, sd = sd), stats::rnorm,
+                       stats::dnorm, lower = -Inf)
 }
 
 #' @rdname priors
 #' @export
 prior_lognormal <- function(meanlog, sdlog) {
-  fn <- "prior_lognormal()"
-  prior_check_num(meanlog, "meanlog", fn)
-  prior_check_num(sdlog, "sdlog", fn)
-  if (any(sdlog <= 0)) {
-    prior_abort(fn, ": `sdlog` must be positive (got ", prior_fmt_vec(sdlog),
-                ").")
+  prior_location_scale("prior_lognormal()", "lognormal", list(meanlog = meanlog, sdlog = sdlog),
+                       stats::rlnorm, stats::dlnorm, lower = 0)
+}
+
+# The checked, recycled bounds of a uniform-type family, and the parameters' names.
+prior_bounds <- function(fn, lower, upper) {
+  prior_check_num(lower, "lower", fn)
+  prior_check_num(upper, "upper", fn)
+  nms <- prior_arg_names(list(lower, upper), max(length(lower), length(upper)))
+  p <- prior_recycle(list(lower = lower, upper = upper), fn)
+  list(lower = p$lower, upper = p$upper, names = nms)
+}
+
+# A family with a location and a positive scale (args: a named list of the two, recycled to
+# one length): draws by rdist(n, loc, scale), log density by ddist(x, loc, scale, log = TRUE)
+# on the support (lower, Inf), -Inf elsewhere.
+prior_location_scale <- function(fn, family, args, rdist, ddist, lower) {
+  an <- names(args)
+  prior_check_num(args[[1]], an[1], fn)
+  prior_check_num(args[[2]], an[2], fn)
+  if (any(args[[2]] <= 0)) {
+    prior_abort(fn, ": `", an[2], "` must be positive (got ", prior_fmt_vec(args[[2]]), ").")
   }
-  nms <- prior_arg_names(list(meanlog, sdlog),
-                         max(length(meanlog), length(sdlog)))
-  p <- prior_recycle(list(meanlog = meanlog, sdlog = sdlog), fn)
-  meanlog <- p$meanlog
-  sdlog <- p$sdlog
-  k <- length(meanlog)
+  nms <- prior_arg_names(unname(args), max(lengths(args)))
+  p <- prior_recycle(args, fn)
+  loc <- p[[1]]
+  scale <- p[[2]]
+  k <- length(loc)
   sample <- function(n) {
-    x <- stats::rlnorm(n * k, rep(meanlog, each = n), rep(sdlog, each = n))
+    x <- rdist(n * k, rep(loc, each = n), rep(scale, each = n))
     matrix(x, nrow = n, ncol = k)
   }
   log_density <- function(theta) {
     n <- nrow(theta)
     val <- matrix(-Inf, nrow = n, ncol = k)
-    pos <- theta > 0
-    val[pos] <- stats::dlnorm(theta[pos], prior_colmat(meanlog, n)[pos],
-                              prior_colmat(sdlog, n)[pos], log = TRUE)
+    inside <- theta > lower
+    val[inside] <- ddist(theta[inside], prior_colmat(loc, n)[inside],
+                         prior_colmat(scale, n)[inside], log = TRUE)
     rowSums(val)
   }
-  new_nbi_marginal("lognormal", list(meanlog = meanlog, sdlog = sdlog),
-                   rep(0, k), rep(Inf, k), sample, log_density, nms)
+  new_nbi_marginal(family, p, rep(lower, k), rep(Inf, k), sample, log_density, nms)
 }
 
 #' @rdname priors

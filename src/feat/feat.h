@@ -1,6 +1,6 @@
 /* Featurizers: map a standardised observation (n_in values) to the flow's conditioning
- * vector (n_out values). Identity, or an MLP (linear + activation per hidden layer, then a
- * linear map to n_out). Later featurizers (ResNet-GRU, set transformer) join here. */
+ * vector (n_out values): identity, an MLP (linear + activation per hidden layer, then a
+ * linear map to n_out), a ResNet-GRU for sequences, a set transformer for sets. */
 #ifndef NBI_FEAT_H
 #define NBI_FEAT_H
 #include <stddef.h>
@@ -40,24 +40,19 @@ void feat_backward(const feat_layout *F, const double *params, const double *x, 
                    const double *dfeat, double *dparams, const double *fwd, double *work,
                    const nn_ctx *cx);
 
-/* ResNet-GRU internals (feat/resnet_gru.c), dispatched to by the functions above */
-size_t rg_n_params(const feat_layout *F);
-void rg_init_params(const feat_layout *F, double *params, uint64_t seed);
-size_t rg_fwd_work(const feat_layout *F, int B);
-size_t rg_bwd_work(const feat_layout *F, int B);
-const double *rg_forward(const feat_layout *F, const double *params, const double *x, int B,
-                         double *work, const nn_ctx *cx);
-void rg_backward(const feat_layout *F, const double *params, const double *x, int B,
-                 const double *dfeat, double *dparams, const double *fwd, double *work,
-                 const nn_ctx *cx);
-
-/* set transformer internals (feat/set_transformer.c) */
-void rs_init_params(const feat_layout *F, double *params, uint64_t seed);
-size_t rs_fwd_work(const feat_layout *F, int B);
-size_t rs_bwd_work(const feat_layout *F, int B);
-const double *rs_forward(const feat_layout *F, const double *params, const double *x, int B,
-                         double *work, const nn_ctx *cx);
-void rs_backward(const feat_layout *F, const double *params, const double *x, int B,
-                 const double *dfeat, double *dparams, const double *fwd, double *work,
-                 const nn_ctx *cx);
+/* What each featurizer provides (identity and MLP in feat/mlp.c, ResNet-GRU in
+ * feat/resnet_gru.c, set transformer in feat/set_transformer.c): the functions above
+ * dispatch through this table by F->type. */
+typedef struct {
+    void (*init_params)(const feat_layout *F, double *params, uint64_t seed);
+    size_t (*fwd_work)(const feat_layout *F, int B);
+    size_t (*bwd_work)(const feat_layout *F, int B);
+    const double *(*forward)(const feat_layout *F, const double *params, const double *x, int B,
+                             double *work, const nn_ctx *cx);
+    void (*backward)(const feat_layout *F, const double *params, const double *x, int B,
+                     const double *dfeat, double *dparams, const double *fwd, double *work,
+                     const nn_ctx *cx);
+} feat_ops;
+extern const feat_ops feat_ops_identity, feat_ops_mlp, feat_ops_resnet_gru,
+    feat_ops_set_transformer;
 #endif

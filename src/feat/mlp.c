@@ -30,12 +30,9 @@ int feat_layout_init(feat_layout *F, int type, int n_in, int n_hidden, const int
     return 0;
 }
 
-void feat_init_params(const feat_layout *F, double *params, uint64_t seed) {
+static void mlp_init_params(const feat_layout *F, double *params, uint64_t seed) {
     rng_t r = rng_stream(seed, 1);
     double *q = params;
-    if (F->type == FEAT_IDENTITY) return;
-    if (F->type == FEAT_RESNET_GRU) { rg_init_params(F, params, seed); return; }
-    if (F->type == FEAT_SET_TRANSFORMER) { rs_init_params(F, params, seed); return; }
     for (int l = 0; l <= F->n_hidden; l++) {
         const int OC = width(F, l), C = width_in(F, l);
         const double s = 1.0 / sqrt((double)C);
@@ -46,30 +43,22 @@ void feat_init_params(const feat_layout *F, double *params, uint64_t seed) {
     }
 }
 
-size_t feat_fwd_work(const feat_layout *F, int B) {
+static size_t mlp_fwd_work(const feat_layout *F, int B) {
     size_t n = 0;
-    if (F->type == FEAT_IDENTITY) return 0;
-    if (F->type == FEAT_RESNET_GRU) return rg_fwd_work(F, B);
-    if (F->type == FEAT_SET_TRANSFORMER) return rs_fwd_work(F, B);
     for (int l = 0; l < F->n_hidden; l++) n += 2 * (size_t)B * F->hidden[l];
     return n + (size_t)B * F->n_out;
 }
 
-size_t feat_bwd_work(const feat_layout *F, int B) {
-    if (F->type == FEAT_RESNET_GRU) return rg_bwd_work(F, B);
-    if (F->type == FEAT_SET_TRANSFORMER) return rs_bwd_work(F, B);
+static size_t mlp_bwd_work(const feat_layout *F, int B) {
     int m = F->n_out;
     for (int l = 0; l < F->n_hidden; l++) if (F->hidden[l] > m) m = F->hidden[l];
-    return F->type == FEAT_IDENTITY ? 0 : 2 * (size_t)B * m;
+    return 2 * (size_t)B * m;
 }
 
 /* work holds, per hidden layer, pre then post activations, then the output */
-const double *feat_forward(const feat_layout *F, const double *params, const double *x, int B,
-                           double *work, const nn_ctx *cx) {
+static const double *mlp_forward(const feat_layout *F, const double *params, const double *x,
+                                 int B, double *work, const nn_ctx *cx) {
     const int threads = cx->threads;
-    if (F->type == FEAT_IDENTITY) return x;
-    if (F->type == FEAT_RESNET_GRU) return rg_forward(F, params, x, B, work, cx);
-    if (F->type == FEAT_SET_TRANSFORMER) return rs_forward(F, params, x, B, work, cx);
     const double *in = x, *q = params;
     for (int l = 0; l <= F->n_hidden; l++) {
         const int OC = width(F, l), C = width_in(F, l);
@@ -85,26 +74,17 @@ const double *feat_forward(const feat_layout *F, const double *params, const dou
     return NULL; /* not reached */
 }
 
-void feat_backward(const feat_layout *F, const double *params, const double *x, int B,
-                   const double *dfeat, double *dparams, const double *fwd, double *work,
-                   const nn_ctx *cx) {
+static void mlp_backward(const feat_layout *F, const double *params, const double *x, int B,
+                         const double *dfeat, double *dparams, const double *fwd, double *work,
+                         const nn_ctx *cx) {
     const int threads = cx->threads;
-    if (F->type == FEAT_IDENTITY) return;
-    if (F->type == FEAT_RESNET_GRU) {
-        rg_backward(F, params, x, B, dfeat, dparams, fwd, work, cx);
-        return;
-    }
-    if (F->type == FEAT_SET_TRANSFORMER) {
-        rs_backward(F, params, x, B, dfeat, dparams, fwd, work, cx);
-        return;
-    }
     size_t off_p[FEAT_MAX_LAYERS + 1], off_w[FEAT_MAX_LAYERS + 1], po = 0, wo = 0;
     for (int l = 0; l <= F->n_hidden; l++) {
         off_p[l] = po; off_w[l] = wo;
         po += (size_t)width(F, l) * width_in(F, l) + width(F, l);
         wo += 2 * (size_t)B * width(F, l);
     }
-    double *g = work, *gin = work + feat_bwd_work(F, B) / 2;
+    double *g = work, *gin = work + mlp_bwd_work(F, B) / 2;
     memcpy(g, dfeat, (size_t)B * F->n_out * sizeof(double));
     for (int l = F->n_hidden; l >= 0; l--) {
         const int OC = width(F, l), C = width_in(F, l);
@@ -117,4 +97,46 @@ void feat_backward(const feat_layout *F, const double *params, const double *x, 
             act_backward(g, gin, pre, post, (size_t)B * C, F->act, threads);
         }
     }
+}
+
+const feat_ops feat_ops_mlp = {mlp_init_params, mlp_fwd_work, mlp_bwd_work, mlp_forward,
+                               mlp_backward};
+
+/* the identity: no parameters, no work, the input is the output */
+static void id_init_params(const feat_layout *F, double *params, uint64_t seed) {
+    (void)F; (void)params; (void)seed;
+}
+static size_t id_work(const feat_layout *F, int B) { (void)F; (void)B; return 0; }
+static const double *id_forward(const feat_layout *F, const double *params, const double *x,
+                                int B, double *work, const nn_ctx *cx) {
+    (void)F; (void)params; (void)B; (void)work; (void)cx;
+    return x;
+}
+static void id_backward(const feat_layout *F, const double *params, const double *x, int B,
+                        const double *dfeat, double *dparams, const double *fwd, double *work,
+                        const nn_ctx *cx) {
+    (void)F; (void)params; (void)x; (void)B; (void)dfeat; (void)dparams; (void)fwd; (void)work;
+    (void)cx;
+}
+const feat_ops feat_ops_identity = {id_init_params, id_work, id_work, id_forward, id_backward};
+
+/* the dispatch: one table, indexed by F->type */
+static const feat_ops *ops_of(const feat_layout *F) {
+    static const feat_ops *const ops[] = {&feat_ops_identity, &feat_ops_mlp,
+                                          &feat_ops_resnet_gru, &feat_ops_set_transformer};
+    return ops[F->type];
+}
+void feat_init_params(const feat_layout *F, double *params, uint64_t seed) {
+    ops_of(F)->init_params(F, params, seed);
+}
+size_t feat_fwd_work(const feat_layout *F, int B) { return ops_of(F)->fwd_work(F, B); }
+size_t feat_bwd_work(const feat_layout *F, int B) { return ops_of(F)->bwd_work(F, B); }
+const double *feat_forward(const feat_layout *F, const double *params, const double *x, int B,
+                           double *work, const nn_ctx *cx) {
+    return ops_of(F)->forward(F, params, x, B, work, cx);
+}
+void feat_backward(const feat_layout *F, const double *params, const double *x, int B,
+                   const double *dfeat, double *dparams, const double *fwd, double *work,
+                   const nn_ctx *cx) {
+    ops_of(F)->backward(F, params, x, B, dfeat, dparams, fwd, work, cx);
 }

@@ -110,15 +110,14 @@ int feat_layout_init_resnet_gru(feat_layout *F, int seq_len, int channels, int d
     return 0;
 }
 
-size_t rg_n_params(const feat_layout *F) { return F->n_params; }
 
-size_t rg_fwd_work(const feat_layout *F, int B) {
+static size_t rg_fwd_work(const feat_layout *F, int B) {
     rg_plan P;
     make_plan(F, B, &P);
     return P.fwd_total;
 }
 
-size_t rg_bwd_work(const feat_layout *F, int B) {
+static size_t rg_bwd_work(const feat_layout *F, int B) {
     rg_plan P;
     make_plan(F, B, &P);
     size_t g = (size_t)B * P.T * (P.C0 > P.H ? P.C0 : P.H);
@@ -130,7 +129,7 @@ static void fill(double *w, size_t n, double scale, rng_t *r) {
     for (size_t i = 0; i < n; i++) w[i] = scale * (2.0 * rng_unif(r) - 1.0);
 }
 
-void rg_init_params(const feat_layout *F, double *params, uint64_t seed) {
+static void rg_init_params(const feat_layout *F, double *params, uint64_t seed) {
     rg_plan P;
     make_plan(F, 1, &P);
     rng_t r = rng_stream(seed, 2);
@@ -154,7 +153,7 @@ void rg_init_params(const feat_layout *F, double *params, uint64_t seed) {
     fill(params + P.lw, (size_t)F->n_out * H, 1.0 / sqrt((double)H), &r);
 }
 
-const double *rg_forward(const feat_layout *F, const double *params, const double *x, int B,
+static const double *rg_forward(const feat_layout *F, const double *params, const double *x, int B,
                          double *work, const nn_ctx *cx) {
     const int threads = cx->threads;
     rg_plan P;
@@ -203,7 +202,7 @@ const double *rg_forward(const feat_layout *F, const double *params, const doubl
     return work + P.feat;
 }
 
-void rg_backward(const feat_layout *F, const double *params, const double *x, int B,
+static void rg_backward(const feat_layout *F, const double *params, const double *x, int B,
                  const double *dfeat, double *dparams, const double *fwd, double *work,
                  const nn_ctx *cx) {
     const int threads = cx->threads;
@@ -258,3 +257,6 @@ void rg_backward(const feat_layout *F, const double *params, const double *x, in
         if (din) { double *t = X; X = X2; X2 = t; }
     }
 }
+
+const feat_ops feat_ops_resnet_gru = {rg_init_params, rg_fwd_work, rg_bwd_work, rg_forward,
+                                    rg_backward};

@@ -103,14 +103,14 @@ int feat_layout_init_set_transformer(feat_layout *F, int rows, int values, int n
     return 0;
 }
 
-size_t rs_fwd_work(const feat_layout *F, int B) {
+static size_t rs_fwd_work(const feat_layout *F, int B) {
     rs_plan P;
     make_plan(F, B, &P);
     return P.fwd_total;
 }
 
 /* dh, dA, dT: N x D each; dqkv: N x 3D; dff: N x hidden */
-size_t rs_bwd_work(const feat_layout *F, int B) {
+static size_t rs_bwd_work(const feat_layout *F, int B) {
     const size_t N = (size_t)B * (F->set_rows + 1);
     return N * (6 * (size_t)F->d_model + F->ff_hidden);
 }
@@ -124,7 +124,7 @@ static void ones(double *w, size_t n) {
 }
 
 /* weights U(+-1/sqrt(fan_in)) (E: a linear map of the one-hot token), LN gains 1, biases 0 */
-void rs_init_params(const feat_layout *F, double *params, uint64_t seed) {
+static void rs_init_params(const feat_layout *F, double *params, uint64_t seed) {
     rs_plan P;
     make_plan(F, 1, &P);
     rng_t r = rng_stream(seed, 3);
@@ -223,7 +223,7 @@ static void block_forward(const feat_layout *F, const rs_block *k, const double 
     add_to(w + k->ho, w + k->hm, (size_t)N * D);
 }
 
-const double *rs_forward(const feat_layout *F, const double *params, const double *x, int B,
+static const double *rs_forward(const feat_layout *F, const double *params, const double *x, int B,
                          double *work, const nn_ctx *cx) {
     rs_plan P;
     make_plan(F, B, &P);
@@ -265,7 +265,7 @@ static void block_backward(const feat_layout *F, const rs_block *k, const double
     add_to(dh, dT, ND);  /* dL/dh = dL/dhm (skip) + attention path */
 }
 
-void rs_backward(const feat_layout *F, const double *params, const double *x, int B,
+static void rs_backward(const feat_layout *F, const double *params, const double *x, int B,
                  const double *dfeat, double *dparams, const double *fwd, double *work,
                  const nn_ctx *cx) {
     rs_plan P;
@@ -289,3 +289,6 @@ void rs_backward(const feat_layout *F, const double *params, const double *x, in
     }
     embed_backward(F, &P, x, B, dh, dparams);
 }
+
+const feat_ops feat_ops_set_transformer = {rs_init_params, rs_fwd_work, rs_bwd_work, rs_forward,
+                                    rs_backward};
