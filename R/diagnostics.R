@@ -15,7 +15,9 @@ calibration_counts <- function(object, n_test, n_samples, threads) {
     stop(sprintf("only %d of %d test simulations succeeded; at least 2 are needed",
                  n, n_test), call. = FALSE)
   x <- as_training_x(sims$x, n, object$featurizer)
-  x <- apply_noise(object$noise, x, theta)
+  drawn <- apply_noise(object$noise, x, theta, object$featurizer, object$prior)
+  x <- drawn$x
+  theta <- drawn$theta  # the truths as an augmentation leaves them
   if (!is.list(x)) attr(x, "raw_dim") <- NULL
   posts <- predict(object, x, n_samples = n_samples, importance = FALSE, threads = threads)
   d <- ncol(theta)

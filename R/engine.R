@@ -12,15 +12,41 @@
 #' @param featurizer [featurizer_identity()], [featurizer_mlp()] or
 #'   [featurizer_resnet_gru()] (sequences: light curves, spectra) or
 #'   [featurizer_set_transformer()] (variable-size sets such as multi-band photometry; the
-#'   simulator then returns a matrix or data frame with one row per measurement).
+#'   simulator then returns a matrix or data frame with one row per measurement) or
+#'   [featurizer_timeseries()] (light curves with their own epochs: one row per epoch,
+#'   columns t, value, error).
 #' @param flow [flow_maf()].
 #' @param noise the cheap part of the forward model, applied afresh to every training batch
-#'   in every epoch: `function(x, theta)` taking a matrix of simulations (one per row) and
-#'   the matching parameter matrix, returning the noisy matrix (it may append columns, e.g.
-#'   per-object errors); or a number / numeric vector: independent Gaussian noise with that
-#'   sd per element.
+#'   in every epoch: `function(x, theta)` taking a matrix of simulations (one per row; a
+#'   list of them for set and light-curve featurizers) and the matching parameter matrix,
+#'   returning the noisy matrix (it may append columns, e.g. per-object errors); or a number
+#'   / numeric vector: independent Gaussian noise with that sd per element (for light
+#'   curves, see [featurizer_timeseries()]). See "Augmentation and selection cuts".
 #' @param log_likelihood optional `function(x_obs, x_sim, theta, x_err)` returning
 #'   log p(x_obs | theta), used for importance weights.
+#' @param simulate_for_likelihood whether `log_likelihood` needs `x_sim`, the simulations at
+#'   the proposed parameters. `FALSE` when it computes the likelihood from `theta` alone
+#'   (e.g. a light-curve model evaluated at the observation's own epochs, when the simulator
+#'   draws a random survey cadence): [predict()] then runs no simulations and passes
+#'   `x_sim = NULL`.
+#' @section Augmentation and selection cuts:
+#' A noise function may change the parameters as well as the data: it may return
+#' `list(x = , theta = )`, with `theta` the parameter matrix as the augmentation leaves it
+#' (a time shift moves `t0`, a time reversal maps the parameters that change sign, a flux
+#' fraction drawn on the fly becomes a parameter). The network then learns the posterior of
+#' those parameters; the prior must describe them as the augmentation leaves them (a
+#' returned `theta` outside the prior's support is an error), since importance weights use
+#' it.
+#'
+#' Selection cuts: a simulator marks a simulation that does not pass the survey's selection
+#' by returning [nbi_cut()]; such simulations are counted (`n_cut` of [nbi_simulate()] and
+#' of `history$rounds`), kept on disk as cut, and are not failures: any number may be cut,
+#' only none passing is an error. A noise function marks cuts by returning
+#' `list(x = , theta = , cut = )` with `cut` a logical vector (or, for list observations,
+#' [nbi_cut()] elements); each epoch the cut ones are replaced by copies of randomly chosen
+#' passing ones of the same draw (counted in `history$noise_cut`). Either way the fitted
+#' posterior is that of the **selected population**: the prior times the probability of
+#' passing the cuts, which is what a survey's catalogue of detected objects follows.
 #' @param vectorized whether `simulator` takes a matrix of parameters.
 #' @param workdir folder where simulations are stored as they are produced (default: a new
 #'   folder under [tempdir()]).
@@ -41,14 +67,15 @@
 #' @export
 nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flow = flow_maf(),
                        noise = NULL, log_likelihood = NULL, vectorized = FALSE,
-                       workdir = NULL, precision = getOption("nbi.precision", "float64")) {
+                       workdir = NULL, precision = getOption("nbi.precision", "float64"),
+                       simulate_for_likelihood = TRUE) {
   if (!is.function(simulator))
     stop("`simulator` must be a function(theta) returning one observation", call. = FALSE)
   if (missing(prior)) stop("`prior` is missing: give e.g. nbi_prior(A = prior_uniform(0, 1))",
                            call. = FALSE)
   prior <- as_nbi_prior(prior, arg = "prior")
   if (!inherits(featurizer, "nbi_featurizer"))
-    stop("`featurizer` must come from featurizer_identity(), featurizer_mlp(), featurizer_resnet_gru() or featurizer_set_transformer()",
+    stop("`featurizer` must come from featurizer_identity(), featurizer_mlp(), featurizer_resnet_gru(), featurizer_set_transformer() or featurizer_timeseries()",
          call. = FALSE)
   if (!inherits(flow, "nbi_flow")) stop("`flow` must come from flow_maf()", call. = FALSE)
   if (!is.null(noise) && !is.function(noise) &&
@@ -57,6 +84,10 @@ nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flo
   if (!is.null(log_likelihood) && !is.function(log_likelihood))
     stop("`log_likelihood` must be NULL or a function(x_obs, x_sim, theta, x_err)", call. = FALSE)
   check_flag(vectorized, "vectorized")
+  check_flag(simulate_for_likelihood, "simulate_for_likelihood")
+  if (!simulate_for_likelihood && is.null(log_likelihood))
+    stop("`simulate_for_likelihood = FALSE` needs a `log_likelihood` that works from theta alone",
+         call. = FALSE)
   precision <- check_precision(precision)
   if (is.null(workdir)) workdir <- tempfile("nbi-")
   if (!is.character(workdir) || length(workdir) != 1 || is.na(workdir) || !nzchar(workdir))
@@ -64,7 +95,7 @@ nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flo
   structure(list(simulator = simulator, prior = prior, featurizer = featurizer, flow = flow,
                  noise = noise, log_likelihood = log_likelihood, vectorized = vectorized,
                  workdir = workdir, model = NULL, history = NULL, x_dim = NULL,
-                 precision = precision),
+                 precision = precision, simulate_for_likelihood = simulate_for_likelihood),
             class = "nbi_engine")
 }
 

@@ -47,6 +47,9 @@ stream_start <- function(key, round) as.integer((key %% 2147480000) + round * 79
 # first failure as attributes.
 simulate_proposals <- function(object, thetas, keys, round) {
   sizes <- vapply(thetas, function(t) if (is.null(t)) 0L else nrow(t), integer(1))
+  if (isFALSE(object$simulate_for_likelihood))  # the likelihood needs theta alone
+    return(structure(lapply(sizes, function(n) list(x = NULL, kept = seq_len(n))),
+                     n_failed = 0L, first_failure = NULL))
   theta <- do.call(rbind, thetas)
   if (!length(theta) || nrow(theta) == 0)
     return(lapply(thetas, function(t) list(x = NULL, kept = integer(0))))
@@ -76,7 +79,10 @@ simulate_proposals <- function(object, thetas, keys, round) {
 weigh_round <- function(object, x_obs, x_err, theta, log_m, log_q, n_div, sims, extra_var = 0) {
   keep <- sims$kept
   theta <- theta[keep, , drop = FALSE]
-  n_div <- n_div - (length(log_m) - length(keep))  # failed simulations leave the estimate
+  # failed simulations leave the estimate; cut ones stay in it with weight 0 (the selected
+  # population's likelihood includes passing the cut)
+  n_cut <- if (is.null(sims$n_cut)) 0L else sims$n_cut
+  n_div <- n_div - (length(log_m) - length(keep) - n_cut)
   if (!length(keep)) return(list(theta = theta, log_w = numeric(0), log_p = numeric(0), log_q = numeric(0),
                                  n_div = n_div, n_eff = 0, pareto_k = NA_real_,
                                  log_z = -Inf, rel_var = Inf))

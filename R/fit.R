@@ -63,8 +63,11 @@
 #' round, 5 rounds, 6 noise realisations) `sqrt(2)` raised the final efficiency from a
 #' mean of 19% (3-42%) to 55% (33-83%).
 #' @return The fitted engine, with `history` (`rounds`: n_sims, n_eff, efficiency, seconds
-#'   per round, and `kept`: TRUE for the round whose proposal is the returned surrogate, the
-#'   last one unless n_eff dropped and the fit reverted; `epochs`: train and validation loss and learning rate per epoch).
+#'   per round, the simulations dropped as failed (`n_failed`) or cut by the selection
+#'   (`n_cut`, see [nbi_cut()]), and `kept`: TRUE for the round whose proposal is the
+#'   returned surrogate, the last one unless n_eff dropped and the fit reverted; `epochs`:
+#'   train and validation loss and learning rate per epoch; `noise_cut`: the simulations a
+#'   noise function cut, summed over epochs).
 #' @examples
 #' sim <- function(theta) theta[["mu"]] + stats::rnorm(3, sd = 0.5)
 #' eng <- nbi_engine(sim, nbi_prior(mu = prior_normal(0, 1)),
@@ -135,7 +138,8 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
     xm <- as_training_x(data$x, nrow(data$theta), object$featurizer)
     if (!sequential) {
       object <- train(object, data$theta, xm, 1L, t0, FALSE)
-      object$history$rounds <- cbind(round_row(1L, n_obs(xm), NA_real_, t0, object), kept = TRUE)
+      object$history$rounds <- cbind(round_row(1L, n_obs(xm), NA_real_, t0, object,
+                                               data$n_failed, data$n_cut), kept = TRUE)
       return(object)
     }
     snpe_is(object, data$theta, xm, n_sims = n_obs(xm), n_rounds, x_obs, x_err, n_reuse,
@@ -144,9 +148,13 @@ fit.nbi_engine <- function(object, n_sims = NULL, n_rounds = 1, n_epochs = 100, 
   if (is.null(seed)) run() else with_seed(seed, run())
 }
 
-round_row <- function(round, n_sims, n_eff, t0, object) {
+# n_sims: the simulations trained on; n_failed, n_cut: those dropped as failed or cut by the
+# selection (NA where not counted: SNPE rounds; NULL: none, a training set given as data)
+round_row <- function(round, n_sims, n_eff, t0, object, n_failed = NA, n_cut = NA) {
   data.frame(round = round, n_sims = n_sims, n_eff = n_eff, efficiency = n_eff / n_sims,
              seconds = proc.time()[["elapsed"]] - t0,
              best_epoch = if (is.null(object$history$best_epoch)) NA_integer_
-                          else object$history$best_epoch)
+                          else object$history$best_epoch,
+             n_failed = if (is.null(n_failed)) 0L else as.integer(n_failed),
+             n_cut = if (is.null(n_cut)) 0L else as.integer(n_cut))
 }

@@ -23,7 +23,7 @@ eval_log_lik <- function(object, x_obs, x_sim, theta, x_err) {
       object$log_likelihood(x_obs, x_sim, theta, x_err)
     } else {
       vapply(seq_len(nrow(theta)), function(i) {
-        xs <- if (is.matrix(x_sim)) x_sim[i, ] else x_sim[[i]]
+        xs <- if (is.null(x_sim)) NULL else if (is.matrix(x_sim)) x_sim[i, ] else x_sim[[i]]
         as.numeric(object$log_likelihood(x_obs, xs, theta[i, ], x_err))[1]
       }, numeric(1))
     }

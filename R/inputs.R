@@ -1,9 +1,18 @@
 # What the network sees: observations turned into the standardised n_in x n matrix the C
 # core reads (one observation per column). Vectors and sequences are standardised per
 # column or per channel; sets (featurizer_set_transformer) are standardised per token and
-# padded to a common number of rows with token 0.
+# padded to a common number of rows with token 0; light curves (featurizer_timeseries,
+# R/timeseries.R) start with their row count and are padded with zero rows.
 
 is_set_featurizer <- function(featurizer) identical(featurizer$type, "set_transformer")
+# featurizers whose observations are matrices of any number of rows, given as lists
+is_list_featurizer <- function(featurizer) is_set_featurizer(featurizer) || is_ts_featurizer(featurizer)
+
+# One observation of a list featurizer, checked (`width`: a fitted model's curve columns).
+check_item <- function(s, featurizer, arg, width = NULL) {
+  if (is_ts_featurizer(featurizer)) check_curve(s, featurizer, arg, width) else
+    check_set(s, featurizer, arg)
+}
 
 # A set observation as a numeric matrix: column 1 integer tokens in 1..n_tokens, then values.
 check_set <- function(s, featurizer, arg) {
@@ -26,6 +35,7 @@ take_obs <- function(x, i) if (is.list(x)) x[i] else x[i, , drop = FALSE]
 
 # Standardisation constants fitted on (noisy) training inputs.
 fit_input_scale <- function(x, featurizer) {
+  if (is_ts_featurizer(featurizer)) return(c(ts_scale(x, featurizer), width = ncol(x[[1]])))
   if (!is_set_featurizer(featurizer)) return(input_scale(x, featurizer))
   nt <- featurizer$n_tokens
   nv <- featurizer$n_values
@@ -47,8 +57,9 @@ set_rows <- function(x) max(vapply(x, nrow, integer(1)))
 
 # n_in x n matrix for the C core; sets are padded to `rows` rows.
 encode_input <- function(x, scale, featurizer, rows = NULL) {
+  if (is_list_featurizer(featurizer) && is.null(rows)) rows <- set_rows(x)
+  if (is_ts_featurizer(featurizer)) return(ts_encode(x, scale, featurizer, rows, scale$width))
   if (!is_set_featurizer(featurizer)) return(t(standardise(x, scale)))
-  if (is.null(rows)) rows <- set_rows(x)
   w <- featurizer$n_values + 1
   vapply(x, function(s) {
     tok <- s[, 1]
@@ -59,10 +70,12 @@ encode_input <- function(x, scale, featurizer, rows = NULL) {
   }, numeric(rows * w))
 }
 
-# The flow spec with room for sets of `rows` rows (the parameters do not depend on it).
+# The flow spec with room for sets or curves of `rows` rows (the parameters do not depend
+# on it).
 spec_for_rows <- function(spec, rows) {
   spec$feat$rows <- as.integer(rows)
-  spec$feat$n_in <- as.integer(rows * (spec$feat$values + 1L))
+  spec$feat$n_in <- if (spec$feat$type == 4L) as.integer(1L + rows * spec$feat$width) else
+    as.integer(rows * (spec$feat$values + 1L))
   spec
 }
 
@@ -71,7 +84,7 @@ obs_items <- function(object, x_obs, arg) {
   if (missing(x_obs) || is.null(x_obs))
     stop(sprintf("`%s` is missing", arg), call. = FALSE)
   f <- object$featurizer
-  if (!is_set_featurizer(f)) {
+  if (!is_list_featurizer(f)) {
     o <- check_observation(object, x_obs, arg)
     items <- lapply(seq_len(nrow(o$x)), function(i) o$x[i, ])
     nm <- if (is.list(x_obs) && !is.data.frame(x_obs)) names(x_obs) else rownames(x_obs)
@@ -80,17 +93,19 @@ obs_items <- function(object, x_obs, arg) {
   }
   single <- is.matrix(x_obs) || is.data.frame(x_obs)
   items <- if (single) list(x_obs) else x_obs
+  what <- if (is_ts_featurizer(f)) "light curve" else "set"
   if (!is.list(items) || !length(items))
-    stop(sprintf("`%s` must be one set (a matrix or data frame) or a list of sets", arg),
+    stop(sprintf("`%s` must be one %s (a matrix or data frame) or a list of them", arg, what),
          call. = FALSE)
-  list(items = lapply(items, check_set, featurizer = f, arg = arg), single = single)
+  out <- lapply(items, check_item, featurizer = f, arg = arg, width = object$model$x_scale$width)
+  list(items = out, single = single)
 }
 
 # The spec and standardised input matrix for a list of observations.
 encode_obs <- function(object, items) {
   m <- object$model
   f <- object$featurizer
-  if (!is_set_featurizer(f)) {
+  if (!is_list_featurizer(f)) {
     x <- matrix(unlist(items, use.names = FALSE), nrow = length(items), byrow = TRUE)
     return(list(spec = spec_with_precision(m$spec, object), x = encode_input(x, m$x_scale, f)))
   }
@@ -102,11 +117,13 @@ encode_obs <- function(object, items) {
 # Simulator outputs as an n x p numeric matrix (vector observations).
 as_training_x <- function(x, n, featurizer = NULL) {
   if (n < 2) stop("at least 2 simulations are needed to train", call. = FALSE)
-  if (is_set_featurizer(featurizer)) {
+  if (is_list_featurizer(featurizer)) {
+    what <- if (is_ts_featurizer(featurizer)) "light curves" else "sets"
     if (!is.list(x) || is.data.frame(x))
-      stop("`x`: set observations must come as a list of matrices", call. = FALSE)
-    if (length(x) != n) stop(sprintf("`x` has %d sets but `theta` has %d rows", length(x), n),
+      stop(sprintf("`x`: %s must come as a list of matrices", what), call. = FALSE)
+    if (length(x) != n) stop(sprintf("`x` has %d %s but `theta` has %d rows", length(x), what, n),
                              call. = FALSE)
+    if (is_ts_featurizer(featurizer)) return(check_curves(x, featurizer, "x"))
     return(lapply(x, check_set, featurizer = featurizer, arg = "x"))
   }
   if (is.data.frame(x)) x <- as.matrix(x)

@@ -138,6 +138,11 @@ print.nbi_flow <- function(x, ...) {
 #' @export
 print.nbi_featurizer <- function(x, ...) {
   if (x$type == "identity") cat("<nbi featurizer: identity>\n")
+  else if (x$type == "timeseries")
+    cat(sprintf("<nbi featurizer: time series, %d-layer MLP (%d) per epoch -> %d, %s pooling (%d queries, %d heads), %d time frequencies%s -> %d>\n",
+                x$layers, x$hidden, x$d_model,
+                if (x$pool == "mean") "mean" else "attention + mean", x$queries, x$heads,
+                x$n_freq, if (x$bands > 1) sprintf(", %d bands", x$bands) else "", x$dim_out))
   else if (x$type == "set_transformer")
     cat(sprintf("<nbi featurizer: set transformer, %d tokens x %d value(s), d_model %d, %d heads, %d layers -> %d>\n",
                 x$n_tokens, x$n_values, x$d_model, x$heads, x$layers, x$dim_out))
@@ -163,8 +168,9 @@ flow_orders <- function(d, blocks, seed) {
 }
 
 # The C-level spec of featurizer + flow for n_in observation features and d parameters.
-model_spec <- function(featurizer, flow, n_in, d) {
-  feat <- if (featurizer$type == "resnet_gru") {
+# `feat`: the featurizer's C spec when it depends on the data (time series: R/timeseries.R).
+model_spec <- function(featurizer, flow, n_in, d, feat = NULL) {
+  feat <- if (!is.null(feat)) feat else if (featurizer$type == "resnet_gru") {
     if (n_in %% featurizer$channels != 0)
       stop(sprintf("observations have %d values, not a multiple of `channels` = %d",
                    n_in, featurizer$channels), call. = FALSE)

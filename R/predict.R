@@ -244,14 +244,15 @@ check_observation <- function(object, x_obs, arg) {
 }
 
 # nbi_simulate() output for stacked parameter sets of several observations (`sizes` rows
-# each), as one list(x, kept) per observation with rows numbered within it.
+# each), as one list(x, kept, n_cut) per observation with rows numbered within it.
 split_sims <- function(sims, sizes) {
   end <- cumsum(sizes)
   owner <- findInterval(sims$kept - 1, end) + 1  # the observation of each kept row
+  cut_owner <- findInterval(attr(sims, "cut") - 1, end) + 1
   lapply(seq_along(sizes), function(i) {
     sel <- which(owner == i)
     x <- if (is.matrix(sims$x)) sims$x[sel, , drop = FALSE] else sims$x[sel]
-    list(x = x, kept = sims$kept[sel] - (end[i] - sizes[i]))
+    list(x = x, kept = sims$kept[sel] - (end[i] - sizes[i]), n_cut = sum(cut_owner == i))
   })
 }
 

@@ -35,8 +35,14 @@
 #' vector, `dim` of a matrix or array) differs from the expected one: the
 #' engine's `x_dim` when it is set, else the most common shape among the successful
 #' simulations. Failed simulations are dropped. If some fail, one warning gives
-#' their number and the first failure; if more than half (or all) fail, the
-#' function stops with that information instead.
+#' their number and the first failure; if more than half (or all) of those not cut
+#' fail, the function stops with that information instead.
+#'
+#' @section Selection cuts:
+#' A simulator returns [nbi_cut()] for a simulation that does not pass the survey's
+#' selection (too faint, too few epochs, no detected peak). Cut simulations are not
+#' failures: they are counted in `n_cut`, saved as cut in the chunk files, left out of
+#' `theta` and `x`, and never an error however many there are, unless none passes.
 #'
 #' @section Files:
 #' Each run writes its chunks to the folder
@@ -50,7 +56,7 @@
 #' data its closure captures: after changing such data, use a new `workdir`
 #' or delete the folder. Each file holds a list with `theta` (the chunk's parameter sets,
 #' a matrix), `x` (a list of outputs, `NULL` for failed simulations),
-#' `failed` (logical), `reason` (character, `NA` for successes) and `index`
+#' `failed` (logical), `cut` (logical), `reason` (character, `NA` for successes) and `index`
 #' (the rows of the chunk in the full `theta`). An interrupted run thus keeps
 #' the chunks it finished, and the next identical call picks them up. The
 #' folder is returned as attribute `"sim_dir"`.
@@ -76,6 +82,7 @@
 #'     output is a numeric vector of the same length, else a list of the
 #'     outputs (data frames are converted to numeric matrices);}
 #'   \item{n_failed}{the number of failed (dropped) simulations;}
+#'   \item{n_cut}{the number of simulations cut by the selection ([nbi_cut()]);}
 #'   \item{kept}{the rows of the requested `theta` that were kept.}
 #'   The chunk folder is attached as attribute `"sim_dir"`.
 #'
@@ -197,7 +204,7 @@ sim_execute <- function(simulator, vectorized, theta, seeds, idx, expected, run_
       res <- out[[j]]
       if (!is.null(run_dir)) {
         sim_save_chunk(list(theta = tasks[[j]]$theta, x = res$x,
-                            failed = res$failed, reason = res$reason,
+                            failed = res$failed, cut = res$cut, reason = res$reason,
                             index = idx[[k]]),
                        file.path(run_dir, sprintf("chunk_%06d.rds", k)))
         n_saved <- n_saved + 1L
@@ -221,7 +228,7 @@ sim_modal_shape <- function(results) {
   keys <- character(0)
   counts <- integer(0)
   for (res in results) {
-    ok <- which(!res$failed)
+    ok <- which(!res$failed & !chunk_cut(res))
     if (!length(ok)) next
     sh <- if (is.matrix(res$x)) rep(list(ncol(res$x)), length(ok)) else lapply(res$x[ok], sim_shape)
     k <- vapply(sh, function(v) if (length(v) == 2L) paste0("?x", v[2]) else paste(v, collapse = "x"), "")
@@ -247,9 +254,15 @@ sim_modal_shape <- function(results) {
 sim_collect <- function(theta, results, pnames, strict = TRUE) {
   n <- nrow(theta)
   failed <- unlist(lapply(results, `[[`, "failed"), use.names = FALSE)
+  cut <- unlist(lapply(results, chunk_cut), use.names = FALSE)
   reason <- unlist(lapply(results, `[[`, "reason"), use.names = FALSE)
   n_failed <- sum(failed)
+  n_cut <- sum(cut)
+  if (strict && n_cut == n)
+    stop(sprintf("the selection cut every simulation (%d of %d): nothing passed", n_cut, n),
+         call. = FALSE)
   first <- NULL
+  n <- n - n_cut  # failures are judged among the simulations the selection kept
   if (n_failed > 0L) {
     i1 <- which(failed)[1L]
     first <- sprintf("first failure at theta = (%s): %s",
@@ -268,12 +281,13 @@ sim_collect <- function(theta, results, pnames, strict = TRUE) {
                              "which were dropped; %s"), n_failed, n, first),
               call. = FALSE)
   }
-  keep <- !failed
+  keep <- !failed & !cut
   theta_ok <- theta[keep, , drop = FALSE]
   rownames(theta_ok) <- NULL
   out <- list(theta = theta_ok, x = chunk_outputs(results, keep), n_failed = as.integer(n_failed),
-              kept = which(keep))
+              n_cut = as.integer(n_cut), kept = which(keep))
   attr(out, "first_failure") <- first
+  attr(out, "cut") <- which(cut)  # the rows cut (predict's importance weights count them)
   out
 }
 
@@ -299,13 +313,17 @@ simulate_chunk <- function(simulator, theta, vectorized = FALSE,
   nms <- colnames(theta)
   x <- vector("list", m)
   failed <- logical(m)
+  cut <- logical(m)
   reason <- rep(NA_character_, m)
   if (!is.null(seeds)) {
     old_seed <- rng_state()
     on.exit(rng_restore(old_seed), add = TRUE)
   }
   record <- function(i, chk) {
-    if (chk$ok) {
+    if (inherits(chk, "nbi_cut")) {
+      cut[i] <<- TRUE
+      reason[i] <<- paste0("cut", if (length(chk$reason)) paste0(": ", chk$reason) else "")
+    } else if (chk$ok) {
       x[[i]] <<- chk$value
     } else {
       failed[i] <<- TRUE
@@ -324,7 +342,8 @@ simulate_chunk <- function(simulator, theta, vectorized = FALSE,
       failed[] <- TRUE
       reason[] <- parts
     } else {
-      for (i in seq_len(m)) record(i, sim_check_output(parts[[i]], expected))
+      for (i in seq_len(m)) record(i, if (inherits(parts[[i]], "nbi_cut")) parts[[i]] else
+        sim_check_output(parts[[i]], expected))
     }
   } else {
     for (i in seq_len(m)) {
@@ -334,10 +353,10 @@ simulate_chunk <- function(simulator, theta, vectorized = FALSE,
         assign(".Random.seed", seeds[i, ], envir = globalenv())
       }
       out <- tryCatch(simulator(th), error = sim_error)
-      record(i, sim_check_output(out, expected))
+      record(i, if (inherits(out, "nbi_cut")) out else sim_check_output(out, expected))
     }
   }
-  list(x = x, failed = failed, reason = reason)
+  list(x = x, failed = failed, reason = reason, cut = cut)
 }
 
 #' A vectorised simulator's n x p numeric matrix, checked as a whole
@@ -356,7 +375,7 @@ sim_vectorized_matrix <- function(out, m, expected) {
   reason <- rep(NA_character_, m)
   for (i in which(failed)) reason[i] <- sim_check_output(out[i, ], expected)$reason
   dimnames(out) <- list(NULL, colnames(out))
-  list(x = out, failed = failed, reason = reason)
+  list(x = out, failed = failed, reason = reason, cut = logical(m))
 }
 
 # The shape of output i of a chunk result (whose x is a list, or a matrix of rows).
@@ -415,14 +434,52 @@ read_sim_chunks <- function(dir) {
   parts <- lapply(files, readRDS)
   theta <- do.call(rbind, lapply(parts, `[[`, "theta"))
   failed <- unlist(lapply(parts, `[[`, "failed"), use.names = FALSE)
-  keep <- !failed
+  cut <- unlist(lapply(parts, chunk_cut), use.names = FALSE)
+  keep <- !failed & !cut
   theta <- theta[keep, , drop = FALSE]
   rownames(theta) <- NULL
   list(theta = theta, x = chunk_outputs(parts, keep),
-       n_failed = as.integer(sum(failed)), kept = which(keep))
+       n_failed = as.integer(sum(failed)), n_cut = as.integer(sum(cut)), kept = which(keep))
+}
+
+#' Mark a simulation as cut by the selection
+#'
+#' A simulator returns `nbi_cut()` instead of an observation when the simulated object would
+#' not pass the survey's selection (e.g. too faint, too few epochs, no significant peak).
+#' A cut is an outcome, not a failure: [nbi_simulate()] and [fit()] count cuts
+#' (`n_cut`, `history$rounds$n_cut`), keep them on disk as cut, and never stop however
+#' many there are, unless none passes. The fitted network is then the posterior of the
+#' selected population. A noise function may also return `nbi_cut()` elements for list
+#' observations (see [nbi_engine()], "Augmentation and selection cuts").
+#'
+#' @param reason optional short text saying why (kept in the chunk files' `reason`).
+#' @return An object of class `nbi_cut`.
+#' @examples
+#' sim <- function(theta) {
+#'   x <- theta[["mu"]] + stats::rnorm(3)
+#'   if (max(x) < 0) return(nbi_cut("no detection"))  # only detected objects are catalogued
+#'   x
+#' }
+#' eng <- nbi_engine(sim, nbi_prior(mu = prior_normal(0, 1)))
+#' s <- nbi_simulate(eng, 200)
+#' s$n_cut
+#' @export
+nbi_cut <- function(reason = NULL) {
+  if (!is.null(reason) && (!is.character(reason) || length(reason) != 1 || is.na(reason)))
+    stop("`reason` must be NULL or one string", call. = FALSE)
+  structure(list(reason = reason), class = "nbi_cut")
+}
+
+#' @export
+print.nbi_cut <- function(x, ...) {
+  cat(sprintf("<nbi cut%s>\n", if (length(x$reason)) paste0(": ", x$reason) else ""))
+  invisible(x)
 }
 
 # ---- internal helpers --------------------------------------------------------
+
+# The cut flags of a chunk result (chunks saved before cuts existed have none).
+chunk_cut <- function(res) if (is.null(res$cut)) logical(length(res$failed)) else res$cut
 
 # What each future runs: one chunk, then one progress tick.
 sim_run_task <- function(task, simulator, vectorized, expected, p) {
@@ -535,7 +592,7 @@ sim_enforce_shape <- function(res, ref) {
     }
     return(res)
   }
-  for (i in which(!res$failed)) {
+  for (i in which(!res$failed & !chunk_cut(res))) {
     msg <- sim_shape_mismatch(sim_shape(res$x[[i]]), ref)
     if (!is.null(msg)) {
       res$failed[i] <- TRUE
@@ -620,7 +677,7 @@ sim_load_chunks <- function(run_dir, idx, theta) {
         !isTRUE(all.equal(unname(v$theta), unname(theta[idx[[k]], , drop = FALSE]),
                           tolerance = 0)))
       return(NULL)
-    list(x = v$x, failed = v$failed, reason = v$reason)
+    list(x = v$x, failed = v$failed, reason = v$reason, cut = chunk_cut(v))
   })
 }
 

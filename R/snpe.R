@@ -4,8 +4,8 @@
 # n_eff drops, and otherwise trains on the kept rounds with the plain NLL, warm-started.
 snpe_is <- function(object, theta1, x1, n_sims, n_rounds, x_obs, x_err, n_reuse, neff_target,
                     threads, verbose, train, t0) {
-  x_obs <- if (is_set_featurizer(object$featurizer))
-    check_set(x_obs, object$featurizer, "x_obs") else flatten_obs(x_obs)
+  x_obs <- if (is_list_featurizer(object$featurizer))
+    check_item(x_obs, object$featurizer, "x_obs") else flatten_obs(x_obs)
   pool <- list()
   rounds <- NULL
   best <- NULL

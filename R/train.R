@@ -15,34 +15,87 @@ gaussian_noise <- function(x, sd) {
   x + matrix(stats::rnorm(length(x)), nrow(x)) * rep(rep_len(sd, ncol(x)), each = nrow(x))
 }
 
-# The engine's noise model applied to a batch of simulations (one fresh draw).
-apply_noise <- function(noise, x, theta) {
-  if (is.null(noise)) return(x)
-  if (is.list(x)) return(apply_set_noise(noise, x, theta))
-  if (is.numeric(noise)) return(gaussian_noise(x, noise))
+# The engine's noise model applied to a batch of simulations (one fresh draw): list(x,
+# theta, n_cut). A noise function returns the noisy x, or list(x = , theta = , cut = ) when
+# the augmentation changes the parameters (theta) or cuts simulations (cut: logical, one per
+# simulation; for list observations an element may also be nbi_cut()). Cut simulations are
+# replaced by copies of randomly chosen kept ones of the same draw, so the batch is a sample
+# of the selected population.
+apply_noise <- function(noise, x, theta, featurizer = NULL, prior = NULL) {
+  if (is.null(noise)) return(list(x = x, theta = theta, n_cut = 0L))
+  if (is.numeric(noise)) {
+    x <- if (is_ts_featurizer(featurizer)) ts_numeric_noise(x, noise, featurizer) else
+      if (is.list(x)) apply_set_noise(noise, x) else gaussian_noise(x, noise)
+    return(list(x = x, theta = theta, n_cut = 0L))
+  }
   out <- noise(x, theta)
-  if (is.data.frame(out)) out <- as.matrix(out)
-  if (is.numeric(out) && is.null(dim(out)) && nrow(x) == 1) out <- matrix(out, 1)
-  if (!is.numeric(out) || !is.matrix(out) || nrow(out) != nrow(x))
-    stop(sprintf("`noise` must return a numeric matrix with %d rows (one per simulation)",
-                 nrow(x)), call. = FALSE)
-  if (!all(is.finite(out))) stop("`noise` returned NA or non-finite values", call. = FALSE)
-  storage.mode(out) <- "double"
-  out
+  aug <- is.list(out) && !is.data.frame(out) && !is.null(names(out)) && "x" %in% names(out) &&
+    all(names(out) %in% c("x", "theta", "cut"))
+  theta_new <- if (aug && !is.null(out$theta)) check_noise_theta(out$theta, theta, prior) else theta
+  cut <- if (aug && !is.null(out$cut)) out$cut else NULL
+  if (aug) out <- out$x
+  if (is.list(x)) {
+    if (!is.list(out) || is.data.frame(out) || length(out) != length(x))
+      stop(sprintf("`noise` must return a list of %d observations (or list(x = , theta = , cut = ))",
+                   length(x)), call. = FALSE)
+    marked <- vapply(out, inherits, logical(1), what = "nbi_cut")
+    cut <- if (is.null(cut)) marked else check_cut(cut, length(x)) | marked
+  } else {
+    if (is.data.frame(out)) out <- as.matrix(out)
+    if (is.numeric(out) && is.null(dim(out)) && nrow(x) == 1) out <- matrix(out, 1)
+    if (!is.numeric(out) || !is.matrix(out) || nrow(out) != nrow(x))
+      stop(sprintf("`noise` must return a numeric matrix with %d rows (one per simulation)",
+                   nrow(x)), call. = FALSE)
+    storage.mode(out) <- "double"
+    if (!is.null(cut)) cut <- check_cut(cut, nrow(x))
+  }
+  n_cut <- if (is.null(cut)) 0L else sum(cut)
+  if (n_cut > 0) {
+    keep <- which(!cut)
+    if (!length(keep)) stop("the noise function cut every simulation; nothing is left to train on",
+                            call. = FALSE)
+    from <- keep[sample.int(length(keep), n_cut, replace = TRUE)]
+    if (is.list(out)) out[cut] <- out[from] else out[cut, ] <- out[from, , drop = FALSE]
+    theta_new[cut, ] <- theta_new[from, , drop = FALSE]
+  }
+  if (is.list(out)) {
+    if (is_ts_featurizer(featurizer)) out <- check_curves(out, featurizer, "the output of `noise`")
+  } else if (!all(is.finite(out))) stop("`noise` returned NA or non-finite values", call. = FALSE)
+  list(x = out, theta = theta_new, n_cut = n_cut)
 }
 
-# Sets: a number (or one per value column) adds Gaussian noise to the values; a closure
-# takes and returns the list of set matrices.
-apply_set_noise <- function(noise, x, theta) {
-  if (is.numeric(noise))
-    return(lapply(x, function(s) {
-      s[, -1] <- gaussian_noise(s[, -1, drop = FALSE], noise)
-      s
-    }))
-  out <- noise(x, theta)
-  if (!is.list(out) || length(out) != length(x))
-    stop(sprintf("`noise` must return a list of %d sets", length(x)), call. = FALSE)
-  out
+check_cut <- function(cut, n) {
+  if (!is.logical(cut) || length(cut) != n || anyNA(cut))
+    stop(sprintf("`noise`: `cut` must be TRUE/FALSE for each of the %d simulations", n),
+         call. = FALSE)
+  cut
+}
+
+# The parameters a noise function returned: the old matrix's shape, finite, in the prior.
+check_noise_theta <- function(th, old, prior) {
+  if (is.data.frame(th)) th <- as.matrix(th)
+  if (!is.numeric(th) || !is.matrix(th) || !identical(dim(th), dim(old)))
+    stop(sprintf("`noise` must return `theta` as a %d x %d numeric matrix", nrow(old), ncol(old)),
+         call. = FALSE)
+  if (!all(is.finite(th))) stop("`noise` returned NA or non-finite `theta`", call. = FALSE)
+  storage.mode(th) <- "double"
+  colnames(th) <- colnames(old)
+  if (!is.null(prior)) {
+    out <- !is.finite(log_prior(prior, th))
+    if (any(out))
+      stop(sprintf("`noise` returned %d parameter set(s) outside the prior's support (first: %s); the prior must describe the parameters as the augmentation leaves them",
+                   sum(out), paste(format(th[which(out)[1], ], digits = 6), collapse = ", ")),
+           call. = FALSE)
+  }
+  th
+}
+
+# Sets: a number (or one per value column) adds Gaussian noise to the values.
+apply_set_noise <- function(noise, x) {
+  lapply(x, function(s) {
+    s[, -1] <- gaussian_noise(s[, -1, drop = FALSE], noise)
+    s
+  })
 }
 
 # Trains on (theta, x). With `warm = TRUE` the engine's current network, standardisation
@@ -59,34 +112,47 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   it <- perm[seq.int(n_valid + 1L, n)]
   noise <- object$noise
   f <- object$featurizer
-  sets <- is_set_featurizer(f)
-  check_noise_length(noise, if (sets) f$n_values else ncol(x), if (sets) "value columns" else "values")
+  lists <- is_list_featurizer(f)
+  ts <- is_ts_featurizer(f)
+  if (!ts) check_noise_length(noise, if (lists) f$n_values else ncol(x),
+                              if (lists) "value columns" else "values")
   x_train_raw <- take_obs(x, it)
-  th_train <- theta[it, , drop = FALSE]
-  xn_train <- apply_noise(noise, x_train_raw, th_train)
-  rows <- if (sets) set_rows(x) else NULL
-  n_in <- if (sets) rows * (f$n_values + 1L) else ncol(xn_train)
+  th_train_raw <- theta[it, , drop = FALSE]
+  drawn <- apply_noise(noise, x_train_raw, th_train_raw, f, object$prior)
+  xn_train <- drawn$x
+  th_train <- drawn$theta
+  n_cut <- drawn$n_cut
+  rows <- if (lists) set_rows(x) else NULL
   m <- object$model
+  xs <- if (rescale) fit_input_scale(xn_train, f) else m$x_scale
+  width <- if (ts) xs$width else NULL
+  n_in <- if (ts) 1L + rows * width else if (lists) rows * (f$n_values + 1L) else ncol(xn_train)
   if (warm) {
-    spec <- if (sets) spec_for_rows(m$spec, rows) else m$spec
+    spec <- if (lists) spec_for_rows(m$spec, rows) else m$spec
     params <- m$params
-    if (!sets && n_in != m$n_in) stop("the noise output changed size between rounds", call. = FALSE)
+    if (!lists && n_in != m$n_in) stop("the noise output changed size between rounds", call. = FALSE)
   } else {
-    spec <- model_spec(f, object$flow, n_in = n_in, d = ncol(theta))
+    spec <- if (ts) list(feat = ts_spec(f, rows, width, ts_freqs(xn_train, xs, f$n_freq))) else NULL
+    spec <- model_spec(f, object$flow, n_in = n_in, d = ncol(theta), feat = spec$feat)
     params <- model_init(spec, object$flow$seed)
   }
-  xs <- if (rescale) fit_input_scale(xn_train, f) else m$x_scale
-  ts <- if (rescale) column_scale(th_train) else list(mean = m$theta_mean, sd = m$theta_sd)
+  ts_ <- if (rescale) column_scale(th_train) else list(mean = m$theta_mean, sd = m$theta_sd)
   encode <- function(v) encode_input(v, xs, f, rows)
-  c_noise <- is.numeric(noise) && !sets  # drawn in C, per batch
+  c_noise <- is.numeric(noise) && !lists  # drawn in C, per batch
   noise_sd <- if (c_noise) rep_len(noise, n_in) / xs$sd else NULL
   x_train_std <- encode(if (c_noise) x_train_raw else xn_train)
-  prepare <- if (!is.null(noise) && !c_noise)
-    function(epoch) encode(apply_noise(noise, x_train_raw, th_train)) else NULL
+  th_train_std <- t(standardise(if (c_noise) th_train_raw else th_train, ts_))
+  prepare <- if (!is.null(noise) && !c_noise) function(epoch) {
+    d <- apply_noise(noise, x_train_raw, th_train_raw, f, object$prior)
+    n_cut <<- n_cut + d$n_cut
+    list(encode(d$x), t(standardise(d$theta, ts_)))
+  } else NULL
   x_valid_std <- th_valid_std <- NULL
   if (n_valid > 0) {
-    x_valid_std <- encode(apply_noise(noise, take_obs(x, iv), theta[iv, , drop = FALSE]))
-    th_valid_std <- t(standardise(theta[iv, , drop = FALSE], ts))
+    dv <- apply_noise(noise, take_obs(x, iv), theta[iv, , drop = FALSE], f, object$prior)
+    n_cut <- n_cut + dv$n_cut
+    x_valid_std <- encode(dv$x)
+    th_valid_std <- t(standardise(dv$theta, ts_))
   }
   # progress through progressr, one step per epoch (silent unless the user enabled handlers)
   prog <- progressr::progressor(steps = n_epochs)
@@ -96,9 +162,8 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
                progress = function(epoch, train, valid)
                  prog(sprintf("round %d, epoch %d: validation loss %.4f", round, epoch, valid)))
   spec <- spec_with_precision(spec, object)
-  res <- with_blas_threads(1L, .Call(C_r_train, spec, params, x_train_std,
-                                          t(standardise(th_train, ts)), x_valid_std,
-                                          th_valid_std, noise_sd, prepare, opts))
+  res <- with_blas_threads(1L, .Call(C_r_train, spec, params, x_train_std, th_train_std,
+                                     x_valid_std, th_valid_std, noise_sd, prepare, opts))
   if (res$status == 1)
     stop("training failed: no finite loss in an epoch; try a smaller `lr`", call. = FALSE)
   # the out-of-distribution check's calibration (R/ood.R), on inputs as noisy as the
@@ -107,13 +172,15 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   if (ncol(x_cal) > 5000L) x_cal <- x_cal[, round(seq(1, ncol(x_cal), length.out = 5000L)), drop = FALSE]
   if (c_noise) x_cal <- x_cal + noise_sd * matrix(stats::rnorm(length(x_cal)), nrow(x_cal))
   ood <- ood_calibrate(spec, res$params, x_cal, x_valid_std, threads)
-  object$model <- list(spec = spec, params = res$params, theta_mean = ts$mean,
-                       theta_sd = ts$sd, x_scale = xs, x_mean = xs$mean, x_sd = xs$sd,
+  object$model <- list(spec = spec, params = res$params, theta_mean = ts_$mean,
+                       theta_sd = ts_$sd, x_scale = xs, x_mean = xs$mean, x_sd = xs$sd,
                        n_in = n_in, names = colnames(theta), ood = ood)
-  if (!sets) object$x_dim <- attr(x, "raw_dim")
+  if (!lists) object$x_dim <- attr(x, "raw_dim")
   epochs <- data.frame(round = round, epoch = seq_along(res$train_loss),
                        train_loss = res$train_loss, valid_loss = res$valid_loss, lr = res$lr)
   object$history$epochs <- if (warm) rbind(object$history$epochs, epochs) else epochs
   object$history$best_epoch <- res$best_epoch
+  object$history$noise_cut <- (if (warm && !is.null(object$history$noise_cut))
+    object$history$noise_cut else 0) + n_cut
   object
 }

@@ -43,6 +43,7 @@ SEXP r_model_features(SEXP spec, SEXP params, SEXP x, SEXP threads) {
     const double *p = masked_params(&M, params, nt);
     const nn_ctx cx = nn_ctx_make(M.precision, nt);
     int n = need_cols(x, M.F.n_in, "x");
+    model_bind_rows(&M, REAL(x), n, NULL, 0, "x");
     SEXP out = PROTECT(Rf_allocMatrix(REALSXP, M.L.nc, n));
     if (n > 0) memcpy(REAL(out), features_of(&M, p, REAL(x), n, &cx), (size_t)n * M.L.nc * sizeof(double));
     UNPROTECT(1);
@@ -67,6 +68,7 @@ SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP temper, S
     double tau = need_temper(temper);
     int n = need_cols(theta, M.L.d, "theta"), nx = need_cols(x, M.F.n_in, "x");
     if (nx != 1 && nx != n) Rf_error("'x' must have 1 column or as many as 'theta' (%d)", n);
+    model_bind_rows(&M, REAL(x), nx, NULL, 0, "x");
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
     double *work = (double *)R_alloc(model_eval_work(&M, B, nt), sizeof(double));
     const model_eval E = model_eval_prepare(&M, p, B, work, &cx);
@@ -93,6 +95,7 @@ SEXP r_model_log_prob_obs(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP count
     const nn_ctx cx = nn_ctx_make(M.precision, nt);
     double tau = need_temper(temper);
     int n = need_cols(theta, M.L.d, "theta"), nobs = need_cols(x, M.F.n_in, "x");
+    model_bind_rows(&M, REAL(x), nobs, NULL, 0, "x");
     const R_xlen_t *off = need_counts(counts, nobs, n, "counts");
     const double *feat = features_of(&M, p, REAL(x), nobs, &cx);
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
@@ -126,6 +129,7 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     const nn_ctx cx = nn_ctx_make(M.precision, nt);
     double tau = need_temper(temper);
     int nobs = need_cols(x, M.F.n_in, "x");
+    model_bind_rows(&M, REAL(x), nobs, NULL, 0, "x");
     const int per_obs = XLENGTH(seed) > 1;
     if (per_obs && XLENGTH(seed) != nobs) Rf_error("'seed' must hold 1 or %d numbers", nobs);
     const uint64_t *seeds = need_seeds(seed, per_obs ? nobs : 1, "seed");

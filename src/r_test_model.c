@@ -52,6 +52,7 @@ SEXP r_model_nll_grad(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP threads) 
     int n = need_cols(theta, M.L.d, "theta");
     if (n < 1) Rf_error("'theta' must have at least one column");
     if (need_cols(x, M.F.n_in, "x") != n) Rf_error("'x' must have %d columns", n);
+    model_bind_rows(&M, REAL(x), n, NULL, 0, "x");
     const double *p = masked_params(&M, params, nt);
     double *work = (double *)R_alloc(model_grad_work(&M, n), sizeof(double));
     SEXP out = PROTECT(Rf_allocVector(VECSXP, 2));

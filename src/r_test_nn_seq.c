@@ -1,4 +1,4 @@
-/* Test entries for the sequence layers (conv1d, layer norm, max-pool, GRU): forward and backward,
+/* Test entries for the sequence layers (conv1d, layer norm, max-pool, GRU, segment pooling): forward and backward,
  * so that R tests can check them against direct R loops and finite differences.
  * Arrays arrive as plain double vectors; an R array with dims c(C, L, B) is exactly the C layout. */
 #include <string.h>
@@ -138,5 +138,49 @@ SEXP r_nn_gru(SEXP x, SEXP Wih, SEXP Whh, SEXP bih, SEXP bhh, SEXP dout, SEXP di
     SET_VECTOR_ELT(res, 2, dWih); SET_VECTOR_ELT(res, 3, dWhh);
     SET_VECTOR_ELT(res, 4, dbih); SET_VECTOR_ELT(res, 5, dbhh);
     UNPROTECT(7);
+    return res;
+}
+
+/* Segment pooling (nn/segpool.c): kv is N x 2D (row i: key, then value), q is Q x D, counts
+ * the rows of each of the B segments; dout is B x Q x D (attention) and B x D (mean).
+ * Returns list(out, dk, dv, dq, mean, dmean_x) for finite-difference tests. */
+SEXP r_nn_segpool(SEXP kv, SEXP q, SEXP counts, SEXP heads, SEXP dout, SEXP dmean, SEXP threads) {
+    const int H = Rf_asInteger(heads), nt = need_threads(threads);
+    const int B = (int)XLENGTH(counts), Q = Rf_ncols(q), D = Rf_nrows(q);
+    if (H == NA_INTEGER || H < 1 || D < 1 || D % H) Rf_error("'heads' must divide the rows of 'q'");
+    if (TYPEOF(counts) != INTSXP || B < 1) Rf_error("'counts' must be a non-empty integer vector");
+    int *start = (int *)R_alloc((size_t)B + 1, sizeof(int));
+    start[0] = 0;
+    for (int b = 0; b < B; b++) {
+        if (INTEGER(counts)[b] < 1) Rf_error("'counts' must be >= 1");
+        start[b + 1] = start[b] + INTEGER(counts)[b];
+    }
+    const int N = start[B];
+    need_real(kv, (R_xlen_t)N * 2 * D, "kv");
+    need_real(q, (R_xlen_t)Q * D, "q");
+    need_real(dout, (R_xlen_t)B * Q * D, "dout");
+    need_real(dmean, (R_xlen_t)B * D, "dmean");
+    SEXP out = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)B * Q * D));
+    SEXP dkv = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)N * 2 * D));
+    SEXP dq = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)Q * D));
+    SEXP mean = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)B * D));
+    SEXP dx = PROTECT(Rf_allocVector(REALSXP, (R_xlen_t)N * D));
+    double *attn = (double *)R_alloc((size_t)N * Q * H, sizeof(double));
+    double *work = (double *)R_alloc((size_t)B * Q * D, sizeof(double));
+    const double *k = REAL(kv);
+    segpool_forward(REAL(out), attn, k, k + D, 2 * D, REAL(q), start, B, Q, D, H, nt);
+    memset(REAL(dq), 0, (size_t)Q * D * sizeof(double));
+    segpool_backward(REAL(dkv), REAL(dkv) + D, REAL(dq), REAL(dout), attn, k, k + D, 2 * D,
+                     REAL(q), start, B, Q, D, H, work, nt);
+    /* the mean of the keys' rows as x (N x D with stride D): a plain N x D copy */
+    double *x = (double *)R_alloc((size_t)N * D + 1, sizeof(double));
+    for (int i = 0; i < N; i++) memcpy(x + (size_t)i * D, k + (size_t)i * 2 * D, (size_t)D * sizeof(double));
+    segmean_forward(REAL(mean), x, start, B, D);
+    memset(REAL(dx), 0, (size_t)N * D * sizeof(double));
+    segmean_backward(REAL(dx), REAL(dmean), start, B, D);
+    SEXP res = PROTECT(Rf_allocVector(VECSXP, 5));
+    SET_VECTOR_ELT(res, 0, out); SET_VECTOR_ELT(res, 1, dkv); SET_VECTOR_ELT(res, 2, dq);
+    SET_VECTOR_ELT(res, 3, mean); SET_VECTOR_ELT(res, 4, dx);
+    UNPROTECT(6);
     return res;
 }

@@ -5,20 +5,48 @@
 #include "r_util.h"
 #include "nn/nn.h"
 
-typedef struct { SEXP fn, env; int nx, n, verbose; SEXP progress; } train_cb;
+typedef struct {
+    SEXP fn, env;
+    int nx, n, d, verbose;
+    SEXP progress;
+    const model_layout *M;
+} train_cb;
 
 static void cb_interrupt(void *cb) { (void)cb; R_CheckUserInterrupt(); }
 
-static int cb_prepare(void *cb, int epoch, double *x) {
+/* numbers of an epoch's fresh training data, checked: len values, all finite */
+static const double *cb_numbers(SEXP v, R_xlen_t len, const char *what, int rows, int cols,
+                                int epoch) {
+    if (TYPEOF(v) != REALSXP || XLENGTH(v) != len)
+        Rf_error("the noise function must return %s as %d x %d numbers", what, rows, cols);
+    const double *r = REAL(v);
+    for (R_xlen_t i = 0; i < len; i++)
+        if (!R_FINITE(r[i]))
+            Rf_error("the noise function returned non-finite %s (epoch %d)", what, epoch + 1);
+    return r;
+}
+
+/* The epoch's training data from R: x, or list(x, theta) when the augmentation changes the
+ * parameters too (standardised, one sample per column). */
+static int cb_prepare(void *cb, int epoch, double *x, double *theta) {
     train_cb *c = (train_cb *)cb;
     SEXP call = PROTECT(Rf_lang2(c->fn, Rf_ScalarInteger(epoch + 1)));
     SEXP res = PROTECT(Rf_eval(call, c->env));
-    if (TYPEOF(res) != REALSXP || XLENGTH(res) != (R_xlen_t)c->nx * c->n)
-        Rf_error("the noise function must return %d x %d numbers", c->n, c->nx);
-    const double *r = REAL(res);
-    for (R_xlen_t i = 0; i < XLENGTH(res); i++)
-        if (!R_FINITE(r[i])) Rf_error("the noise function returned non-finite values (epoch %d)", epoch + 1);
+    SEXP rx = res, rt = R_NilValue;
+    if (TYPEOF(res) == VECSXP) {
+        if (XLENGTH(res) != 2) Rf_error("the noise function must return x or list(x, theta)");
+        rx = VECTOR_ELT(res, 0);
+        rt = VECTOR_ELT(res, 1);
+    }
+    const double *r = cb_numbers(rx, (R_xlen_t)c->nx * c->n, "x", c->n, c->nx, epoch);
+    if (!model_rows_fit(c->M, r, c->n, "x"))
+        Rf_error("the noise function returned longer light curves than the simulations (epoch %d): "
+                 "an augmentation may drop epochs, not add them", epoch + 1);
     memcpy(x, r, (size_t)c->nx * c->n * sizeof(double));
+    if (rt != R_NilValue) {
+        const double *t = cb_numbers(rt, (R_xlen_t)c->d * c->n, "theta", c->n, c->d, epoch);
+        memcpy(theta, t, (size_t)c->d * c->n * sizeof(double));
+    }
     UNPROTECT(2);
     return 0;
 }
@@ -105,9 +133,12 @@ SEXP r_train(SEXP spec, SEXP params, SEXP x_train, SEXP th_train, SEXP x_valid, 
     memset(m, 0, np * sizeof(double));
     memset(v, 0, np * sizeof(double));
     int step = 0;
+    model_bind_rows(&M, REAL(x_train), n, nv ? REAL(x_valid) : NULL, nv, "x_train");
     double *xt = (double *)R_alloc((size_t)n * nx, sizeof(double));
     memcpy(xt, REAL(x_train), (size_t)n * nx * sizeof(double));
-    train_cb cb = {R_NilValue, R_GlobalEnv, nx, n, verbose, progress_from_r(opts)};
+    double *tht = (double *)R_alloc((size_t)n * d, sizeof(double));
+    memcpy(tht, REAL(th_train), (size_t)n * d * sizeof(double));
+    train_cb cb = {R_NilValue, R_GlobalEnv, nx, n, d, verbose, progress_from_r(opts), &M};
     to.prepare_epoch = NULL;
     if (!Rf_isNull(prepare)) {
         if (!Rf_isFunction(prepare)) Rf_error("'prepare' must be a function or NULL");
@@ -123,7 +154,7 @@ SEXP r_train(SEXP spec, SEXP params, SEXP x_train, SEXP th_train, SEXP x_valid, 
     int *perm = (int *)R_alloc(n, sizeof(int));
     double *work = alloc_work(train_work(&M, n, nv, to.batch, to.threads));
     int run = 0, best = 0;
-    int status = train_model(&M, REAL(res_p), m, v, &step, n, xt, REAL(th_train), nv,
+    int status = train_model(&M, REAL(res_p), m, v, &step, n, xt, tht, nv,
                              nv ? REAL(x_valid) : NULL, nv ? REAL(th_valid) : NULL, &to, REAL(ht),
                              REAL(hv), REAL(hl), &run, &best, perm, work);
     const char *names[] = {"params", "train_loss", "valid_loss", "lr", "best_epoch", "status", ""};

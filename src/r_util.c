@@ -155,8 +155,38 @@ static void set_transformer_from_spec(feat_layout *F, SEXP fs) {
     if (rc) Rf_error("malformed featurizer spec: bad set transformer sizes (code %d)", rc);
 }
 
+static void timeseries_from_spec(feat_layout *F, SEXP fs) {
+    const char *a = "spec$feat";
+    int rows = list_int(fs, "rows", a), width = list_int(fs, "width", a);
+    int has_error = list_int(fs, "has_error", a), bands = list_int(fs, "bands", a);
+    int d_model = list_int(fs, "d_model", a), heads = list_int(fs, "heads", a);
+    int layers = list_int(fs, "layers", a), hidden = list_int(fs, "hidden", a);
+    int seeds = list_int(fs, "queries", a), pool = list_int(fs, "pool", a);
+    int n_out = list_int(fs, "n_out", a);
+    SEXP fr = list_get(fs, "freqs", a);
+    if (TYPEOF(fr) != REALSXP || XLENGTH(fr) > 1024)
+        Rf_error("malformed featurizer spec: 'freqs' must be a double vector of at most 1024");
+    for (R_xlen_t i = 0; i < XLENGTH(fr); i++)
+        if (!R_FINITE(REAL(fr)[i])) Rf_error("malformed featurizer spec: 'freqs' must be finite");
+    if (rows < 1 || rows > 1000000 || width < 2 || width > 4 || (double)rows * width > 1e8 ||
+        bands < 1 || bands > 1000)
+        Rf_error("malformed featurizer spec: need 1 <= rows <= 1e6, width in 2..4, bands in 1..1000");
+    if (list_int(fs, "n_in", a) != 1 + rows * width)
+        Rf_error("malformed featurizer spec: n_in must equal 1 + rows * width");
+    if (d_model < 1 || d_model > 100000 || hidden < 1 || hidden > 1000000 || layers < 0 ||
+        seeds < 1 || seeds > 1024 || n_out < 1 || heads < 1 || heads > d_model)
+        Rf_error("malformed featurizer spec: time-series sizes out of range");
+    int rc = feat_layout_init_timeseries(F, rows, width, has_error, bands, d_model, heads, layers,
+                                         hidden, seeds, (int)XLENGTH(fr), REAL(fr), pool, n_out);
+    if (rc) Rf_error("malformed featurizer spec: bad time-series sizes (code %d)", rc);
+}
+
 static void feat_from_spec(feat_layout *F, SEXP fs) {
     int type = list_int(fs, "type", "spec$feat");
+    if (type == FEAT_TIMESERIES) {
+        timeseries_from_spec(F, fs);
+        return;
+    }
     if (type == FEAT_RESNET_GRU) {
         resnet_gru_from_spec(F, fs);
         return;
@@ -284,4 +314,48 @@ const double *masked_params(const model_layout *M, SEXP params, int threads) {
     memcpy(p, src, M->n_params * sizeof(double));
     model_mask(M, p);
     return p;
+}
+
+/* Time series: each sample's row count (its first value) must be a whole number in 1..rows;
+ * the counts of the n1 + n2 samples, sorted, largest first. */
+static int *sorted_counts(const feat_layout *F, const double *x1, int n1, const double *x2,
+                          int n2, const char *arg) {
+    const int R = F->set_rows, n = n1 + n2;
+    int *hist = (int *)R_alloc((size_t)R + 1, sizeof(int)), *out = (int *)R_alloc((size_t)n + 1, sizeof(int));
+    memset(hist, 0, ((size_t)R + 1) * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        const double c = i < n1 ? x1[(size_t)i * F->n_in] : x2[(size_t)(i - n1) * F->n_in];
+        if (!(c >= 1 && c <= R) || c != floor(c))
+            Rf_error("'%s': sample %d's row count (its first value) must be a whole number in 1..%d",
+                     arg, i < n1 ? i + 1 : i - n1 + 1, R);
+        hist[(int)c]++;
+    }
+    for (int c = R, k = 0; c >= 1; c--)
+        for (int j = 0; j < hist[c]; j++) out[k++] = c;
+    return out;
+}
+
+void model_bind_rows(model_layout *M, const double *x1, int n1, const double *x2, int n2,
+                     const char *arg) {
+    feat_layout *F = &M->F;
+    if (F->type != FEAT_TIMESERIES) return;
+    const int n = n1 + n2;
+    int *sorted = sorted_counts(F, x1, n1, x2, n2, arg);
+    size_t *cum = (size_t *)R_alloc((size_t)n + 1, sizeof(size_t));
+    cum[0] = 0;
+    for (int k = 0; k < n; k++) cum[k + 1] = cum[k] + (size_t)sorted[k];
+    F->ts_cum = cum;
+    F->ts_cum_n = n;
+}
+
+int model_rows_fit(const model_layout *M, const double *x, int n, const char *arg) {
+    const feat_layout *F = &M->F;
+    if (F->type != FEAT_TIMESERIES || !F->ts_cum) return 1;
+    const int *sorted = sorted_counts(F, x, n, NULL, 0, arg);
+    size_t s = 0;
+    for (int k = 0; k < n && k < F->ts_cum_n; k++) {
+        s += (size_t)sorted[k];
+        if (s > F->ts_cum[k + 1]) return 0;
+    }
+    return 1;
 }

@@ -20,6 +20,13 @@ uint64_t *need_seeds(SEXP seeds, int n, const char *arg);        /* n whole numb
  * their offsets, n_obs + 1 of them */
 R_xlen_t *need_counts(SEXP counts, int n_obs, R_xlen_t total, const char *arg);
 void model_from_spec(model_layout *M, SEXP spec);
+/* Time-series featurizers: checks the row counts of the n1 + n2 samples (x1, x2: n_in x n)
+ * and sizes the featurizer's memory by the rows their batches can hold, not by n x rows
+ * (every later call must use distinct samples of these); nothing for other featurizers */
+void model_bind_rows(model_layout *M, const double *x1, int n1, const double *x2, int n2,
+                     const char *arg);
+/* whether any batch of the n samples of x fits the memory sized by model_bind_rows (1: yes) */
+int model_rows_fit(const model_layout *M, const double *x, int n, const char *arg);
 /* the model's parameters, checked finite, with the MADE masks applied: params itself when
  * already masked (as fitted models are), else a masked copy (R_alloc) */
 const double *masked_params(const model_layout *M, SEXP params, int threads);

@@ -8,7 +8,8 @@
 #include "nn/nn.h"
 
 #define FEAT_MAX_LAYERS 16
-enum { FEAT_IDENTITY = 0, FEAT_MLP = 1, FEAT_RESNET_GRU = 2, FEAT_SET_TRANSFORMER = 3 };
+enum { FEAT_IDENTITY = 0, FEAT_MLP = 1, FEAT_RESNET_GRU = 2, FEAT_SET_TRANSFORMER = 3,
+       FEAT_TIMESERIES = 4 };
 
 typedef struct {
     int type, n_in, n_out, act, n_hidden;
@@ -20,6 +21,15 @@ typedef struct {
     /* set transformer: rows per set, values per row (after the token), distinct tokens,
      * model width, attention heads, blocks, feed-forward width */
     int set_rows, set_values, n_tokens, d_model, heads, tf_layers, ff_hidden;
+    /* time series (also set_rows: rows per sample, d_model, heads, tf_layers: MLP layers,
+     * ff_hidden: their width): row width, error column, bands, pooling queries, time
+     * frequencies (into the spec: the model's data), pooling (0 attention + mean, 1 mean) */
+    int ts_width, ts_has_error, ts_bands, ts_seeds, ts_nfreq, ts_pool;
+    const double *ts_freqs;
+    /* the rows any ts_cum_n or fewer samples of the data at hand can hold: ts_cum[k] is the
+     * sum of the k largest row counts (set by the glue from the data; NULL: k * rows) */
+    const size_t *ts_cum;
+    int ts_cum_n;
     size_t n_params;
 } feat_layout;
 
@@ -29,6 +39,9 @@ int feat_layout_init_resnet_gru(feat_layout *F, int seq_len, int channels, int d
                                 int dim_conv_min, int dim_conv_max, int n_rnn, int n_out);
 int feat_layout_init_set_transformer(feat_layout *F, int rows, int values, int n_tokens,
                                      int d_model, int heads, int layers, int hidden, int n_out);
+int feat_layout_init_timeseries(feat_layout *F, int rows, int width, int has_error, int bands,
+                                int d_model, int heads, int layers, int hidden, int seeds,
+                                int n_freq, const double *freqs, int pool, int n_out);
 void feat_init_params(const feat_layout *F, double *params, uint64_t seed);
 size_t feat_fwd_work(const feat_layout *F, int B);
 size_t feat_bwd_work(const feat_layout *F, int B);
@@ -54,5 +67,5 @@ typedef struct {
                      const nn_ctx *cx);
 } feat_ops;
 extern const feat_ops feat_ops_identity, feat_ops_mlp, feat_ops_resnet_gru,
-    feat_ops_set_transformer;
+    feat_ops_set_transformer, feat_ops_timeseries;
 #endif

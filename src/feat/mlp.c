@@ -123,7 +123,8 @@ const feat_ops feat_ops_identity = {id_init_params, id_work, id_work, id_forward
 /* the dispatch: one table, indexed by F->type */
 static const feat_ops *ops_of(const feat_layout *F) {
     static const feat_ops *const ops[] = {&feat_ops_identity, &feat_ops_mlp,
-                                          &feat_ops_resnet_gru, &feat_ops_set_transformer};
+                                          &feat_ops_resnet_gru, &feat_ops_set_transformer,
+                                          &feat_ops_timeseries};
     return ops[F->type];
 }
 void feat_init_params(const feat_layout *F, double *params, uint64_t seed) {

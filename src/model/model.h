@@ -38,8 +38,9 @@ typedef struct {
     double average2; /* cap of a second average's decay (0: none); the better one is kept */
     uint64_t seed;
     const double *noise_sd;  /* per observation feature (standardised units), or NULL */
-    /* optional: called before each epoch to refill x_train (e.g. a fresh noise draw) */
-    int (*prepare_epoch)(void *cb, int epoch, double *x_train);
+    /* optional: called before each epoch to refill x_train (e.g. a fresh noise draw) and,
+     * for augmentations that change the parameters, th_train */
+    int (*prepare_epoch)(void *cb, int epoch, double *x_train, double *th_train);
     void (*check_interrupt)(void *cb);
     void (*report)(void *cb, int epoch, double train, double valid, double lr);
     void *cb;
@@ -53,7 +54,7 @@ size_t train_work(const model_layout *M, int n_train, int n_valid, int batch, in
  * params: start values in, best values out. m, v: Adam moments (in/out). hist_*: epochs long.
  * Returns 0, or 1 if an epoch had no finite loss, 2 if prepare_epoch failed. */
 int train_model(const model_layout *M, double *params, double *m, double *v, int *adam_step,
-                int n_train, double *x_train, const double *th_train, int n_valid,
+                int n_train, double *x_train, double *th_train, int n_valid,
                 const double *x_valid, const double *th_valid, const train_options *o,
                 double *hist_train, double *hist_valid, double *hist_lr, int *epochs_run,
                 int *best_epoch, int *perm, double *work);

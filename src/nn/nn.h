@@ -114,4 +114,12 @@ void attention_forward(double *out, double *lse, double *scratch, const double *
 void attention_backward(double *dqkv, const double *dout, const double *qkv, const double *out,
                         const double *lse, const int *keep, int B, int S, int D, int H,
                         const nn_ctx *cx);
+/* pooling over segments of rows (nn/segpool.c): start holds B + 1 row offsets */
+void segpool_forward(double *out, double *attn, const double *k, const double *v, int ld,
+                     const double *q, const int *start, int B, int Q, int D, int H, int threads);
+void segpool_backward(double *dk, double *dv, double *dq, const double *dout, const double *attn,
+                      const double *k, const double *v, int ld, const double *q, const int *start,
+                      int B, int Q, int D, int H, double *work, int threads);
+void segmean_forward(double *out, const double *x, const int *start, int B, int D);
+void segmean_backward(double *dx, const double *dout, const int *start, int B, int D);
 #endif

@@ -55,7 +55,7 @@ static void gather(const model_layout *M, const train_options *o, int epoch, con
 }
 
 int train_model(const model_layout *M, double *params, double *m, double *v, int *adam_step,
-                int n_train, double *x_train, const double *th_train, int n_valid,
+                int n_train, double *x_train, double *th_train, int n_valid,
                 const double *x_valid, const double *th_valid, const train_options *o,
                 double *hist_train, double *hist_valid, double *hist_lr, int *epochs_run,
                 int *best_epoch, int *perm, double *work) {
@@ -85,7 +85,7 @@ int train_model(const model_layout *M, double *params, double *m, double *v, int
     if (avg2) memcpy(avg2, params, np * sizeof(double));
     *best_epoch = 0; *epochs_run = 0;
     for (int e = 0; e < o->epochs; e++) {
-        if (o->prepare_epoch && o->prepare_epoch(o->cb, e, x_train) != 0) { status = 2; break; }
+        if (o->prepare_epoch && o->prepare_epoch(o->cb, e, x_train, th_train) != 0) { status = 2; break; }
         const double lr = cosine_lr(o->lr, e, o->epochs, LR_FLOOR);
         shuffle(perm, n_train, o->seed, e);
         double tl = 0.0;

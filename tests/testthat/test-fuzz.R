@@ -183,11 +183,14 @@ fz_models <- local({
     d <- spec$flow$d
     x <- matrix(rnorm(nin * n), nin, n)
     if (spec$feat$type == 3L) x[seq(1, nin, by = 1L + spec$feat$values), ] <- 1 + (seq_len(n) %% 4)
+    if (spec$feat$type == 4L) x[1, ] <- 1 + (seq_len(n) %% spec$feat$rows)  # row counts
     list(spec = spec, params = p, x = x, theta = matrix(rnorm(d * n), d, n))
   }
   st <- structure(list(type = "set_transformer", n_tokens = 4L, n_values = 2L, d_model = 4L,
                        heads = 2L, layers = 1L, hidden = 6L, dim_out = 3L),
                   class = "nbi_featurizer")
+  tsf <- featurizer_timeseries(d_model = 4, heads = 2, layers = 1, hidden = 3, queries = 2,
+                               n_freq = 2, dim_out = 3)
   list(
     identity = mk(small_spec()),
     mlp = mk(small_spec(d = 3, n_in = 4, featurizer = featurizer_mlp(hidden = c(5, 4), dim_out = 3),
@@ -197,7 +200,9 @@ fz_models <- local({
                                                      n_rnn = 1, dim_out = 3),
                                flow_maf(blocks = 2, hidden = 6, mixture = 2), n_in = 10, d = 2)),
     set_transformer = mk(model_spec(st, flow_maf(blocks = 2, hidden = 6, mixture = 2),
-                                    n_in = 9, d = 2)))
+                                    n_in = 9, d = 2)),
+    timeseries = mk(model_spec(tsf, flow_maf(blocks = 2, hidden = 6, mixture = 2), n_in = 10,
+                               d = 2, feat = nbi:::ts_spec(tsf, 3, 3, c(0.5, 1)))))
 })
 
 # specs of absurd sizes that once wrapped C's size arithmetic around (and crashed): MLP widths
@@ -407,7 +412,7 @@ test_that("fuzz: r_nn_linear, r_nn_act, r_nn_gemm", {
   fz_run("r_nn_gemm", bases, seed = 118)
 })
 
-test_that("fuzz: r_nn_conv1d, r_nn_layernorm, r_nn_maxpool2, r_nn_gru", {
+test_that("fuzz: r_nn_conv1d, r_nn_layernorm, r_nn_maxpool2, r_nn_gru, r_nn_segpool", {
   set.seed(10)
   B <- 2; L <- 5; C <- 2; OC <- 3; k <- 3
   bases <- list(list(args = list(x = array(rnorm(C * L * B), c(C, L, B)),
@@ -431,6 +436,10 @@ test_that("fuzz: r_nn_conv1d, r_nn_layernorm, r_nn_maxpool2, r_nn_gru", {
                                  dout = array(rnorm(H * T * B), c(H, T, B)),
                                  dims = c(B, T, C, H))))
   fz_run("r_nn_gru", bases, seed = 115)
+  bases <- list(list(args = list(kv = rnorm(2 * 4 * 4), q = matrix(rnorm(8), 4, 2),
+                                 counts = c(1L, 3L), heads = 2L, dout = rnorm(2 * 2 * 4),
+                                 dmean = rnorm(2 * 4), threads = 1L)))
+  fz_run("r_nn_segpool", bases, seed = 124)
 })
 
 test_that("fuzz: r_c2st_loss_grad, r_c2st_fit_predict", {
@@ -463,7 +472,7 @@ test_that("fuzz: every registered entry point was covered", {
   covered <- c("r_model_init", "r_model_n_params", "r_model_log_prob", "r_model_sample",
                "r_flow_grad", "r_model_nll_grad", "r_train", "r_importance", "r_blas_threads",
                "r_nn_linear", "r_nn_act", "r_nn_gemm", "r_nn_conv1d", "r_nn_layernorm", "r_nn_maxpool2",
-               "r_nn_gru", "r_c2st_loss_grad", "r_c2st_fit_predict", "r_draws_theta",
+               "r_nn_gru", "r_nn_segpool", "r_c2st_loss_grad", "r_c2st_fit_predict", "r_draws_theta",
                "r_obs_keys", "r_model_log_prob_obs", "r_model_features", "r_tmix_fit",
                "r_tmix_sample", "r_tmix_log_density",
                "r_have_sgemm", "r_sgemm_kernel", "r_flow_block_kinds")  # no arguments to corrupt

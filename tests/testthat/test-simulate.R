@@ -57,7 +57,7 @@ test_that("explicit theta: shapes, names, order and values", {
   eng <- make_engine(det_sim)
   # columns given in the other order are matched by name
   res <- nbi_simulate(eng, theta = theta_grid[, c("b", "a")], chunk_size = 3)
-  expect_named(res, c("theta", "x", "n_failed", "kept"))
+  expect_named(res, c("theta", "x", "n_failed", "n_cut", "kept"))
   expect_identical(res$kept, 1:10)
   expect_identical(res$n_failed, 0L)
   expect_identical(colnames(res$theta), c("a", "b"))

@@ -1,0 +1,158 @@
+# The time-series featurizer: exact gradients (its pooling layer and the whole featurizer +
+# flow loss), invariance to the order of the rows and to the padding, curves of 3 and 5,000
+# epochs in one batch, float32, and clear errors.
+
+ts_feat <- function(pool = "attention", bands = 1L, layers = 2L, heads = 2L) {
+  featurizer_timeseries(d_model = 8, heads = heads, layers = layers, hidden = 6, queries = 3,
+                        n_freq = 2, pool = pool, bands = bands, dim_out = 3)
+}
+
+ts_spec_of <- function(f, R, width, freqs = c(0.3, 1.7)) {
+  feat <- nbi:::ts_spec(f, R, width, freqs[seq_len(f$n_freq)])
+  model_spec(f, flow_maf(blocks = 2, hidden = 6, mixture = 2, activation = "tanh"),
+             n_in = 1 + R * width, d = 2, feat = feat)
+}
+
+# curves as matrices (t, value, [error], [band]) with the given numbers of rows
+random_curves <- function(sizes, width, bands = 1, seed = 1) {
+  with_seed(seed, lapply(sizes, function(k) {
+    m <- cbind(stats::rnorm(k), stats::rnorm(k))
+    if (width - (bands > 1) == 3) m <- cbind(m, stats::runif(k, 0.1, 1))
+    if (bands > 1) m <- cbind(m, sample.int(bands, k, replace = TRUE))
+    m
+  }))
+}
+
+# the C core's layout: row count, then R rows (padding rows filled with `fill`)
+pad_curves <- function(curves, R, width, fill = 0) {
+  vapply(curves, function(s) {
+    m <- matrix(fill, R, width)
+    m[seq_len(nrow(s)), ] <- s
+    c(nrow(s), as.vector(t(m)))
+  }, numeric(1 + R * width))
+}
+
+n_ts_feat_params <- function(spec) {
+  length(model_init(spec, 1)) - .Call(C_r_model_n_params, list(
+    feat = list(type = 0L, n_in = 3L, hidden = integer(0), n_out = 3L, act = 0L),
+    flow = spec$flow))
+}
+
+test_that("segment pooling: forward matches R, gradients match finite differences", {
+  D <- 4; H <- 2; Q <- 2; counts <- c(3L, 1L, 5L)
+  N <- sum(counts); B <- length(counts)
+  kv <- with_seed(1, stats::rnorm(N * 2 * D))
+  q <- with_seed(2, matrix(stats::rnorm(Q * D), D, Q))
+  g <- with_seed(3, stats::rnorm(B * Q * D))
+  gm <- with_seed(4, stats::rnorm(B * D))
+  r <- .Call(C_r_nn_segpool, kv, q, counts, H, g, gm, 1L)
+  # forward in R: per segment, query, head: softmax(k . q / sqrt(dh)) weighted mean of v
+  K <- matrix(kv, 2 * D)[1:D, , drop = FALSE]
+  V <- matrix(kv, 2 * D)[D + 1:D, , drop = FALSE]
+  start <- c(0, cumsum(counts))
+  ref <- numeric(0)
+  for (b in 1:B) for (qq in 1:Q) for (h in 1:H) {
+    rows <- (start[b] + 1):start[b + 1]
+    ch <- (h - 1) * (D / H) + 1:(D / H)
+    s <- colSums(K[ch, rows, drop = FALSE] * q[ch, qq]) / sqrt(D / H)
+    a <- exp(s - max(s)) / sum(exp(s - max(s)))
+    ref <- c(ref, V[ch, rows, drop = FALSE] %*% a)
+  }
+  expect_equal(r[[1]], ref, tolerance = 1e-12)
+  expect_equal(r[[4]], as.vector(vapply(1:B, function(b)
+    rowMeans(K[, (start[b] + 1):start[b + 1], drop = FALSE]), numeric(D))), tolerance = 1e-12)
+  f_kv <- function(v) sum(.Call(C_r_nn_segpool, v, q, counts, H, g, gm, 1L)[[1]] * g)
+  expect_lt(max_rel_err(r[[2]], fd_grad(f_kv, kv)), 1e-7)
+  f_q <- function(v) sum(.Call(C_r_nn_segpool, kv, matrix(v, D), counts, H, g, gm, 1L)[[1]] * g)
+  expect_lt(max_rel_err(r[[3]], fd_grad(f_q, as.vector(q))), 1e-7)
+  f_m <- function(v) sum(.Call(C_r_nn_segpool, v, q, counts, H, g, gm, 1L)[[4]] * gm)
+  dmean <- matrix(fd_grad(f_m, kv), 2 * D)[1:D, ]
+  expect_lt(max_rel_err(r[[5]], as.vector(dmean)), 1e-7)
+  expect_identical(.Call(C_r_nn_segpool, kv, q, counts, H, g, gm, 2L), r)
+})
+
+test_that("featurizer + flow loss gradient matches finite differences", {
+  cfgs <- list(list(pool = "attention", bands = 1L, width = 3L, layers = 2L),
+               list(pool = "mean", bands = 1L, width = 2L, layers = 1L),
+               list(pool = "attention", bands = 3L, width = 4L, layers = 0L))
+  for (cfg in cfgs) {
+    f <- ts_feat(cfg$pool, cfg$bands, cfg$layers)
+    R <- 5
+    spec <- ts_spec_of(f, R, cfg$width)
+    nf <- n_ts_feat_params(spec)
+    p <- random_params(spec, scale = 0.3)
+    p[seq_len(nf)] <- p[seq_len(nf)] + with_seed(2, 0.1 * stats::rnorm(nf))  # nonzero biases
+    x <- pad_curves(random_curves(c(5, 2, 1, 4), cfg$width, cfg$bands, seed = 3), R,
+                    cfg$width, fill = 7)
+    th <- with_seed(4, matrix(stats::rnorm(2 * ncol(x)), 2))
+    r <- .Call(C_r_model_nll_grad, spec, p, x, th, 1L)
+    fd <- fd_grad(function(v) .Call(C_r_model_nll_grad, spec, v, x, th, 1L)[[1]], p)
+    expect_lt(max_rel_err(r[[2]], fd), 1e-6)
+    expect_gt(sum(abs(r[[2]][seq_len(nf)])), 0)   # the featurizer is trained
+    expect_equal(.Call(C_r_model_nll_grad, spec, p, x, th, 2L), r, tolerance = 1e-12)
+  }
+})
+
+test_that("log-densities do not depend on row order, padding or the other curves", {
+  f <- ts_feat()
+  R <- 7
+  spec <- ts_spec_of(f, R, 3L)
+  p <- random_params(spec, scale = 0.3)
+  curves <- random_curves(c(7, 4, 3, 1), 3L, seed = 5)
+  th <- with_seed(6, matrix(stats::rnorm(2 * 4), 2))
+  lp <- function(cs, fill = 0, RR = R) {
+    sp <- nbi:::spec_for_rows(spec, RR)
+    .Call(C_r_model_log_prob, sp, p, pad_curves(cs, RR, 3L, fill), th, 1, 1L)
+  }
+  base <- lp(curves)
+  perm <- lapply(curves, function(s) s[with_seed(7, sample.int(nrow(s))), , drop = FALSE])
+  expect_equal(lp(perm), base, tolerance = 1e-12)
+  expect_identical(lp(curves, fill = 1e6), base)         # padding is never read
+  expect_equal(lp(curves, RR = 20), base, tolerance = 1e-13)  # nor its amount
+  one <- vapply(1:4, function(i) .Call(C_r_model_log_prob, nbi:::spec_for_rows(spec, 7), p,
+                                       pad_curves(curves[i], 7, 3L), th[, i, drop = FALSE], 1, 1L), 0)
+  expect_equal(one, base, tolerance = 1e-12)
+  # a changed epoch changes the density (the rows are read)
+  c2 <- curves; c2[[2]][3, 2] <- c2[[2]][3, 2] + 1
+  expect_false(isTRUE(all.equal(lp(c2)[2], base[2])))
+})
+
+test_that("a 3-epoch and a 5,000-epoch curve train in one batch", {
+  f <- ts_feat()
+  R <- 5000
+  spec <- ts_spec_of(f, R, 3L)
+  p <- random_params(spec, scale = 0.3)
+  curves <- random_curves(c(3, 5000), 3L, seed = 8)
+  x <- pad_curves(curves, R, 3L)
+  th <- with_seed(9, matrix(stats::rnorm(4), 2))
+  r <- .Call(C_r_model_nll_grad, spec, p, x, th, 2L)
+  expect_true(is.finite(r[[1]]) && all(is.finite(r[[2]])))
+  # the batch's loss is the mean of each curve's alone
+  l1 <- .Call(C_r_model_nll_grad, nbi:::spec_for_rows(spec, 3), p,
+              pad_curves(curves[1], 3, 3L), th[, 1, drop = FALSE], 1L)[[1]]
+  l2 <- .Call(C_r_model_nll_grad, spec, p, pad_curves(curves[2], R, 3L),
+              th[, 2, drop = FALSE], 1L)[[1]]
+  expect_equal(r[[1]], (l1 + l2) / 2, tolerance = 1e-10)
+  # float32 products: the same loss to single precision
+  s32 <- spec; s32$precision <- "float32"
+  expect_equal(.Call(C_r_model_nll_grad, s32, p, x, th, 2L)[[1]], r[[1]], tolerance = 1e-4)
+})
+
+test_that("malformed row counts and curves are refused with clear errors", {
+  f <- ts_feat()
+  spec <- ts_spec_of(f, 4, 3L)
+  p <- model_init(spec, 1)
+  x <- pad_curves(random_curves(c(4, 2), 3L), 4, 3L)
+  th <- matrix(0, 2, 2)
+  for (bad in c(0, 5, 2.5, NaN)) {
+    xb <- x; xb[1, 2] <- bad
+    expect_error(.Call(C_r_model_log_prob, spec, p, xb, th, 1, 1L), "row count")
+  }
+  expect_error(featurizer_timeseries(d_model = 10, heads = 4), "multiple of `heads`")
+  expect_error(featurizer_timeseries(pool = "max"), "`pool`")
+  expect_error(nbi:::check_curve(matrix(1, 3, 5), f, "x_obs"), "2 or 3 columns")
+  expect_error(nbi:::check_curve(cbind(1:3, c(1, NA, 2)), f, "x_obs"), "non-finite")
+  expect_error(nbi:::check_curve(cbind(1:3, 1:3, -1), f, "x_obs"), "errors")
+  fb <- ts_feat(bands = 2L)
+  expect_error(nbi:::check_curve(cbind(1:3, 1:3, 0.1, 3), fb, "x_obs"), "bands in 1..2")
+})
