@@ -10,29 +10,13 @@
 # 2. Set transformer: d_model 64, 4 heads, 2 layers, 10 tokens, sets of 3-10 rows of
 #    (token, magnitude, error), flow of 5 blocks x 64 hidden.
 suppressPackageStartupMessages(library(nbi))
+# the shared train_rate(), from bench/lib next to this script
+source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])),
+                 "lib", "train-rate.R"))
 # NBI_BENCH_SMOKE=1: every measurement for a few milliseconds (CI checks the script runs)
 target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS",
                                 if (identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")) "0.01" else "3"))
 
-rate <- function(spec, x, theta, batch, threads) {
-  params <- nbi:::model_init(spec, 1)
-  run <- function(epochs) {
-    t0 <- proc.time()[["elapsed"]]
-    res <- nbi:::with_blas_threads(1L,
-      .Call(nbi:::C_r_train, spec, params, x, theta, NULL, NULL, NULL, NULL,
-            list(epochs = epochs, batch = batch, patience = 1000, threads = threads, lr = 1e-4,
-                 clip = 5, seed = 1, verbose = 0L, average = 0.999, average2 = 0)))
-    stopifnot(res$status == 0)
-    proc.time()[["elapsed"]] - t0
-  }
-  epochs <- 1
-  repeat {
-    s <- run(epochs)
-    if (s >= 0.5 * target || epochs > 1e4) break
-    epochs <- ceiling(epochs * min(20, 1.1 * target / max(s, 1e-3)))
-  }
-  epochs * floor(ncol(x) / batch) * batch / s
-}
 
 set.seed(1)
 cat("nbi featurizer benchmark |", R.version.string, "| BLAS:", extSoftVersion()[["BLAS"]], "\n\n")
@@ -62,12 +46,12 @@ for (prec in c("float64", "float32")) for (th in 1:2) {
   out <- rbind(out, data.frame(featurizer = "ResNet-GRU (L 50, 32..128 ch, 2 GRU)",
                                precision = prec, threads = th,
                                params = length(nbi:::model_init(rg, 1)),
-                               `train samples/s` = round(rate(rg, x_rg, theta, batch, th)),
+                               `train samples/s` = round(train_rate(rg, x_rg, theta, batch, th, target)),
                                check.names = FALSE))
   out <- rbind(out, data.frame(featurizer = "set transformer (64, 4 heads, 2 layers)",
                                precision = prec, threads = th,
                                params = length(nbi:::model_init(st, 1)),
-                               `train samples/s` = round(rate(st, x_st, theta, batch, th)),
+                               `train samples/s` = round(train_rate(st, x_st, theta, batch, th, target)),
                                check.names = FALSE))
 }
 cat(sprintf("load average: %s\n", paste(readLines("/proc/loadavg", warn = FALSE), collapse = " ")))

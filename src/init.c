@@ -31,6 +31,7 @@ SEXP r_nn_layernorm(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_maxpool2(SEXP, SEXP, SEXP);
 SEXP r_nn_gru(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_segpool(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
+SEXP r_model_train_work(SEXP, SEXP, SEXP, SEXP);
 SEXP r_c2st_fit_predict(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP), r_c2st_loss_grad(SEXP, SEXP, SEXP, SEXP);
 
 static const R_CallMethodDef call_methods[] = {
@@ -65,6 +66,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_nn_maxpool2", (DL_FUNC)&r_nn_maxpool2, 3},
     {"r_nn_gru", (DL_FUNC)&r_nn_gru, 7},
     {"r_nn_segpool", (DL_FUNC)&r_nn_segpool, 7},
+    {"r_model_train_work", (DL_FUNC)&r_model_train_work, 4},
     {NULL, NULL, 0}};
 
 void R_init_nbi(DllInfo *dll) {

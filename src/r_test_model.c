@@ -125,3 +125,15 @@ SEXP r_flow_block_kinds(void) {
     UNPROTECT(3);
     return out;
 }
+
+/* The doubles of scratch memory r_train takes for a batch of `batch` samples of x (n_in x n),
+ * the featurizer's share sized by the rows these samples hold: for benches of memory. */
+SEXP r_model_train_work(SEXP spec, SEXP x, SEXP batch, SEXP threads) {
+    model_layout M;
+    model_from_spec(&M, spec);
+    int nt = need_threads(threads), B = need_count(batch, "batch");
+    int n = need_cols(x, M.F.n_in, "x");
+    if (n < 1 || B < 1) Rf_error("'x' and 'batch' must not be empty");
+    model_bind_rows(&M, REAL(x), n, NULL, 0, "x");
+    return Rf_ScalarReal((double)train_work(&M, n, 0, B, nt));
+}

@@ -104,10 +104,8 @@ void TS(activate)(REAL *restrict out, const REAL *restrict in, double add, int a
         for (int t = 0; t < TILE; t++) out[t] = (REAL)vm_tanh((double)in[t] + add);
         break;
     default:
-        for (int t = 0; t < TILE; t++) {
-            double v = (double)in[t] + add;
-            out[t] = (REAL)(0.5 * v * (1.0 + erf(v * M_SQRT1_2)));
-        }
+        #pragma omp simd
+        for (int t = 0; t < TILE; t++) out[t] = (REAL)vm_gelu((double)in[t] + add);
     }
 }
 

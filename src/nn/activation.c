@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "nn/nn.h"
+#include "nn/vmath.h"
 
 #define PAR_MIN 16384 /* below this many elements a parallel region costs more than it saves */
 
@@ -15,11 +16,39 @@ static inline uint64_t pos_mask(uint64_t u) {
 }
 static inline double relu(double x) { uint64_t u = dbits(x); return bitsd(u & pos_mask(u)); }
 static inline double relu_gate(double pre, double g) { return bitsd(dbits(g) & pos_mask(dbits(pre))); }
-static inline double gelu(double x) { return 0.5 * x * (1.0 + erf(x * M_SQRT1_2)); }
-/* d/dx [x Phi(x)] = Phi(x) + x phi(x) */
-static inline double gelu_grad(double x) {
-    return 0.5 * (1.0 + erf(x * M_SQRT1_2)) + x * exp(-0.5 * x * x) * 0.3989422804014327;
+
+/* GELU over a range of elements, in the widest copy the CPU runs (nn/vmath.h): forward, and
+ * the backward din = dout * gelu'(pre) */
+#define GELU_LOOPS(sfx, attr)                                                                 \
+    attr static void gelu_fwd_##sfx(double *out, const double *in, size_t i0, size_t i1) {   \
+        for (size_t i = i0; i < i1; i++) out[i] = vm_gelu(in[i]);                             \
+    }                                                                                         \
+    attr static void gelu_bwd_##sfx(double *din, const double *dout, const double *pre,      \
+                                    size_t i0, size_t i1) {                                   \
+        for (size_t i = i0; i < i1; i++) din[i] = dout[i] * vm_gelu_grad(pre[i]);             \
+    }
+GELU_LOOPS(base, )
+#ifdef VM_DISPATCH
+GELU_LOOPS(avx2, VM_AVX2)
+GELU_LOOPS(avx512, VM_AVX512)
+#endif
+static void gelu_fwd(double *out, const double *in, size_t i0, size_t i1) {
+#ifdef VM_DISPATCH
+    const int isa = vm_isa();
+    if (isa == 2) { gelu_fwd_avx512(out, in, i0, i1); return; }
+    if (isa == 1) { gelu_fwd_avx2(out, in, i0, i1); return; }
+#endif
+    gelu_fwd_base(out, in, i0, i1);
 }
+static void gelu_bwd(double *din, const double *dout, const double *pre, size_t i0, size_t i1) {
+#ifdef VM_DISPATCH
+    const int isa = vm_isa();
+    if (isa == 2) { gelu_bwd_avx512(din, dout, pre, i0, i1); return; }
+    if (isa == 1) { gelu_bwd_avx2(din, dout, pre, i0, i1); return; }
+#endif
+    gelu_bwd_base(din, dout, pre, i0, i1);
+}
+#define GELU_CHUNK 4096  /* elements per parallel task */
 
 /* the same map on one short row, outside any parallel region (no OpenMP call per row) */
 void act_forward_row(double *out, const double *in, int n, int act) {
@@ -29,7 +58,7 @@ void act_forward_row(double *out, const double *in, int n, int act) {
         for (int i = 0; i < n; i++) out[i] = relu(in[i]);
         break;
     case ACT_TANH: for (int i = 0; i < n; i++) out[i] = tanh(in[i]); break;
-    default: for (int i = 0; i < n; i++) out[i] = gelu(in[i]);
+    default: gelu_fwd(out, in, 0, (size_t)n);
     }
 }
 
@@ -43,9 +72,12 @@ void act_forward(double *out, const double *in, size_t n, int act, int threads) 
         #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
         for (size_t i = 0; i < n; i++) out[i] = tanh(in[i]);
         break;
-    default:
+    default: {
+        const size_t nc = (n + GELU_CHUNK - 1) / GELU_CHUNK;
         #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = gelu(in[i]);
+        for (size_t c = 0; c < nc; c++)
+            gelu_fwd(out, in, c * GELU_CHUNK, c + 1 < nc ? (c + 1) * GELU_CHUNK : n);
+    }
     }
 }
 
@@ -60,8 +92,11 @@ void act_backward(double *din, const double *dout, const double *pre, const doub
         #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
         for (size_t i = 0; i < n; i++) din[i] = dout[i] * (1.0 - out[i] * out[i]);
         break;
-    default:
+    default: {
+        const size_t nc = (n + GELU_CHUNK - 1) / GELU_CHUNK;
         #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
-        for (size_t i = 0; i < n; i++) din[i] = dout[i] * gelu_grad(pre[i]);
+        for (size_t c = 0; c < nc; c++)
+            gelu_bwd(din, dout, pre, c * GELU_CHUNK, c + 1 < nc ? (c + 1) * GELU_CHUNK : n);
+    }
     }
 }

@@ -113,6 +113,50 @@ VM_INLINE double vm_tanh(double x) {
     return copysign((1.0 - e) / (1.0 + e), x);
 }
 
+/* Chebyshev coefficients of the Mills ratio's series (vm_pnorm), fitted by least squares
+ * to R's pnorm / dnorm at 40,000 Chebyshev nodes of [0, 20] (relative error below 5e-14) */
+static const double MILLS_CHEB[23] = {
+    0.89084287083195823, 0.35940355492247161, 0.010135974239661678, -0.0072968338845497633,
+    2.2955967790457961e-05, 0.00023850413082037204, -2.9373393014176519e-05,
+    -5.592960586898904e-06, 2.3162868865598903e-06, -1.8435154734724312e-07,
+    -8.0101172553587183e-08, 2.8965808004219274e-08, -2.7138306323927734e-09,
+    -1.0043928661946592e-09, 4.5029160259970567e-10, -6.7881679420793817e-11,
+    -9.0152557254250905e-12, 7.4698967515012388e-12, -1.8143221181381262e-12,
+    7.7181511846178521e-14, 1.0604152185651495e-13, -4.354429948867543e-14,
+    7.903285548710998e-15};
+
+/* The standard normal cdf Phi(x), vectorisable (the C library's erf is a scalar call with
+ * branches): with z = |x|, 1 - Phi(z) = phi(z) M(z), M the Mills ratio. For z <= 20,
+ * M(z) = t S(u) with t = 1 / (1 + z / 2) and S a Chebyshev series in u, the map of t from
+ * [t(20), 1] to [-1, 1]; beyond, M's asymptotic series 1/z (1 - 1/z^2 + 3/z^4 - ...) to
+ * the 13!! term (its error there is below 1e-14). Both are computed and one selected, so
+ * there is no branch. Relative error of the smaller tail about 1e-13 until it underflows. */
+VM_INLINE double vm_pnorm(double x) {
+    const double z = fabs(x), t20 = 1.0 / 11.0;
+    const double zc = vm_select(vm_mask(z > 20.0), 20.0, z);
+    const double t = 1.0 / (1.0 + 0.5 * zc), u = (2.0 * t - (1.0 + t20)) / (1.0 - t20);
+    double b1 = 0.0, b2 = 0.0;  /* Clenshaw's recurrence */
+    #pragma GCC unroll 24
+    for (int k = 22; k >= 1; k--) {
+        const double b0 = 2.0 * u * b1 - b2 + MILLS_CHEB[k];
+        b2 = b1;
+        b1 = b0;
+    }
+    const double m_series = t * (u * b1 - b2 + MILLS_CHEB[0]);
+    const double za = vm_select(vm_mask(z > 20.0), z, 20.0), s = 1.0 / (za * za);
+    const double m_asym =
+        (1.0 - s * (1.0 - 3.0 * s * (1.0 - 5.0 * s * (1.0 - 7.0 * s * (1.0 - 9.0 * s *
+        (1.0 - 11.0 * s * (1.0 - 13.0 * s))))))) / za;
+    const double m = vm_select(vm_mask(z > 20.0), m_asym, m_series);
+    const double q = 0.3989422804014327 * vm_exp(-0.5 * z * z) * m;
+    return vm_select(vm_mask(x > 0.0), 1.0 - q, q);
+}
+/* GELU, x Phi(x), and its derivative Phi(x) + x phi(x) */
+VM_INLINE double vm_gelu(double x) { return x * vm_pnorm(x); }
+VM_INLINE double vm_gelu_grad(double x) {
+    return vm_pnorm(x) + x * 0.3989422804014327 * vm_exp(-0.5 * x * x);
+}
+
 /* x86-64 with GCC: the same code compiled for AVX2 + FMA, used when the CPU has them, and
  * for AVX-512 (512-bit vectors), used when the CPU (and OS) have avx512f */
 #if defined(__GNUC__) && defined(__x86_64__)

@@ -268,6 +268,8 @@ test_that("fuzz: r_model_log_prob_obs, r_model_features", {
   bases <- fz_model_bases(function(m) list(spec = m$spec, params = m$params, x = m$x,
                                            threads = 1L))
   fz_run("r_model_features", bases, seed = 119)
+  bases <- fz_model_bases(function(m) list(spec = m$spec, x = m$x, batch = 2L, threads = 1L))
+  fz_run("r_model_train_work", bases, seed = 125)
 })
 
 test_that("fuzz: r_obs_keys", {
@@ -473,7 +475,8 @@ test_that("fuzz: every registered entry point was covered", {
                "r_flow_grad", "r_model_nll_grad", "r_train", "r_importance", "r_blas_threads",
                "r_nn_linear", "r_nn_act", "r_nn_gemm", "r_nn_conv1d", "r_nn_layernorm", "r_nn_maxpool2",
                "r_nn_gru", "r_nn_segpool", "r_c2st_loss_grad", "r_c2st_fit_predict", "r_draws_theta",
-               "r_obs_keys", "r_model_log_prob_obs", "r_model_features", "r_tmix_fit",
+               "r_obs_keys", "r_model_log_prob_obs", "r_model_features", "r_model_train_work",
+               "r_tmix_fit",
                "r_tmix_sample", "r_tmix_log_density",
                "r_have_sgemm", "r_sgemm_kernel", "r_flow_block_kinds")  # no arguments to corrupt
   expect_setequal(entries, covered)

@@ -195,3 +195,31 @@ test_that("the default likelihood reads the simulator's part of observations wit
     expect_lt(abs(m - exact), 4 * sqrt(1 / prec / p$n_eff) + 1e-3)
   }
 })
+
+test_that("a likelihood from theta alone weighs without running the simulator", {
+  calls <- new.env()
+  calls$n <- 0
+  calls$sims_seen <- 0
+  lik <- function(x_obs, x_sim, theta, x_err) {
+    calls$sims_seen <- calls$sims_seen + !is.null(x_sim)
+    r <- x_obs - as.vector(A %*% theta)
+    -0.5 * sum(r^2) / s_noise^2 - 3 * log(sqrt(2 * pi) * s_noise)
+  }
+  eng <- poor
+  eng$log_likelihood <- lik
+  eng$simulate_for_likelihood <- FALSE
+  eng$simulator <- function(theta) {
+    calls$n <- calls$n + 1
+    as.vector(A %*% theta)
+  }
+  post <- predict(eng, x_obs, n_samples = 20000, seed = 2)
+  expect_equal(calls$n, 0)
+  expect_equal(calls$sims_seen, 0)
+  ref <- predict(poor, x_obs, n_samples = 20000, seed = 2)   # the default likelihood, simulated
+  expect_equal(post$weights, ref$weights, tolerance = 1e-10)
+  expect_equal(post$log_evidence, ref$log_evidence, tolerance = 1e-10)
+  expect_error(nbi_engine(function(th) 1, nbi_prior(a = prior_normal(0, 1)),
+                          simulate_for_likelihood = FALSE), "needs a `log_likelihood`")
+  expect_error(nbi_engine(function(th) 1, nbi_prior(a = prior_normal(0, 1)),
+                          simulate_for_likelihood = NA), "simulate_for_likelihood")
+})

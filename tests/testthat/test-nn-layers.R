@@ -26,6 +26,16 @@ test_that("activations and their derivatives are right", {
     fd <- fd_grad(function(v) sum(dout * .Call(C_r_nn_act, v, dout, a, 1L)[[1]]), x)
     expect_lt(max_rel_err(r[[2]], fd), 1e-6)
   }
+  # GELU is a Chebyshev series for the normal cdf (nn/vmath.h): check it over the whole
+  # range, tails included, element by element against R's pnorm / dnorm
+  z <- c(seq(-40, 40, by = 0.0137), -1e300, 1e300, 0)
+  g <- .Call(C_r_nn_act, z, rep(1, length(z)), 2L, 1L)
+  ref_f <- z * pnorm(z)
+  ref_g <- pnorm(z) + z * dnorm(z)
+  ok <- abs(ref_f) > 1e-290 | ref_f == 0  # vm_exp flushes below e^-700 to zero
+  expect_lt(max(abs(g[[1]][ok] - ref_f[ok]) / pmax(abs(ref_f[ok]), 1e-300)), 1e-12)
+  ok <- abs(ref_g) > 1e-290 | ref_g == 0
+  expect_lt(max(abs(g[[2]][ok] - ref_g[ok]) / pmax(abs(ref_g[ok]), 1e-300)), 1e-12)
   big <- rnorm(1e5)                   # large enough for the threaded path
   expect_identical(.Call(C_r_nn_act, big, big, 2L, 1L), .Call(C_r_nn_act, big, big, 2L, 2L))
 })
