@@ -8,8 +8,9 @@
  * spec, value, [error], [one-hot band]); an MLP (layers x hidden, GELU) maps it to e_i
  * (d_model); e_i is split by a linear map into a key and a value; Q learned queries attend
  * over the object's rows (segpool, multi-head: Lee et al. 2019's pooling by multi-head
- * attention), and with the mean of its e_i the pooled vectors go through a linear map to
- * n_out. With pool = 1 (mean only) the attention is skipped. Nothing depends on the order of
+ * attention), and with the mean of its e_i and (log n - 4) / 2 (the number of rows sets how
+ * narrow a posterior is, and means and attention do not keep it) the pooled vectors go
+ * through a linear map to n_out. With pool = 1 (mean only) the attention is skipped. Nothing depends on the order of
  * the rows: permuting them permutes the packed rows and leaves every pooled sum the same
  * (up to the order of floating-point additions). */
 #include <math.h>
@@ -43,7 +44,7 @@ static void make_plan(const feat_layout *F, int B, ts_plan *P) {
     const int L = F->tf_layers, Q = F->ts_pool ? 0 : F->ts_seeds;
     size_t f = 0, p = 0;
     P->U = ts_U(F);
-    P->P = (Q + 1) * F->d_model;
+    P->P = (Q + 1) * F->d_model + 1;  /* + the object's standardised log row count */
     P->start = f; f += (size_t)B + 1;           /* B + 1 ints */
     P->u = f; f += N * P->U;
     P->h = f; f += (size_t)L * 2 * N * Hd;      /* pre and post of each hidden layer */
@@ -126,6 +127,9 @@ static void ts_init_params(const feat_layout *F, double *params, uint64_t seed) 
     fill(params + P.wout, (size_t)F->n_out * P.P, 1.0 / sqrt((double)P.P), &r);
 }
 
+/* log n, centred and scaled to about [-2, 1.5] for 1..1000 rows */
+static double ts_log_count(int n) { return 0.5 * log((double)n) - 2.0; }
+
 /* the batch's real rows, packed: start (B + 1 offsets) and u (rows x U); returns the rows */
 static int pack_rows(const feat_layout *F, const ts_plan *P, const double *x, int B, int *start,
                      double *u) {
@@ -198,6 +202,9 @@ static const double *ts_forward(const feat_layout *F, const double *params, cons
     const int Qp = F->ts_pool ? 0 : Q;
     for (int b = 0; b < B; b++)
         memcpy(pooled + (size_t)b * P.P + (size_t)Qp * D, mean + (size_t)b * D, (size_t)D * sizeof(double));
+    /* means and attention forget how many rows there were, which sets a posterior's width */
+    for (int b = 0; b < B; b++)
+        pooled[(size_t)b * P.P + (size_t)(Qp + 1) * D] = ts_log_count(start[b + 1] - start[b]);
     double *out = work + P.out;
     linear_forward(cx, out, pooled, params + P.wout, params + P.bout, B, P.P, F->n_out);
     return out;

@@ -156,3 +156,44 @@ test_that("malformed row counts and curves are refused with clear errors", {
   fb <- ts_feat(bands = 2L)
   expect_error(nbi:::check_curve(cbind(1:3, 1:3, 0.1, 3), fb, "x_obs"), "bands in 1..2")
 })
+
+test_that("curves of 3 to 40 epochs: the fitted posterior has the analytic mean and width", {
+  skip_on_cran()
+  # mu ~ N(0, 1); each epoch's value ~ N(mu, error^2): the posterior is Gaussian with
+  # precision 1 + sum(1 / error^2), so its width depends on the number of epochs
+  sim <- function(theta) {
+    n <- sample(3:40, 1)
+    err <- stats::runif(n, 0.5, 1.5)
+    cbind(t = sort(stats::runif(n, 0, 100)), value = theta[["mu"]] + err * stats::rnorm(n),
+          error = err)
+  }
+  log_lik <- function(x_obs, x_sim, theta, x_err)   # theta: one named parameter vector
+    sum(stats::dnorm(x_obs[, 2], theta[["mu"]], x_obs[, 3], log = TRUE))
+  eng <- nbi_engine(sim, nbi_prior(mu = prior_normal(0, 1)),
+                    featurizer = featurizer_timeseries(d_model = 16, hidden = 32, queries = 2,
+                                                       n_freq = 0, dim_out = 16),
+                    flow = flow_maf(blocks = 3, hidden = 32, mixture = 2),
+                    log_likelihood = log_lik, simulate_for_likelihood = FALSE)
+  eng <- fit(eng, n_sims = 4000, n_epochs = 40, seed = 1, threads = 2, verbose = FALSE)
+  analytic <- function(s) {
+    prec <- 1 + sum(1 / s[, 3]^2)
+    c(mean = sum(s[, 2] / s[, 3]^2) / prec, sd = 1 / sqrt(prec))
+  }
+  set.seed(7)
+  for (n in c(3, 40)) {
+    err <- rep(1, n)
+    s <- cbind(sort(stats::runif(n, 0, 100)), 0.4 + err * stats::rnorm(n), err)
+    a <- analytic(s)
+    p <- summary(predict(eng, s, n_samples = 4000, importance = FALSE, seed = 2))
+    expect_lt(abs(p$mean - a[["mean"]]) / a[["sd"]], 0.25)
+    expect_lt(abs(p$sd / a[["sd"]] - 1), 0.2)
+    w <- summary(predict(eng, s, n_samples = 4000, seed = 2))
+    expect_lt(abs(w$mean - a[["mean"]]) / a[["sd"]], 0.1)
+    expect_lt(abs(w$sd / a[["sd"]] - 1), 0.1)
+    # the rows in another order: the same posterior (other draws: the observation seeds them;
+    # the densities themselves are order-free to rounding, tested above)
+    q <- summary(predict(eng, s[rev(seq_len(n)), ], n_samples = 4000, importance = FALSE, seed = 2))
+    expect_lt(abs(q$mean - p$mean) / p$sd, 0.1)
+    expect_lt(abs(q$sd / p$sd - 1), 0.06)
+  }
+})
