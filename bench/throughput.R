@@ -3,6 +3,8 @@
 #   Rscript bench/throughput.R            # after R CMD INSTALL .
 #   NBI_BENCH_SECONDS=5 Rscript bench/throughput.R   # longer timings (default 2 s each)
 #   NBI_BENCH_REPEAT=3 Rscript bench/throughput.R    # best of 3 of each timing (default 1)
+#   NBI_BENCH_NO_TORCH=1 Rscript bench/throughput.R  # stored PyTorch figures, not this run's
+#   NBI_BENCH_PYTHON=/usr/bin/python3 Rscript bench/throughput.R  # the python with torch
 #
 # For three flow shapes (parameters d, context size, hidden units, blocks, mixture
 # components, batch size), each with 2 hidden layers per MADE block and an identity
@@ -22,6 +24,18 @@
 #   train GF  estimated GFLOP/s of training: the MADE weight-matrix products only, 2 flops
 #             per weight per sample forward and twice that backward;
 #   /torch    the ratio of nbi's rate to the PyTorch reference figure in the column before.
+# The PyTorch reference is measured in the same run, after nbi, when a python3 that imports
+# torch is found (NBI_BENCH_PYTHON, else python3, else /usr/bin/python3):
+# bench/reference/torch_maf.py builds the same flow in float32 (its parameter count is
+# checked against nbi's) and times, at each thread count (torch's threads and OpenBLAS's),
+# with the same NBI_BENCH_SECONDS and NBI_BENCH_REPEAT: training (-log q, backward, gradient-
+# norm clip 5, Adam; no iterate average, which nbi's trainer also keeps), draws for one
+# context (the plain sequential inverse: d passes of each block), log-densities (one context
+# each). Each shape's reference is PyTorch's best over the thread counts; the per-thread
+# figures are printed too. Without torch (or with NBI_BENCH_NO_TORCH=1, or when a run fails)
+# the ratios use the figures stored below, measured on another CPU (an AVX-512 Xeon), and
+# the output says so. Under NBI_BENCH_SMOKE=1 PyTorch runs at one thread count with tiny
+# calls and no warm-up: it checks the scripts run, its figures mean nothing.
 # Every shape runs in both compute precisions ("prec"): float64 products (dgemm) and float32
 # products (sgemm on float copies, engine option precision = "float32"; PyTorch's figures
 # are float32).
@@ -41,8 +55,8 @@ suppressPackageStartupMessages(library(nbi))
 options(matprod = "blas")  # %*% straight to BLAS, no NaN scan, like the C core
 
 # NBI_BENCH_SMOKE=1: every measurement for a few milliseconds (CI checks the script runs)
-target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS",
-                                if (identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")) "0.01" else "2"))
+smoke <- identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")
+target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS", if (smoke) "0.01" else "2"))
 if (!is.finite(target) || target <= 0) target <- 2
 repeats <- as.integer(Sys.getenv("NBI_BENCH_REPEAT", "1"))
 if (is.na(repeats) || repeats < 1) repeats <- 1L
@@ -55,9 +69,11 @@ configs <- data.frame(
   mixture = c(8L, 8L, 8L),
   batch   = c(256L, 512L, 50L)
 )
-# PyTorch reference figures (samples/s) for the same three shapes, in the same order.
+# Stored PyTorch reference figures (samples/s) for the same three shapes, in the same order,
+# measured on another machine: used only when torch cannot run here (see above).
 torch_ref <- data.frame(train = c(51000, 7000, 1240), sample = c(136000, 3950, 950),
                         logq = c(293000, 21400, 11700))
+torch_ref_cpu <- "an AVX-512 Xeon"
 thread_counts <- c(1L, 2L)
 precisions <- c("float64", "float32")
 layers <- 2L
@@ -113,13 +129,87 @@ made_weights <- function(d, nc, H, layers, blocks, K) {
   (blocks - 1) * per_block(2 * d) + per_block(3 * K * d)
 }
 
+# ---- the CPU ------------------------------------------------------------------------
+cpuinfo <- tryCatch(readLines("/proc/cpuinfo", warn = FALSE), error = function(e) character(0))
+cpu_field <- function(name) {
+  v <- grep(sprintf("^%s\\s*:", name), cpuinfo, value = TRUE)
+  if (length(v)) trimws(sub("^[^:]*:", "", v[1])) else NA_character_
+}
+cpu_model <- cpu_field("model name")
+cpu_flags <- strsplit(cpu_field("flags"), "[[:space:]]+")[[1]]
+cpu_isa <- if ("avx512f" %in% cpu_flags) "avx512f" else if ("avx2" %in% cpu_flags) "avx2" else
+  if (all(is.na(cpu_flags))) "unknown (no /proc/cpuinfo flags)" else "none (no avx2)"
+
+# ---- the PyTorch reference in the same run ---------------------------------------------
+bench_dir <- local({
+  f <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
+  if (is.na(f)) "bench" else dirname(f)
+})
+torch_script <- file.path(bench_dir, "reference", "torch_maf.py")
+# a python that imports torch, or "" (NBI_BENCH_NO_TORCH=1: none, as on a machine without it)
+torch_python <- local({
+  py_ok <- function(py) {
+    st <- suppressWarnings(tryCatch(
+      system2(py, c("-c", shQuote("import torch")), stdout = FALSE, stderr = FALSE),
+      error = function(e) 1L))
+    identical(as.integer(st), 0L)
+  }
+  found <- ""
+  if (!identical(Sys.getenv("NBI_BENCH_NO_TORCH"), "1") && file.exists(torch_script))
+    for (py in unique(c(Sys.getenv("NBI_BENCH_PYTHON"), "python3", "/usr/bin/python3")))
+      if (nzchar(py) && py_ok(py)) { found <- py; break }
+  found
+})
+# torch_maf.py for one shape at every thread count: a data frame (one row per thread count,
+# with the torch version and BLAS), or NULL when it fails
+json_field <- function(lines, key, num = TRUE) {
+  m <- regmatches(lines, regexec(sprintf('"%s": (?:"([^"]*)"|([-+0-9.eE]+))', key), lines,
+                                 perl = TRUE))
+  v <- vapply(m, function(g) if (length(g)) paste0(g[2], g[3]) else NA_character_, "")
+  if (num) suppressWarnings(as.numeric(v)) else v
+}
+run_torch <- function(cf) {
+  args <- c(shQuote(torch_script), "--d", cf$d, "--context", cf$context, "--hidden", cf$hidden,
+            "--blocks", cf$blocks, "--mixture", cf$mixture, "--layers", layers,
+            "--batch", cf$batch, "--seconds", target, "--repeat", repeats,
+            # smoke: one thread count, no warm-up, tiny calls (the script runs, in seconds)
+            "--threads", paste(if (smoke) thread_counts[1] else thread_counts, collapse = ","),
+            if (smoke) c("--warmup", 0, "--draws", 16, "--eval", 64))
+  err <- tempfile()
+  on.exit(unlink(err))
+  out <- suppressWarnings(tryCatch(system2(torch_python, args, stdout = TRUE, stderr = err),
+                                   error = function(e) structure(character(0), status = 1L)))
+  lines <- grep("^\\{", out, value = TRUE)
+  res <- data.frame(threads = json_field(lines, "threads"), params = json_field(lines, "params"),
+                    train = json_field(lines, "train"), sample = json_field(lines, "sample"),
+                    logq = json_field(lines, "logq"))
+  if (!is.null(attr(out, "status")) || nrow(res) == 0 || anyNA(res)) {
+    msg <- if (file.exists(err)) readLines(err, warn = FALSE) else character(0)
+    cat("  PyTorch run failed; stored figures used for this shape.", utils::tail(msg, 3),
+        sep = "\n    ")
+    cat("\n")
+    return(NULL)
+  }
+  res$torch <- json_field(lines, "torch", num = FALSE)
+  res$blas <- json_field(lines, "blas", num = FALSE)
+  res
+}
+
 cat("nbi throughput benchmark\n")
 cat(sprintf("nbi %s | %s | %d cores\n", utils::packageVersion("nbi"), R.version.string,
             parallel::detectCores()))
 cat("BLAS:   ", extSoftVersion()[["BLAS"]], "\n")
 cat("LAPACK: ", La_library(), "\n")
+cat(sprintf("CPU: %s | vector ISA: %s\n", if (is.na(cpu_model)) "unknown" else cpu_model, cpu_isa))
 cat("float32 products:", .Call(nbi:::C_r_sgemm_kernel),
-    "(nbi's own kernel is used on AVX-512 CPUs; NBI_SGEMM=blas keeps the BLAS's sgemm)\n")
+    "(nbi's own kernel is used on AVX-512 CPUs; NBI_SGEMM=blas keeps the BLAS's sgemm);",
+    "the BLAS's sgemm:", if (isTRUE(.Call(nbi:::C_r_have_sgemm))) "linked" else "not linked",
+    "\n")
+cat("PyTorch reference:", if (nzchar(torch_python))
+  sprintf("measured in this run (%s %s)", torch_python, torch_script) else
+  sprintf("STORED figures from %s, not this CPU (%s)", torch_ref_cpu,
+          if (identical(Sys.getenv("NBI_BENCH_NO_TORCH"), "1")) "NBI_BENCH_NO_TORCH=1" else
+            "no python3 with torch found"), "\n")
 cat(sprintf("BLAS threads: %s\n", if (blas_threads_settable)
   "1: nbi spreads its products over `threads` itself (OpenBLAS)" else
   "not settable from R; whatever OPENBLAS_NUM_THREADS / OMP_NUM_THREADS give"))
@@ -197,19 +287,34 @@ for (i in seq_len(nrow(configs))) {
 set_blas_threads(max(thread_counts))
 tab <- do.call(rbind, rows)
 
+# PyTorch on the same shapes, after nbi (one python process per shape, every thread count)
+ref <- torch_ref
+ref$source <- sprintf("stored (%s)", torch_ref_cpu)
+torch_runs <- list()
+if (nzchar(torch_python)) for (i in seq_len(nrow(configs))) {
+  r <- run_torch(configs[i, ])
+  if (!is.null(r)) {
+    torch_runs[[i]] <- r
+    ref[i, c("train", "sample", "logq")] <- c(max(r$train), max(r$sample), max(r$logq))
+    ref$source[i] <- "this run"
+  }
+  cat(sprintf("  config %d, PyTorch done (%.0f s so far)\n", i,
+              proc.time()[["elapsed"]] - t_start))
+}
+
 fmt_rate <- function(v) formatC(round(v), format = "d", big.mark = ",")
 fmt_ratio <- function(v) sprintf("%.2f", v)
-ref <- torch_ref[tab$config, ]
+ref_row <- ref[tab$config, ]
 out <- data.frame(
   cfg = sprintf("%d: d=%d ctx=%d H=%d blk=%d K=%d B=%d", tab$config, tab$d, tab$ctx,
                 tab$hid, tab$blk, tab$K, tab$batch),
   prec = sub("float", "f", tab$precision),
   thr = tab$threads,
   params = fmt_rate(tab$params),
-  `train/s` = fmt_rate(tab$`train/s`), `/torch` = fmt_ratio(tab$`train/s` / ref$train),
+  `train/s` = fmt_rate(tab$`train/s`), `/torch` = fmt_ratio(tab$`train/s` / ref_row$train),
   `setup s` = sprintf("%.2f", tab$setup),
-  `sample/s` = fmt_rate(tab$`sample/s`), `/torch ` = fmt_ratio(tab$`sample/s` / ref$sample),
-  `logq/s` = fmt_rate(tab$`logq/s`), `/torch  ` = fmt_ratio(tab$`logq/s` / ref$logq),
+  `sample/s` = fmt_rate(tab$`sample/s`), `/torch ` = fmt_ratio(tab$`sample/s` / ref_row$sample),
+  `logq/s` = fmt_rate(tab$`logq/s`), `/torch  ` = fmt_ratio(tab$`logq/s` / ref_row$logq),
   `logq1/s` = fmt_rate(tab$`logq1/s`),
   `gemm GF/s` = sprintf("%.1f", tab$gemm), `train GF/s` = sprintf("%.1f", tab$`train GF`),
   check.names = FALSE)
@@ -217,9 +322,22 @@ out <- data.frame(
 cat("\nThroughput (samples per second; '/torch' = nbi / PyTorch reference)\n")
 print(out, row.names = FALSE, right = TRUE)
 
-cat("\nPyTorch reference (samples/s):\n")
-print(data.frame(config = seq_len(nrow(torch_ref)),
-                 train = fmt_rate(torch_ref$train), sample = fmt_rate(torch_ref$sample),
-                 logq = fmt_rate(torch_ref$logq)), row.names = FALSE)
+nbi_params <- tab$params[match(seq_len(nrow(configs)), tab$config)]
+if (length(torch_runs)) {
+  tr <- do.call(rbind, lapply(seq_along(torch_runs), function(i)
+    if (!is.null(torch_runs[[i]])) cbind(config = i, torch_runs[[i]])))
+  cat(sprintf("\nPyTorch %s (float32, BLAS %s), this run (samples/s):\n", tr$torch[1], tr$blas[1]))
+  print(data.frame(config = tr$config, threads = tr$threads, params = fmt_rate(tr$params),
+                   `nbi params` = fmt_rate(nbi_params[tr$config]),
+                   train = fmt_rate(tr$train), sample = fmt_rate(tr$sample),
+                   logq = fmt_rate(tr$logq), check.names = FALSE), row.names = FALSE)
+  if (any(tr$params != nbi_params[tr$config]))
+    cat("WARNING: PyTorch's parameter count differs from nbi's for config(s)",
+        paste(unique(tr$config[tr$params != nbi_params[tr$config]]), collapse = ", "), "\n")
+}
+cat("\nPyTorch reference used for '/torch' (samples/s; 'this run': the best over its threads):\n")
+print(data.frame(config = seq_len(nrow(ref)), train = fmt_rate(ref$train),
+                 sample = fmt_rate(ref$sample), logq = fmt_rate(ref$logq), source = ref$source),
+      row.names = FALSE)
 cat(sprintf("\ntotal %.0f s; load average at end: %s\n", proc.time()[["elapsed"]] - t_start,
             loadavg()))
