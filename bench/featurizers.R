@@ -9,11 +9,17 @@
 #    dim_out 128 (channels 32, 64, 128; 2 GRU layers of 128), flow of 5 blocks x 128 hidden.
 # 2. Set transformer: d_model 64, 4 heads, 2 layers, 10 tokens, sets of 3-10 rows of
 #    (token, magnitude, error), flow of 5 blocks x 64 hidden.
+# 3. The ResNet-GRU of 1. at L = 50, 100 and 400 next to the same network in PyTorch
+#    (bench/reference/torch_resnet_gru.py, identical parameter count, float32), measured in
+#    the same run when a python with torch is found (see bench/lib/torch.R;
+#    NBI_BENCH_NO_TORCH=1 skips it): best of 1 and 2 threads each, and the ratio.
 suppressPackageStartupMessages(library(nbi))
-# the shared train_rate(), from bench/lib next to this script
-source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])),
-                 "lib", "train-rate.R"))
+# the shared helpers, from bench/lib next to this script
+here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1]))
+source(file.path(here, "lib", "train-rate.R"))   # train_rate()
+source(file.path(here, "lib", "torch.R"))        # find_torch_python(), run_torch_script()
 # NBI_BENCH_SMOKE=1: every measurement for a few milliseconds (CI checks the script runs)
+smoke <- identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")
 target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS",
                                 if (identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")) "0.01" else "3"))
 
@@ -56,3 +62,37 @@ for (prec in c("float64", "float32")) for (th in 1:2) {
 }
 cat(sprintf("load average: %s\n", paste(readLines("/proc/loadavg", warn = FALSE), collapse = " ")))
 print(out[order(out$featurizer, out$precision, out$threads), ], row.names = FALSE)
+
+# ---- 3. ResNet-GRU against PyTorch, same run ---------------------------------------------
+torch_script <- file.path(here, "reference", "torch_resnet_gru.py")
+torch_python <- if (file.exists(torch_script)) find_torch_python() else ""
+cat("\nResNet-GRU (as 1.) against PyTorch: training samples/s, best of 1 and 2 threads\n")
+cat("PyTorch:", if (nzchar(torch_python)) sprintf("%s %s, this run", torch_python, torch_script)
+    else "no python with torch found: nbi alone", "\n")
+cmp <- NULL
+for (L in if (smoke) 50L else c(50L, 100L, 400L)) {
+  spec <- nbi:::model_spec(featurizer_resnet_gru(depth = 3, dim_conv_max = 256, dim_out = 128),
+                           flow_maf(blocks = 5, hidden = 128, mixture = 4), n_in = L, d = d)
+  xL <- matrix(rnorm(L * n), L, n)
+  best <- function(prec) {
+    spec$precision <- prec
+    max(vapply(1:2, function(th) train_rate(spec, xL, theta, batch, th, target), 0))
+  }
+  row <- data.frame(L = L, params = length(nbi:::model_init(spec, 1)),
+                    `nbi float64` = round(best("float64")), `nbi float32` = round(best("float32")),
+                    check.names = FALSE)
+  tr <- if (nzchar(torch_python))
+    run_torch_script(torch_python, torch_script,
+                     c("--seq-len", L, "--channels", 1, "--batch", batch, "--seconds", target,
+                       "--threads", if (smoke) "1" else "1,2", if (smoke) c("--warmup", 0)),
+                     c("threads", "params", "train"))
+  if (!is.null(tr)) {
+    row$`torch params` <- tr$params[1]
+    row$torch <- round(max(tr$train))
+    row$`float64/torch` <- round(row$`nbi float64` / row$torch, 2)
+    row$`float32/torch` <- round(row$`nbi float32` / row$torch, 2)
+  }
+  cmp <- if (is.null(cmp) || ncol(cmp) == ncol(row)) rbind(cmp, row) else row
+}
+print(cmp, row.names = FALSE)
+if (!is.null(cmp$torch) && nrow(cmp)) cat("PyTorch", tr$torch[1], "| BLAS:", tr$blas[1], "\n")

@@ -146,53 +146,19 @@ bench_dir <- local({
   if (is.na(f)) "bench" else dirname(f)
 })
 torch_script <- file.path(bench_dir, "reference", "torch_maf.py")
-# a python that imports torch, or "" (NBI_BENCH_NO_TORCH=1: none, as on a machine without it)
-torch_python <- local({
-  py_ok <- function(py) {
-    st <- suppressWarnings(tryCatch(
-      system2(py, c("-c", shQuote("import torch")), stdout = FALSE, stderr = FALSE),
-      error = function(e) 1L))
-    identical(as.integer(st), 0L)
-  }
-  found <- ""
-  if (!identical(Sys.getenv("NBI_BENCH_NO_TORCH"), "1") && file.exists(torch_script))
-    for (py in unique(c(Sys.getenv("NBI_BENCH_PYTHON"), "python3", "/usr/bin/python3")))
-      if (nzchar(py) && py_ok(py)) { found <- py; break }
-  found
-})
+source(file.path(bench_dir, "lib", "torch.R"))   # find_torch_python(), run_torch_script()
+torch_python <- if (file.exists(torch_script)) find_torch_python() else ""
 # torch_maf.py for one shape at every thread count: a data frame (one row per thread count,
 # with the torch version and BLAS), or NULL when it fails
-json_field <- function(lines, key, num = TRUE) {
-  m <- regmatches(lines, regexec(sprintf('"%s": (?:"([^"]*)"|([-+0-9.eE]+))', key), lines,
-                                 perl = TRUE))
-  v <- vapply(m, function(g) if (length(g)) paste0(g[2], g[3]) else NA_character_, "")
-  if (num) suppressWarnings(as.numeric(v)) else v
-}
 run_torch <- function(cf) {
-  args <- c(shQuote(torch_script), "--d", cf$d, "--context", cf$context, "--hidden", cf$hidden,
+  args <- c("--d", cf$d, "--context", cf$context, "--hidden", cf$hidden,
             "--blocks", cf$blocks, "--mixture", cf$mixture, "--layers", layers,
             "--batch", cf$batch, "--seconds", target, "--repeat", repeats,
             # smoke: one thread count, no warm-up, tiny calls (the script runs, in seconds)
             "--threads", paste(if (smoke) thread_counts[1] else thread_counts, collapse = ","),
             if (smoke) c("--warmup", 0, "--draws", 16, "--eval", 64))
-  err <- tempfile()
-  on.exit(unlink(err))
-  out <- suppressWarnings(tryCatch(system2(torch_python, args, stdout = TRUE, stderr = err),
-                                   error = function(e) structure(character(0), status = 1L)))
-  lines <- grep("^\\{", out, value = TRUE)
-  res <- data.frame(threads = json_field(lines, "threads"), params = json_field(lines, "params"),
-                    train = json_field(lines, "train"), sample = json_field(lines, "sample"),
-                    logq = json_field(lines, "logq"))
-  if (!is.null(attr(out, "status")) || nrow(res) == 0 || anyNA(res)) {
-    msg <- if (file.exists(err)) readLines(err, warn = FALSE) else character(0)
-    cat("  PyTorch run failed; stored figures used for this shape.", utils::tail(msg, 3),
-        sep = "\n    ")
-    cat("\n")
-    return(NULL)
-  }
-  res$torch <- json_field(lines, "torch", num = FALSE)
-  res$blas <- json_field(lines, "blas", num = FALSE)
-  res
+  run_torch_script(torch_python, torch_script, args,
+                   c("threads", "params", "train", "sample", "logq"))
 }
 
 cat("nbi throughput benchmark\n")
