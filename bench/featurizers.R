@@ -15,7 +15,10 @@
 #    NBI_BENCH_NO_TORCH=1 skips it): best of 1 and 2 threads each, and the ratio.
 suppressPackageStartupMessages(library(nbi))
 # the shared helpers, from bench/lib next to this script
-here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1]))
+here <- local({   # this script's folder, for bench/lib and bench/reference
+  f <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
+  if (is.na(f)) "bench" else dirname(f)
+})
 source(file.path(here, "lib", "train-rate.R"))   # train_rate()
 source(file.path(here, "lib", "torch.R"))        # find_torch_python(), run_torch_script()
 # NBI_BENCH_SMOKE=1: every measurement for a few milliseconds (CI checks the script runs)

@@ -141,12 +141,12 @@ cpu_isa <- if ("avx512f" %in% cpu_flags) "avx512f" else if ("avx2" %in% cpu_flag
   if (all(is.na(cpu_flags))) "unknown (no /proc/cpuinfo flags)" else "none (no avx2)"
 
 # ---- the PyTorch reference in the same run ---------------------------------------------
-bench_dir <- local({
+here <- local({   # this script's folder, for bench/lib and bench/reference
   f <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
   if (is.na(f)) "bench" else dirname(f)
 })
-torch_script <- file.path(bench_dir, "reference", "torch_maf.py")
-source(file.path(bench_dir, "lib", "torch.R"))   # find_torch_python(), run_torch_script()
+torch_script <- file.path(here, "reference", "torch_maf.py")
+source(file.path(here, "lib", "torch.R"))   # find_torch_python(), run_torch_script()
 torch_python <- if (file.exists(torch_script)) find_torch_python() else ""
 # torch_maf.py for one shape at every thread count: a data frame (one row per thread count,
 # with the torch version and BLAS), or NULL when it fails

@@ -14,9 +14,11 @@
 # length (2 channels: value, error) at its defaults (3 blocks, 32..256 channels, 2 GRU layers).
 # Both feed the same flow (5 blocks x 64 hidden, 4 components, d = 3).
 suppressPackageStartupMessages(library(nbi))
-# the shared train_rate(), from bench/lib next to this script
-source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])),
-                 "lib", "train-rate.R"))
+here <- local({   # this script's folder, for bench/lib and bench/reference
+  f <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
+  if (is.na(f)) "bench" else dirname(f)
+})
+source(file.path(here, "lib", "train-rate.R"))   # train_rate()
 smoke <- identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")
 target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS", if (smoke) "0.01" else "3"))
 threads <- 2L

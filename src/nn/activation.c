@@ -49,6 +49,10 @@ static void gelu_bwd(double *din, const double *dout, const double *pre, size_t 
     gelu_bwd_base(din, dout, pre, i0, i1);
 }
 #define GELU_CHUNK 4096  /* elements per parallel task */
+/* the end of task c of nc over n elements */
+static inline size_t gelu_chunk_end(size_t c, size_t nc, size_t n) {
+    return c + 1 < nc ? (c + 1) * GELU_CHUNK : n;
+}
 
 /* the same map on one short row, outside any parallel region (no OpenMP call per row) */
 void act_forward_row(double *out, const double *in, int n, int act) {
@@ -76,7 +80,7 @@ void act_forward(double *out, const double *in, size_t n, int act, int threads) 
         const size_t nc = (n + GELU_CHUNK - 1) / GELU_CHUNK;
         #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
         for (size_t c = 0; c < nc; c++)
-            gelu_fwd(out, in, c * GELU_CHUNK, c + 1 < nc ? (c + 1) * GELU_CHUNK : n);
+            gelu_fwd(out, in, c * GELU_CHUNK, gelu_chunk_end(c, nc, n));
     }
     }
 }
@@ -96,7 +100,7 @@ void act_backward(double *din, const double *dout, const double *pre, const doub
         const size_t nc = (n + GELU_CHUNK - 1) / GELU_CHUNK;
         #pragma omp parallel for num_threads(threads) if (n > PAR_MIN) schedule(static)
         for (size_t c = 0; c < nc; c++)
-            gelu_bwd(din, dout, pre, c * GELU_CHUNK, c + 1 < nc ? (c + 1) * GELU_CHUNK : n);
+            gelu_bwd(din, dout, pre, c * GELU_CHUNK, gelu_chunk_end(c, nc, n));
     }
     }
 }
