@@ -21,10 +21,12 @@ static inline double relu_gate(double pre, double g) { return bitsd(dbits(g) & p
  * the backward din = dout * gelu'(pre) */
 #define GELU_LOOPS(sfx, attr)                                                                 \
     attr static void gelu_fwd_##sfx(double *out, const double *in, size_t i0, size_t i1) {   \
+        _Pragma("omp simd")                                                                   \
         for (size_t i = i0; i < i1; i++) out[i] = vm_gelu(in[i]);                             \
     }                                                                                         \
     attr static void gelu_bwd_##sfx(double *din, const double *dout, const double *pre,      \
                                     size_t i0, size_t i1) {                                   \
+        _Pragma("omp simd")                                                                   \
         for (size_t i = i0; i < i1; i++) din[i] = dout[i] * vm_gelu_grad(pre[i]);             \
     }
 GELU_LOOPS(base, )

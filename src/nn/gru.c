@@ -1,5 +1,6 @@
 #include <math.h>
 #include "nn/nn.h"
+#include "nn/vmath.h"
 
 /* cache row (b,t) holds 4H values: r, z, n and hn = Whn h_{t-1} + bhn (the gates the backward pass needs).
  * Before the step runs, its first 3H slots hold the input projection Wih x + bih. */
@@ -11,7 +12,37 @@ size_t gru_work_size(int B, int T, int C, int H) {
     return (size_t)B * T * 3 * H + (size_t)B * 4 * H;
 }
 
-static inline double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+/* One step's gates for one sample: cr holds the input projection (r, z, n parts), hb the
+ * recurrent one (Whh h + bhh), hm h_{t-1} (may be h itself: element i is read before it is
+ * written); writes h and keeps r, z, n, hn in cr. In the
+ * widest copy the CPU runs (nn/vmath.h): the C library's exp and tanh are scalar calls, and
+ * were a fifth of the ResNet-GRU's training time. */
+#define GRU_GATES(sfx, attr)                                                                  \
+    attr static void gru_gates_##sfx(double *h, double *restrict cr, const double *restrict hb,\
+                                     const double *hm, int H) {                               \
+        _Pragma("omp simd")                                                                   \
+        for (int i = 0; i < H; i++) {                                                         \
+            const double r = 1.0 / (1.0 + vm_exp(-(cr[i] + hb[i])));                        \
+            const double z = 1.0 / (1.0 + vm_exp(-(cr[H + i] + hb[H + i])));                \
+            const double hn = hb[2 * H + i];                                                  \
+            const double n = vm_tanh(cr[2 * H + i] + r * hn);                                \
+            h[i] = (1.0 - z) * n + z * hm[i];                                                 \
+            cr[i] = r; cr[H + i] = z; cr[2 * H + i] = n; cr[3 * H + i] = hn;                  \
+        }                                                                                     \
+    }
+GRU_GATES(base, )
+#ifdef VM_DISPATCH
+GRU_GATES(avx2, VM_AVX2)
+GRU_GATES(avx512, VM_AVX512)
+#endif
+static void gru_gates(double *h, double *cr, const double *hb, const double *hm, int H) {
+#ifdef VM_DISPATCH
+    const int isa = vm_isa();
+    if (isa == 2) { gru_gates_avx512(h, cr, hb, hm, H); return; }
+    if (isa == 1) { gru_gates_avx2(h, cr, hb, hm, H); return; }
+#endif
+    gru_gates_base(h, cr, hb, hm, H);
+}
 
 void gru_forward(const nn_ctx *cx, double *out, double *cache, const double *in, const double *Wih, const double *Whh,
                  const double *bih, const double *bhh, int B, int T, int C, int H, double *work) {
@@ -31,17 +62,9 @@ void gru_forward(const nn_ctx *cx, double *out, double *cache, const double *in,
         for (int b = 0; b < B; b++) {
             double *cr = cache + ((size_t)b * T + t) * H4;
             const double *hb = hp + (size_t)b * H3;
-            const double *hprev = t > 0 ? out + ((size_t)b * T + t - 1) * H : NULL;
             double *h = out + ((size_t)b * T + t) * H;
-            for (int i = 0; i < H; i++) {
-                double r = sigmoid(cr[i] + hb[i]);
-                double z = sigmoid(cr[H + i] + hb[H + i]);
-                double hn = hb[2 * H + i];
-                double n = tanh(cr[2 * H + i] + r * hn);
-                double hm = hprev ? hprev[i] : 0.0;
-                h[i] = (1.0 - z) * n + z * hm;
-                cr[i] = r; cr[H + i] = z; cr[2 * H + i] = n; cr[3 * H + i] = hn;
-            }
+            if (t == 0) for (int i = 0; i < H; i++) h[i] = 0.0;  /* h_{-1} = 0, read in place */
+            gru_gates(h, cr, hb, t > 0 ? out + ((size_t)b * T + t - 1) * H : h, H);
         }
     }
 }
@@ -63,12 +86,15 @@ void gru_backward(const nn_ctx *cx, double *din, double *dWih, double *dWhh, dou
         for (int b = 0; b < B; b++) {
             const double *cr = cache + ((size_t)b * T + t) * H4;
             const double *dy = dout + ((size_t)b * T + t) * H;
-            const double *hprev = t > 0 ? out + ((size_t)b * T + t - 1) * H : NULL;
+            /* h_{t-1}, or at t = 0 the (bounded) row h_0 times keep = 0 */
+            const double *hprev = out + ((size_t)b * T + (t > 0 ? t - 1 : 0)) * H;
+            const double keep = t > 0 ? 1.0 : 0.0;
             double *dx = dxp + ((size_t)b * T + t) * H3, *dp = dhp + (size_t)b * H3;
             double *dhb = dh + (size_t)b * H;
+            #pragma omp simd
             for (int i = 0; i < H; i++) {
                 double r = cr[i], z = cr[H + i], n = cr[2 * H + i], hn = cr[3 * H + i];
-                double g = dy[i] + dhb[i], hm = hprev ? hprev[i] : 0.0;
+                double g = dy[i] + dhb[i], hm = keep * hprev[i];
                 double dan = g * (1.0 - z) * (1.0 - n * n);
                 double daz = g * (hm - n) * z * (1.0 - z);
                 double dar = dan * hn * r * (1.0 - r);
