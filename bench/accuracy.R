@@ -37,6 +37,9 @@
 #   NBI_ACC_ADAPT    rounds of adaptive importance sampling for c2st_is (predict(...,
 #                    adapt = ): a defensive Student-t mixture fitted to the weighted draws,
 #                    each round as many draws as the importance sample) [0]; column adapt
+#   NBI_ACC_IS       0 to score the surrogate alone (no importance weights, c2st_is NA) [1]
+#   NBI_ACC_PRECISION  the engines' matrix products, "float64" or "float32" [float64];
+#                    column precision
 #   NBI_ACC_SEED     seed [1]
 #   NBI_ACC_THREADS  threads of the C core [1]
 #   NBI_ACC_OUT      output prefix [accuracy]: writes <prefix>.csv (means per task, method
@@ -70,6 +73,10 @@ methods <- switch(snpe_opt, "0" = "npe", "1" = c("npe", "snpe_is"), only = "snpe
 n_rounds <- as.integer(bench_env("NBI_ACC_ROUNDS", "5"))
 is_max <- as.numeric(bench_env("NBI_ACC_IS_MAX", "20"))
 adapt <- as.integer(bench_env("NBI_ACC_ADAPT", "0"))
+is_c2st <- bench_env("NBI_ACC_IS", "1") != "0"
+precision <- bench_env("NBI_ACC_PRECISION", "float64")
+stopifnot(precision %in% c("float64", "float32"))
+options(nbi.precision = precision)  # nbi_engine()'s default precision
 seed <- as.integer(bench_env("NBI_ACC_SEED", "1"))
 threads <- as.integer(bench_env("NBI_ACC_THREADS", "1"))
 prefix <- bench_env("NBI_ACC_OUT", "accuracy")
@@ -102,11 +109,13 @@ summarise <- function(r) {
   s$wall_s <- stats::aggregate(r$wall_s, r[c("task", "method", "budget")], max)$x
   s$fit_average <- stats::aggregate(r$fit_average, r[c("task", "method", "budget")], max)$x
   s$fit_average2 <- stats::aggregate(r$fit_average2, r[c("task", "method", "budget")], max)$x
+  s$precision <- stats::aggregate(r$precision, r[c("task", "method", "budget")],
+                                  function(v) paste(unique(v), collapse = "+"))$x
   s <- merge(s, sbibm_published_npe, by = c("task", "budget"), all.x = TRUE)
   s <- s[order(match(s$task, sbibm_task_names), s$method, s$budget), ]
   s[, c("task", "method", "budget", "n_obs", "sims_used", "c2st", "c2st_is", "efficiency",
         "is_draws", "adapt", "c2st_sbibm_npe", "fit_s", "predict_s", "c2st_s", "wall_s", "fit_average",
-    "fit_average2")]
+    "fit_average2", "precision")]
 }
 
 old_obs <- if (append && file.exists(csv_obs)) utils::read.csv(csv_obs) else NULL
@@ -118,6 +127,8 @@ if (!is.null(old_obs) && is.null(old_obs$fit_average2)) old_obs$fit_average2 <- 
 if (!is.null(old_obs) && is.null(old_obs$is_draws)) old_obs$is_draws <- n_draws
 # rows from before adaptive importance sampling used the surrogate as the proposal
 if (!is.null(old_obs) && is.null(old_obs$adapt)) old_obs$adapt <- 0L
+# rows from before the precision could be chosen computed in float64
+if (!is.null(old_obs) && is.null(old_obs$precision)) old_obs$precision <- "float64"
 rows <- list()
 t_start <- proc.time()[["elapsed"]]
 for (nm in tasks) {
@@ -133,10 +144,11 @@ for (nm in tasks) {
       t0 <- proc.time()[["elapsed"]]
       r <- sbibm_accuracy(task, b, obs = obs, n_draws = n_draws, references = refs,
                           method = meth, n_rounds = n_rounds, seed = seed, threads = threads,
-                          is_max = is_max, adapt = adapt)
+                          is_max = is_max, adapt = adapt, is_c2st = is_c2st)
       r$wall_s <- proc.time()[["elapsed"]] - t0
       r$fit_average <- 0.999  # fit()'s default: the better of two iterate averages is kept
       r$fit_average2 <- 0.99
+      r$precision <- precision
       rows[[length(rows) + 1L]] <- r
       cat(sprintf("%-16s %-7s %7g sims: C2ST %.3f (per obs %s), IS-resampled %.3f (from %.0f proposals on average), efficiency %.3f; fit %.1f s, wall %.1f s\n",
                   nm, meth, b, mean(r$c2st), paste(sprintf("%.3f", r$c2st), collapse = " "),

@@ -12,7 +12,10 @@
 # 3. The ResNet-GRU of 1. at L = 50, 100 and 400 next to the same network in PyTorch
 #    (bench/reference/torch_resnet_gru.py, identical parameter count, float32), measured in
 #    the same run when a python with torch is found (see bench/lib/torch.R;
-#    NBI_BENCH_NO_TORCH=1 skips it): best of 1 and 2 threads each, and the ratio.
+#    NBI_BENCH_NO_TORCH=1 skips it): best of 1 and 2 threads each, and the ratio. Next to
+#    nbi's float32 rate: its GFLOP/s (the multiply-adds of the convolutions, GRU and linear
+#    maps, and of the flow's dense weight matrices, times 3 for forward + backward) and that
+#    as a % of a 1024^3 float32 product through the same C core at the same threads ("peak").
 suppressPackageStartupMessages(library(nbi))
 # the shared helpers, from bench/lib next to this script
 here <- local({   # this script's folder, for bench/lib and bench/reference
@@ -21,6 +24,7 @@ here <- local({   # this script's folder, for bench/lib and bench/reference
 })
 source(file.path(here, "lib", "train-rate.R"))   # train_rate()
 source(file.path(here, "lib", "torch.R"))        # find_torch_python(), run_torch_script()
+source(file.path(here, "lib", "cpu.R"))          # cpu_info, product_gflops()
 # NBI_BENCH_SMOKE=1: every measurement for a few milliseconds (CI checks the script runs)
 smoke <- identical(Sys.getenv("NBI_BENCH_SMOKE"), "1")
 target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS",
@@ -28,7 +32,9 @@ target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS",
 
 
 set.seed(1)
-cat("nbi featurizer benchmark |", R.version.string, "| BLAS:", extSoftVersion()[["BLAS"]], "\n\n")
+cat("nbi featurizer benchmark |", R.version.string, "| BLAS:", extSoftVersion()[["BLAS"]], "\n")
+cat(sprintf("CPU: %s | vector ISA: %s | float32 products: %s\n\n", cpu_info$model, cpu_info$isa,
+            .Call(nbi:::C_r_sgemm_kernel)))
 d <- 3
 n <- 2048
 batch <- 128
@@ -72,17 +78,51 @@ torch_python <- if (file.exists(torch_script)) find_torch_python() else ""
 cat("\nResNet-GRU (as 1.) against PyTorch: training samples/s, best of 1 and 2 threads\n")
 cat("PyTorch:", if (nzchar(torch_python)) sprintf("%s %s, this run", torch_python, torch_script)
     else "no python with torch found: nbi alone", "\n")
+# Flops of one training sample of the ResNet-GRU + flow (3 x the forward multiply-adds x 2):
+# convolutions 2 L k ci co each, the 1x1 projection on a width change, GRU layers
+# 2 T 3H (C + H), the last linear map, and the flow's dense weights (all its parameters
+# but the featurizer's, masked entries included: the products are dense).
+rg_train_flops <- function(f, L, n_params) {
+  fl <- 0; p_feat <- 0; ci <- f$channels
+  for (i in seq_len(f$depth)) {
+    co <- min(f$dim_conv_min * 2^(i - 1), f$dim_conv_max)
+    w <- f$kernel * ci * co + f$kernel * co * co + if (ci != co) ci * co else 0
+    fl <- fl + 2 * L * w
+    p_feat <- p_feat + w + 6 * co + if (ci != co) co else 0
+    if (i < f$depth) L <- L %/% 2
+    ci <- co
+  }
+  H <- ci
+  for (j in seq_len(f$n_rnn)) {
+    fl <- fl + 2 * L * 3 * H * (ci + H)
+    p_feat <- p_feat + 3 * H * (ci + H) + 6 * H
+    ci <- H
+  }
+  fl <- fl + 2 * H * f$dim_out
+  p_feat <- p_feat + H * f$dim_out + f$dim_out
+  3 * (fl + 2 * (n_params - p_feat))
+}
+rg_feat <- featurizer_resnet_gru(depth = 3, dim_conv_max = 256, dim_out = 128)
+n_peak <- if (smoke) 64L else 1024L
+peak32 <- vapply(1:2, function(th) product_gflops("float32", th, n = n_peak,
+                                                  seconds = if (smoke) 0.01 else 0.5), 0)
+cat(sprintf("peak: a %d^3 float32 product through nbi's C core, %.0f GF/s (1 thread), %.0f (2)\n",
+            n_peak, peak32[1], peak32[2]))
 cmp <- NULL
 for (L in if (smoke) 50L else c(50L, 100L, 400L)) {
   spec <- nbi:::model_spec(featurizer_resnet_gru(depth = 3, dim_conv_max = 256, dim_out = 128),
                            flow_maf(blocks = 5, hidden = 128, mixture = 4), n_in = L, d = d)
   xL <- matrix(rnorm(L * n), L, n)
-  best <- function(prec) {
+  rates <- function(prec) {
     spec$precision <- prec
-    max(vapply(1:2, function(th) train_rate(spec, xL, theta, batch, th, target), 0))
+    vapply(1:2, function(th) train_rate(spec, xL, theta, batch, th, target), 0)
   }
-  row <- data.frame(L = L, params = length(nbi:::model_init(spec, 1)),
-                    `nbi float64` = round(best("float64")), `nbi float32` = round(best("float32")),
+  r32 <- rates("float32")
+  n_par <- length(nbi:::model_init(spec, 1))
+  gf <- max(r32) * rg_train_flops(rg_feat, L, n_par) / 1e9
+  row <- data.frame(L = L, params = n_par,
+                    `nbi float64` = round(max(rates("float64"))), `nbi float32` = round(max(r32)),
+                    `f32 GF/s` = round(gf, 1), `% peak` = round(100 * gf / peak32[which.max(r32)]),
                     check.names = FALSE)
   tr <- if (nzchar(torch_python))
     run_torch_script(torch_python, torch_script,

@@ -527,7 +527,7 @@ sbibm_fit_settings <- function(n_sims) {
 sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references = NULL,
                            method = c("npe", "snpe_is"), n_rounds = 5L, seed = 1L,
                            threads = 1L, verbose = FALSE, c2st_args = list(), is_max = 1,
-                           adapt = 0L) {
+                           adapt = 0L, is_c2st = TRUE) {
   method <- match.arg(method)
   x_all <- task$observations[obs, , drop = FALSE]
   if (is.null(references))
@@ -552,11 +552,12 @@ sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references
   }
   score <- function(eng, x, ref, i) {
     t0 <- proc.time()[["elapsed"]]
-    post <- suppressWarnings(predict(eng, x, n_samples = n_draws, importance = TRUE,
-                                     seed = seed + i, threads = threads, adapt = adapt))
+    post <- suppressWarnings(predict(eng, x, n_samples = n_draws, importance = is_c2st,
+                                     seed = seed + i, threads = threads,
+                                     adapt = if (is_c2st) adapt else 0L))
     if (inherits(post, "nbi_posterior")) post <- list(post)
     tempered <- is.numeric(eng$temper) && eng$temper != 1
-    raw <- if (tempered || adapt > 0)  # the surrogate's own draws
+    raw <- if (is_c2st && (tempered || adapt > 0))  # the surrogate's own draws
       suppressWarnings(predict(eng, x, n_samples = n_draws, importance = FALSE,
                                seed = seed + i + 500L, threads = threads))
     else post
@@ -567,6 +568,10 @@ sbibm_accuracy <- function(task, n_sims, obs = 1:3, n_draws = 10000L, references
       t1 <- proc.time()[["elapsed"]]
       c_raw <- do.call(nbi_c2st, c(list(raw[[j]]$theta, ref[[j]], seed = seed + i + j,
                                         threads = threads), c2st_args))
+      if (!is_c2st)  # the surrogate alone: no importance weights, no second test
+        return(data.frame(c2st = as.numeric(c_raw), c2st_is = NA_real_, efficiency = NA_real_,
+                          n_eff = NA_real_, pareto_k = NA_real_, is_draws = 0, adapt = 0L,
+                          predict_s = pred_s, c2st_s = proc.time()[["elapsed"]] - t1))
       if (is_max > 1 && is.finite(p$n_eff) && p$n_eff < n_draws) {
         n_more <- ceiling(min(is_max * n_draws, 1.2 * n_draws^2 / max(p$n_eff, 1)))
         p <- suppressWarnings(predict(eng, x[j, ], n_samples = n_more, importance = TRUE,

@@ -1,0 +1,37 @@
+# Shared by the benches: what the CPU is, and how fast a large matrix product runs on it in
+# this run (the "peak" that training rates are put next to).
+
+cpu_info <- local({
+  lines <- tryCatch(readLines("/proc/cpuinfo", warn = FALSE), error = function(e) character(0))
+  field <- function(name) {
+    v <- grep(sprintf("^%s\\s*:", name), lines, value = TRUE)
+    if (length(v)) trimws(sub("^[^:]*:", "", v[1])) else NA_character_
+  }
+  flags <- strsplit(field("flags"), "[[:space:]]+")[[1]]
+  isa <- if ("avx512f" %in% flags) "avx512f" else if ("avx2" %in% flags) "avx2" else
+    if (all(is.na(flags))) "unknown (no /proc/cpuinfo flags)" else "none (no avx2)"
+  list(model = if (is.na(field("model name"))) "unknown" else field("model name"), isa = isa)
+})
+
+# GFLOP/s of n x n x n products through nbi's C core (nn_gemm, as training calls it) at
+# `threads` threads: float64 (mode 0) or float32 (mode 1); the best of `reps` timings of
+# calls repeated for at least `seconds` each
+product_gflops <- function(precision = c("float64", "float32"), threads = 1L, n = 1024L,
+                           reps = 3L, seconds = 0.2) {
+  mode <- if (match.arg(precision) == "float32") 1L else 0L
+  a <- matrix(stats::rnorm(n * n), n)
+  c0 <- matrix(0, n, n)
+  best <- 0
+  for (r in seq_len(reps)) {
+    calls <- 0
+    t0 <- proc.time()[["elapsed"]]
+    repeat {
+      .Call(nbi:::C_r_nn_gemm, a, a, c0, c(0L, 0L), c(1, 0), mode, as.integer(threads), 0L)
+      calls <- calls + 1
+      s <- proc.time()[["elapsed"]] - t0
+      if (s >= seconds) break
+    }
+    best <- max(best, 2 * n^3 * calls / s / 1e9)
+  }
+  best
+}
