@@ -110,8 +110,8 @@ cat(sprintf("peak: a %d^3 float32 product through nbi's C core, %.0f GF/s (1 thr
             n_peak, peak32[1], peak32[2]))
 cmp <- NULL
 for (L in if (smoke) 50L else c(50L, 100L, 400L)) {
-  spec <- nbi:::model_spec(featurizer_resnet_gru(depth = 3, dim_conv_max = 256, dim_out = 128),
-                           flow_maf(blocks = 5, hidden = 128, mixture = 4), n_in = L, d = d)
+  spec <- nbi:::model_spec(rg_feat, flow_maf(blocks = 5, hidden = 128, mixture = 4), n_in = L,
+                           d = d)
   xL <- matrix(rnorm(L * n), L, n)
   rates <- function(prec) {
     spec$precision <- prec

@@ -129,17 +129,6 @@ made_weights <- function(d, nc, H, layers, blocks, K) {
   (blocks - 1) * per_block(2 * d) + per_block(3 * K * d)
 }
 
-# ---- the CPU ------------------------------------------------------------------------
-cpuinfo <- tryCatch(readLines("/proc/cpuinfo", warn = FALSE), error = function(e) character(0))
-cpu_field <- function(name) {
-  v <- grep(sprintf("^%s\\s*:", name), cpuinfo, value = TRUE)
-  if (length(v)) trimws(sub("^[^:]*:", "", v[1])) else NA_character_
-}
-cpu_model <- cpu_field("model name")
-cpu_flags <- strsplit(cpu_field("flags"), "[[:space:]]+")[[1]]
-cpu_isa <- if ("avx512f" %in% cpu_flags) "avx512f" else if ("avx2" %in% cpu_flags) "avx2" else
-  if (all(is.na(cpu_flags))) "unknown (no /proc/cpuinfo flags)" else "none (no avx2)"
-
 # ---- the PyTorch reference in the same run ---------------------------------------------
 here <- local({   # this script's folder, for bench/lib and bench/reference
   f <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[1])
@@ -147,6 +136,7 @@ here <- local({   # this script's folder, for bench/lib and bench/reference
 })
 torch_script <- file.path(here, "reference", "torch_maf.py")
 source(file.path(here, "lib", "torch.R"))   # find_torch_python(), run_torch_script()
+source(file.path(here, "lib", "cpu.R"))     # cpu_info: the CPU's model and vector ISA
 torch_python <- if (file.exists(torch_script)) find_torch_python() else ""
 # torch_maf.py for one shape at every thread count: a data frame (one row per thread count,
 # with the torch version and BLAS), or NULL when it fails
@@ -166,7 +156,7 @@ cat(sprintf("nbi %s | %s | %d cores\n", utils::packageVersion("nbi"), R.version.
             parallel::detectCores()))
 cat("BLAS:   ", extSoftVersion()[["BLAS"]], "\n")
 cat("LAPACK: ", La_library(), "\n")
-cat(sprintf("CPU: %s | vector ISA: %s\n", if (is.na(cpu_model)) "unknown" else cpu_model, cpu_isa))
+cat(sprintf("CPU: %s | vector ISA: %s\n", cpu_info$model, cpu_info$isa))
 cat("float32 products:", .Call(nbi:::C_r_sgemm_kernel),
     "(nbi's own kernel is used on AVX-512 CPUs; NBI_SGEMM=blas keeps the BLAS's sgemm);",
     "the BLAS's sgemm:", if (isTRUE(.Call(nbi:::C_r_have_sgemm))) "linked" else "not linked",
