@@ -33,8 +33,9 @@ target <- as.numeric(Sys.getenv("NBI_BENCH_SECONDS",
 
 set.seed(1)
 cat("nbi featurizer benchmark |", R.version.string, "| BLAS:", extSoftVersion()[["BLAS"]], "\n")
-cat(sprintf("CPU: %s | vector ISA: %s | float32 products: %s\n\n", cpu_info$model, cpu_info$isa,
-            .Call(nbi:::C_r_sgemm_kernel)))
+cat(sprintf("CPU: %s | vector ISA: %s | float32 products: %s | float64 products: %s\n\n",
+            cpu_info$model, cpu_info$isa, .Call(nbi:::C_r_sgemm_kernel),
+            .Call(nbi:::C_r_dgemm_kernel)))
 d <- 3
 n <- 2048
 batch <- 128

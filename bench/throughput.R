@@ -161,6 +161,8 @@ cat("float32 products:", .Call(nbi:::C_r_sgemm_kernel),
     "(nbi's own kernel is used on AVX-512 CPUs; NBI_SGEMM=blas keeps the BLAS's sgemm);",
     "the BLAS's sgemm:", if (isTRUE(.Call(nbi:::C_r_have_sgemm))) "linked" else "not linked",
     "\n")
+cat("float64 products:", .Call(nbi:::C_r_dgemm_kernel),
+    "(nbi's own kernel is used on AVX-512 CPUs; NBI_DGEMM=blas keeps the BLAS's dgemm)\n")
 cat("PyTorch reference:", if (nzchar(torch_python))
   sprintf("measured in this run (%s %s)", torch_python, torch_script) else
   sprintf("STORED figures from %s, not this CPU (%s)", torch_ref_cpu,

@@ -25,6 +25,7 @@ SEXP r_draws_theta(SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_blas_threads(SEXP);
 SEXP r_have_sgemm(void);
 SEXP r_sgemm_kernel(void);
+SEXP r_dgemm_kernel(void);
 void nn_free_scratch(void);
 SEXP r_nn_conv1d(SEXP, SEXP, SEXP, SEXP, SEXP);
 SEXP r_nn_layernorm(SEXP, SEXP, SEXP, SEXP, SEXP);
@@ -57,6 +58,7 @@ static const R_CallMethodDef call_methods[] = {
     {"r_c2st_loss_grad", (DL_FUNC)&r_c2st_loss_grad, 4},
     {"r_have_sgemm", (DL_FUNC)&r_have_sgemm, 0},
     {"r_sgemm_kernel", (DL_FUNC)&r_sgemm_kernel, 0},
+    {"r_dgemm_kernel", (DL_FUNC)&r_dgemm_kernel, 0},
     {"r_flow_block_kinds", (DL_FUNC)&r_flow_block_kinds, 0},
     {"r_nn_linear", (DL_FUNC)&r_nn_linear, 4},
     {"r_nn_act", (DL_FUNC)&r_nn_act, 4},

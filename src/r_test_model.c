@@ -110,6 +110,14 @@ SEXP r_sgemm_kernel(void) {
     return Rf_mkString(nn_sgemm_own(1) ? isa[nn_sgemm_isa()] : "blas sgemm");
 }
 
+/* what computes float64 products on this CPU: "nbi avx512", "nbi avx2", "nbi base" (nbi's
+ * kernel, nn/dgemm.c; products below 32^3 or of fewer rows than its panels go to dgemm) or
+ * "blas dgemm" */
+SEXP r_dgemm_kernel(void) {
+    static const char *isa[3] = {"nbi base", "nbi avx2", "nbi avx512"};
+    return Rf_mkString(nn_dgemm_own() ? isa[nn_sgemm_isa()] : "blas dgemm");
+}
+
 /* the registered flow block kinds: list(name, terminal), in the order of their numbers */
 SEXP r_flow_block_kinds(void) {
     SEXP name = PROTECT(Rf_allocVector(STRSXP, FLOW_N_KINDS));

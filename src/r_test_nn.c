@@ -44,7 +44,8 @@ SEXP r_nn_act(SEXP x, SEXP dout, SEXP act, SEXP threads) {
 }
 
 /* C = alpha op(A) op(B) + beta C0 through nn_gemm: trans = c(ta, tb) (0/1), mode = 0 float64,
- * 1 float32, 2 float32 through the C kernel; mirror = 0, or A and B read from a registered
+ * 1 float32, 2 float32 through the C kernel, 3 float64 through the C kernel, 4 float64 through
+ * dgemm (0: as the CPU and NBI_DGEMM choose); mirror = 0, or A and B read from a registered
  * float copy (nn_ctx_mirror) that is exact (1) or holds twice their values (2: shows that the
  * copy, not A and B, is read); for tests of the tiles, threads and copies */
 SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP threads,
@@ -58,10 +59,11 @@ SEXP r_nn_gemm(SEXP a, SEXP b, SEXP c0, SEXP trans, SEXP coef, SEXP mode, SEXP t
     const int N = tB ? Rf_nrows(b) : Rf_ncols(b), Kb = tB ? Rf_ncols(b) : Rf_nrows(b);
     if (Kb != K || Rf_nrows(c0) != M || Rf_ncols(c0) != N) Rf_error("non-conformable matrices");
     const int md = Rf_asInteger(mode), nt = need_threads(threads);
-    if (md == NA_INTEGER || md < 0 || md > 2) Rf_error("'mode' must be 0, 1 or 2");
+    if (md == NA_INTEGER || md < 0 || md > 4) Rf_error("'mode' must be 0 to 4");
     const int mi = Rf_asInteger(mirror);
     if (mi == NA_INTEGER || mi < 0 || mi > 2) Rf_error("'mirror' must be 0, 1 or 2");
-    nn_ctx cx = nn_ctx_make(md, nt);
+    nn_ctx cx = nn_ctx_make(md > 2 ? 0 : md, nt);
+    if (md > 2) cx.own_dkernel = md == 3;
     SEXP out = PROTECT(Rf_duplicate(c0));
     const double *A = REAL(a), *B = REAL(b);
     if (mi) {  /* A and B side by side in one array with its float copy */

@@ -16,22 +16,32 @@ cpu_info <- local({
 # GFLOP/s of n x n x n products through nbi's C core (nn_gemm, as training calls it) at
 # `threads` threads: float64 (mode 0) or float32 (mode 1); the best of `reps` timings of
 # calls repeated for at least `seconds` each
+# (mode, as r_nn_gemm takes it, overrides: 2 float32 and 3 float64 by nbi's kernel, 4 float64
+# by the BLAS); m x n x k shapes with `shape`, op(A) transposed with `trans`
 product_gflops <- function(precision = c("float64", "float32"), threads = 1L, n = 1024L,
-                           reps = 3L, seconds = 0.2) {
-  mode <- if (match.arg(precision) == "float32") 1L else 0L
-  a <- matrix(stats::rnorm(n * n), n)
-  c0 <- matrix(0, n, n)
+                           reps = 3L, seconds = 0.2, mode = NULL, shape = c(n, n, n),
+                           trans = c(0L, 0L)) {
+  if (is.null(mode)) mode <- if (match.arg(precision) == "float32") 1L else 0L
+  a <- if (trans[1]) matrix(stats::rnorm(shape[1] * shape[3]), shape[3]) else
+    matrix(stats::rnorm(shape[1] * shape[3]), shape[1])
+  b <- if (trans[2]) matrix(stats::rnorm(shape[2] * shape[3]), shape[2]) else
+    matrix(stats::rnorm(shape[2] * shape[3]), shape[3])
+  c0 <- matrix(0, shape[1], shape[2])
+  # the BLAS on one thread, as nbi runs it (its tiles spread over nbi's own threads)
+  old <- .Call(nbi:::C_r_blas_threads, 1L)
+  if (!is.na(old)) on.exit(.Call(nbi:::C_r_blas_threads, old), add = TRUE)
   best <- 0
   for (r in seq_len(reps)) {
     calls <- 0
     t0 <- proc.time()[["elapsed"]]
     repeat {
-      .Call(nbi:::C_r_nn_gemm, a, a, c0, c(0L, 0L), c(1, 0), mode, as.integer(threads), 0L)
+      .Call(nbi:::C_r_nn_gemm, a, b, c0, as.integer(trans), c(1, 0), as.integer(mode),
+            as.integer(threads), 0L)
       calls <- calls + 1
       s <- proc.time()[["elapsed"]] - t0
       if (s >= seconds) break
     }
-    best <- max(best, 2 * n^3 * calls / s / 1e9)
+    best <- max(best, 2 * prod(as.numeric(shape)) * calls / s / 1e9)
   }
   best
 }

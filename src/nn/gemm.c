@@ -25,6 +25,7 @@ extern void F77_NAME(sgemm)(const char *ta, const char *tb, const int *m, const 
 
 #define SINGLE_MIN 262144.0  /* 64^3 */
 #define PANEL 128            /* columns of C per float32 product call */
+#define DOUBLE_MIN 32768.0   /* 32^3: smaller float64 products go to dgemm */
 
 /* the float copy of the rows x cols matrix at x (leading dimension ld), or NULL */
 static const float *mirrored(const nn_ctx *cx, const double *x, int rows, int cols, int ld) {
@@ -36,17 +37,28 @@ static const float *mirrored(const nn_ctx *cx, const double *x, int rows, int co
 
 int nn_sgemm_own(int mode) {
     const char *env = getenv("NBI_SGEMM");
+    if (env && strcmp(env, "own") == 0) return 1;
     return mode == 2 || !nn_have_sgemm() ||
            (nn_sgemm_isa() == 2 && !(env && strcmp(env, "blas") == 0));
 }
 
+/* float64 products by nbi's kernel rather than dgemm: on AVX-512 CPUs (NBI_DGEMM=blas keeps
+ * the BLAS there, NBI_DGEMM=own takes nbi's kernel on any CPU) */
+int nn_dgemm_own(void) {
+    const char *env = getenv("NBI_DGEMM");
+    if (env && strcmp(env, "own") == 0) return 1;
+    if (env && strcmp(env, "blas") == 0) return 0;
+    return nn_sgemm_isa() == 2;
+}
+
 /* float32 products by nbi's kernel rather than sgemm: where there is no sgemm, and on
  * AVX-512 CPUs (its 512-bit code beats a BLAS held to 256-bit kernels; NBI_SGEMM=blas in the
- * environment keeps the BLAS) */
+ * environment keeps the BLAS; NBI_SGEMM=own takes nbi's kernel on any CPU) */
 nn_ctx nn_ctx_make(int precision, int threads) {
     nn_ctx c;
     c.precision = precision >= 0 && precision <= 2 ? precision : 0;
     c.own_kernel = nn_sgemm_own(c.precision);
+    c.own_dkernel = nn_dgemm_own();
     c.threads = threads >= 1 ? threads : 1;
     c.mirror_of = NULL;
     c.mirror = NULL;
@@ -62,25 +74,62 @@ int nn_have_sgemm(void) {
 #endif
 }
 
-/* per-thread scratch for the float copies, grown on demand and kept between products: a
- * cache (its contents never carry from one product to the next), freed when nbi unloads */
-static __thread float *scratch = NULL;
-static __thread size_t scratch_len = 0;
+/* per-thread scratch, grown on demand and kept between products: a cache (its contents
+ * never carry from one product to the next), freed when nbi unloads. One for the float
+ * copies and the float kernel's panels, one for the double kernel's panels. */
+typedef struct {
+    void *p;
+    size_t bytes;
+} scratch_t;
+static __thread scratch_t fscratch = {NULL, 0}, dscratch = {NULL, 0};
 
-static float *gemm_scratch(size_t n) {
-    if (n > scratch_len) {
-        free(scratch);
-        scratch_len = n + n / 4;
-        scratch = (float *)malloc(scratch_len * sizeof(float));
-        if (!scratch) scratch_len = 0;
+static void *grow(scratch_t *s, size_t bytes) {
+    if (bytes > s->bytes) {
+        free(s->p);
+        s->bytes = bytes + bytes / 4;
+        s->p = malloc(s->bytes);
+        if (!s->p) s->bytes = 0;
     }
-    return scratch;
+    return s->p;
 }
 
+static float *gemm_scratch(size_t n) { return (float *)grow(&fscratch, n * sizeof(float)); }
+static double *dgemm_scratch(size_t n) { return (double *)grow(&dscratch, n * sizeof(double)); }
+
 void nn_free_scratch(void) {
-    free(scratch);
-    scratch = NULL;
-    scratch_len = 0;
+    free(fscratch.p);
+    fscratch = (scratch_t){NULL, 0};
+    free(dscratch.p);
+    dscratch = (scratch_t){NULL, 0};
+}
+
+/* C = op(A) op(B) + beta C (beta 0 or 1) by nbi's double kernel, on the same tiles as dgemm
+ * (nt of them: nn column panels, nm row tiles), op(A) packed once; 0 when there is no memory
+ * for the packed panels */
+static int own_dgemm(int threads, int tA, int tB, int M, int N, int K, const double *A, int lda,
+                     const double *B, int ldb, double beta, double *C, int ldc, int nm, int nt) {
+    const size_t a_size = nn_dgemm_a_size(M, K), per_thread = nn_dgemm_b_size();
+    double *buf = dgemm_scratch(a_size + (size_t)threads * per_thread);
+    if (!buf) return 0;
+    const int mr = nn_dgemm_mr(), np = (M + mr - 1) / mr, par = nt > 1 && threads > 1;
+    #pragma omp parallel num_threads(threads) if (par)
+    {
+        #pragma omp for schedule(static)
+        for (int p = 0; p < np; p++) nn_dgemm_pack_a(tA, M, K, A, lda, buf, p, p + 1);
+#ifdef _OPENMP
+        double *pack = buf + a_size + (size_t)omp_get_thread_num() * per_thread;
+#else
+        double *pack = buf + a_size;
+#endif
+        #pragma omp for schedule(static)
+        for (int t = 0; t < nt; t++) {
+            const int j0 = (t / nm) * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;
+            const int i0 = (t % nm) * PANEL, mb = nm == 1 ? M : (M - i0 < PANEL ? M - i0 : PANEL);
+            nn_dgemm_tile(buf, M, i0, tB, mb, nb, K, tB ? B + j0 : B + (size_t)j0 * ldb, ldb,
+                          C + (size_t)j0 * ldc + i0, ldc, pack, beta == 1.0);
+        }
+    }
+    return 1;
 }
 
 /* rows x cols block of a column-major double matrix (leading dimension ld) to packed floats */
@@ -138,6 +187,10 @@ void nn_gemm(const nn_ctx *cx, const char *ta, const char *tb, int M, int N, int
     if (mode && K > 0 && (mode == 2 || (double)M * N * K >= SINGLE_MIN))
         buf = gemm_scratch(MK + NK + (size_t)M * N + a_size + (size_t)threads * per_thread);
     if (!buf) {  /* float64, or no memory for the float copies: dgemm on the same tiles */
+        if (cx->own_dkernel && alpha == 1.0 && (beta == 0.0 || beta == 1.0) && K > 0 &&
+            M >= nn_dgemm_mr() && (double)M * N * K >= DOUBLE_MIN &&
+            own_dgemm(threads, tA, tB, M, N, K, A, lda, B, ldb, beta, C, ldc, nm, nt))
+            return;
         #pragma omp parallel for num_threads(threads) if (par) schedule(static)
         for (int t = 0; t < nt; t++) {
             const int j0 = (t / nm) * PANEL, nb = N - j0 < PANEL ? N - j0 : PANEL;

@@ -9,12 +9,12 @@ enum { ACT_RELU = 0, ACT_TANH = 1, ACT_GELU = 2 };
 /* The compute settings of one call, passed down to every product (the core keeps no such
  * state): the precision (0 float64, 1 float32, 2 float32 through nbi's kernel even where
  * sgemm exists: for tests), whether float32 products use nbi's kernel (nn_ctx_make decides
- * from the CPU and NBI_SGEMM), the threads the products' tiles spread over (the BLAS runs on
+ * from the CPU and NBI_SGEMM) and whether float64 ones do (the CPU and NBI_DGEMM), the threads the products' tiles spread over (the BLAS runs on
  * one), and optionally a float copy `mirror` of the weights at mirror_of[0 .. mirror_n - 1]
  * that the caller keeps equal to them (training's Adam does): float32 products read operands
  * inside that array from it instead of converting them. */
 typedef struct {
-    int precision, own_kernel, threads;
+    int precision, own_kernel, own_dkernel, threads;
     const double *mirror_of;
     const float *mirror;
     size_t mirror_n;
@@ -40,6 +40,7 @@ void nn_gemm(const nn_ctx *cx, const char *ta, const char *tb, int M, int N, int
              const double *A, int lda, const double *B, int ldb, double beta, double *C, int ldc);
 int nn_have_sgemm(void);
 int nn_sgemm_own(int mode);  /* whether float32 products (mode 1 or 2) use nbi's kernel */
+int nn_dgemm_own(void);      /* whether float64 products use nbi's kernel */
 void nn_free_scratch(void);
 /* nbi's single-precision product (nn/sgemm.c), column-major, tA/tB 0 or 1: op(A) (M x K)
  * packed whole into ap (nn_sgemm_a_size floats; panels p0 .. p1 - 1 of nn_sgemm_mr rows per
@@ -53,6 +54,13 @@ size_t nn_sgemm_b_size(void);
 void nn_sgemm_pack_a(int tA, int M, int K, const float *A, int lda, float *ap, int p0, int p1);
 void nn_sgemm_tile(const float *ap, int M_all, int i0, int tB, int M, int N, int K,
                    const float *B, int ldb, float *c, int ldc, float *bp);
+/* the same in double (nn/dgemm.c); the tile is added to what c holds when acc */
+int nn_dgemm_mr(void);
+size_t nn_dgemm_a_size(int M, int K);
+size_t nn_dgemm_b_size(void);
+void nn_dgemm_pack_a(int tA, int M, int K, const double *A, int lda, double *ap, int p0, int p1);
+void nn_dgemm_tile(const double *ap, int M_all, int i0, int tB, int M, int N, int K,
+                   const double *B, int ldb, double *c, int ldc, double *bp, int acc);
 
 void linear_forward(const nn_ctx *cx, double *out, const double *in, const double *w, const double *bias,
                     int B, int C, int OC);

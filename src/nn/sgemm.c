@@ -10,12 +10,14 @@
 #include "nn/vmath.h"
 
 #define SGEMM_KC 256  /* steps of k per packed block: op(A)'s panels stay in L2 */
+#define SG_T float
+#define SG_KC SGEMM_KC
 
 #define VW 4
 #define NR 6
 #define SG(name) name##_base
 #define SG_ATTR
-#include "nn/sgemm_tile.h"
+#include "nn/gemm_tile.h"
 #undef VW
 #undef NR
 #undef SG
@@ -26,7 +28,7 @@
 #define NR 6
 #define SG(name) name##_avx2
 #define SG_ATTR VM_AVX2
-#include "nn/sgemm_tile.h"
+#include "nn/gemm_tile.h"
 #undef VW
 #undef NR
 #undef SG
@@ -36,7 +38,7 @@
 #define NR 12
 #define SG(name) name##_avx512
 #define SG_ATTR VM_AVX512
-#include "nn/sgemm_tile.h"
+#include "nn/gemm_tile.h"
 #undef VW
 #undef NR
 #undef SG
@@ -45,7 +47,7 @@
 
 typedef void (*pack_fn)(float *, const float *, int, int, int, int, int, int);
 typedef void (*tile_fn)(const float *, int, int, int, int, int, int, const float *, int,
-                        float *, int, float *);
+                        float *, int, float *, int);
 #ifdef VM_DISPATCH
 static const pack_fn pack_fns[3] = {pack_a_all_base, pack_a_all_avx2, pack_a_all_avx512};
 static const tile_fn tile_fns[3] = {tile_base, tile_avx2, tile_avx512};
@@ -84,5 +86,5 @@ void nn_sgemm_tile(const float *ap, int M_all, int i0, int tB, int M, int N, int
     }
     const int isa = nn_sgemm_isa(), mr = mr_of[isa];
     tile_fns[isa](line_up((float *)ap), (M_all + mr - 1) / mr, i0 / mr, tB, M, N, K, B, ldb, c,
-                  ldc, line_up(bp));
+                  ldc, line_up(bp), 0);
 }

@@ -161,6 +161,7 @@ test_that("precision is checked and old engines without it compute in float64", 
                      1, 1L), "precision")
   expect_type(.Call(C_r_have_sgemm), "logical")
   expect_true(.Call(C_r_sgemm_kernel) %in% c("nbi base", "nbi avx2", "nbi avx512", "blas sgemm"))
+  expect_true(.Call(C_r_dgemm_kernel) %in% c("nbi base", "nbi avx2", "nbi avx512", "blas dgemm"))
 })
 
 test_that("matrix products in tiles agree with R's for every transpose, precision and thread count", {
@@ -176,17 +177,27 @@ test_that("matrix products in tiles agree with R's for every transpose, precisio
     c0 <- matrix(rnorm(M * N), M, N)
     ref <- 0.7 * ((if (ta) t(a) else a) %*% (if (tb) t(b) else b)) + 0.3 * c0
     tol <- 1e-4 * max(1, sqrt(K / 70))  # float32 rounding grows like sqrt(K)
-    for (mode in 0:2) {
-      r1 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, 1L, 0L)
+    # modes: 0 float64 (nbi's kernel or dgemm, as the CPU chooses), 1 float32, 2 float32 by
+    # nbi's kernel, 3 float64 by nbi's kernel, 4 float64 by dgemm; float64 by nbi's kernel
+    # needs alpha 1 and beta 0 or 1 (else dgemm), so modes 3 and 4 also run with those
+    for (mode in 0:4) {
+      co <- if (mode >= 3) c(1, 1) else c(0.7, 0.3)
+      ref_m <- if (mode >= 3) ref / 0.7 - 0.3 * c0 / 0.7 + c0 else ref
+      r1 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), co, mode, 1L, 0L)
       # float32 products of 70 standard normals: rounding of order 1e-6 relative
-      expect_lt(max(abs(r1 - ref)), if (mode == 0) 1e-12 else tol)
+      expect_lt(max(abs(r1 - ref_m)), if (mode %in% c(0, 3, 4)) 1e-12 * max(1, K / 70) else tol)
+      if (mode >= 3) {
+        r0 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(1, 0), mode, 1L, 0L)
+        expect_lt(max(abs(r0 - (ref_m - c0))), 1e-12 * max(1, K / 70))
+        for (th in 2:3) expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(1, 0), mode, th, 0L), r0)
+      }
       for (th in 2:3)
-        expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, th, 0L), r1)
+        expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), co, mode, th, 0L), r1)
       # operands read from a registered float copy (training's weights): the same numbers,
       # so identical results; a copy holding other values changes the float32 products
       # (both operands doubled: 4 x the product), so the copy is really what is read
-      expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, 2L, 1L), r1)
-      r2 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), c(0.7, 0.3), mode, 2L, 2L)
+      expect_identical(.Call(C_r_nn_gemm, a, b, c0, c(ta, tb), co, mode, 2L, 1L), r1)
+      r2 <- .Call(C_r_nn_gemm, a, b, c0, c(ta, tb), co, mode, 2L, 2L)
       in_float <- mode == 2 || (mode == 1 && M * N * K >= 64^3)  # smaller ones stay double
       if (!in_float) expect_identical(r2, r1)
       else expect_lt(max(abs(r2 - (4 * (ref - 0.3 * c0) + 0.3 * c0))), 4 * tol)
