@@ -224,6 +224,7 @@ adaptive_proposals <- function(object, items, enc, state, obs, sizes, round, thr
                                      enc$x[, obs[f][sel], drop = FALSE], as.integer(nq),
                                      derive_seed(keys[f][sel], round, 1), as.numeric(temper),
                                      threads))
+    z <- shift_z(z, enc, rep(obs[f][sel], each = nq))
     th <- t(z * m$theta_sd + m$theta_mean)
     lq <- attr(z, "log_prob") - log_jac
     for (j in seq_along(sel)) {
@@ -245,7 +246,7 @@ adaptive_proposals <- function(object, items, enc, state, obs, sizes, round, thr
   need_q <- lapply(parts, function(p) p$theta[!p$from_q[p$inside], , drop = FALSE])
   nq_counts <- vapply(need_q, nrow, integer(1))
   if (sum(nq_counts) > 0) {
-    zq <- t(to_z(do.call(rbind, need_q)))
+    zq <- shift_z(t(to_z(do.call(rbind, need_q))), enc, rep(obs[f], nq_counts), -1)
     lq_all <- with_blas_threads(1L, .Call(C_r_model_log_prob_obs, enc$spec, m$params,
                                           enc$x[, obs[f], drop = FALSE], zq, nq_counts,
                                           as.numeric(temper), threads)) - log_jac

@@ -110,8 +110,9 @@ encode_obs <- function(object, items) {
     return(list(spec = spec_with_precision(m$spec, object), x = encode_input(x, m$x_scale, f)))
   }
   rows <- set_rows(items)
+  rel <- if (is_ts_featurizer(f)) ts_relative(items, NULL, m$x_scale$ref) else list(x = items)
   list(spec = spec_with_precision(spec_for_rows(m$spec, rows), object),
-       x = encode_input(items, m$x_scale, f, rows))
+       x = encode_input(rel$x, m$x_scale, f, rows), shift = ts_shift(rel$r, m$x_scale$ref, m))
 }
 
 # Simulator outputs as an n x p numeric matrix (vector observations).

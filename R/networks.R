@@ -138,11 +138,15 @@ print.nbi_flow <- function(x, ...) {
 #' @export
 print.nbi_featurizer <- function(x, ...) {
   if (x$type == "identity") cat("<nbi featurizer: identity>\n")
-  else if (x$type == "timeseries")
+  else if (x$type == "timeseries") {
     cat(sprintf("<nbi featurizer: time series, %d-layer MLP (%d) per epoch -> %d, %s pooling (%d queries, %d heads), %d time frequencies%s -> %d>\n",
                 x$layers, x$hidden, x$d_model,
                 if (x$pool == "mean") "mean" else "attention + mean", x$queries, x$heads,
                 x$n_freq, if (x$bands > 1) sprintf(", %d bands", x$bands) else "", x$dim_out))
+    if (!is.null(x$time_params))
+      cat(sprintf("  time parameters %s, read relative to each curve's peak (%s value)\n",
+                  paste(x$time_params, collapse = ", "), x$peak))
+  }
   else if (x$type == "set_transformer")
     cat(sprintf("<nbi featurizer: set transformer, %d tokens x %d value(s), d_model %d, %d heads, %d layers -> %d>\n",
                 x$n_tokens, x$n_values, x$d_model, x$heads, x$layers, x$dim_out))

@@ -206,6 +206,7 @@ nbi_log_prob <- function(object, theta, x_obs, threads = NULL) {
   m <- object$model
   z <- t(standardise(theta, list(mean = m$theta_mean, sd = m$theta_sd)))
   enc <- encode_obs(object, obs$items)
+  z <- shift_z(z, enc, if (length(obs$items) == 1) rep(1L, ncol(z)) else seq_len(ncol(z)), -1)
   with_blas_threads(1L, .Call(C_r_model_log_prob, enc$spec, m$params, enc$x, z, 1, threads)) -
     sum(log(m$theta_sd))
 }
@@ -286,6 +287,7 @@ sample_in_support <- function(object, items, n, threads, temper = 1, keys = NULL
       z <- with_blas_threads(1L, .Call(C_r_model_sample, enc$spec, m$params,
                                             xs[, sel, drop = FALSE], k, seed,
                                             as.numeric(temper), threads))
+      z <- shift_z(z, enc, rep(sel, each = k))
       dr <- draws_theta(object$prior, m, z, k)
       for (j in seq_along(sel)) {
         i <- sel[j]

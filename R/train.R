@@ -118,13 +118,23 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
                               if (lists) "value columns" else "values")
   x_train_raw <- take_obs(x, it)
   th_train_raw <- theta[it, , drop = FALSE]
-  drawn <- apply_noise(noise, x_train_raw, th_train_raw, f, object$prior)
+  m <- object$model
+  # time parameters: curves and parameters relative to each curve's own peak epoch
+  ref <- if (warm) m$x_scale$ref else ts_reference_spec(f, object$prior)
+  noisy <- function(x, th) {
+    d <- apply_noise(noise, x, th, f, object$prior)
+    rel <- ts_relative(d$x, d$theta, ref)
+    d$x <- rel$x
+    d$theta <- rel$theta
+    d
+  }
+  drawn <- noisy(x_train_raw, th_train_raw)
   xn_train <- drawn$x
   th_train <- drawn$theta
   n_cut <- drawn$n_cut
   rows <- if (lists) set_rows(x) else NULL
-  m <- object$model
   xs <- if (rescale) fit_input_scale(xn_train, f) else m$x_scale
+  if (rescale && !is.null(ref)) xs$ref <- ref
   width <- if (ts) xs$width else NULL
   n_in <- if (ts) 1L + rows * width else if (lists) rows * (f$n_values + 1L) else ncol(xn_train)
   if (warm) {
@@ -143,13 +153,13 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   x_train_std <- encode(if (c_noise) x_train_raw else xn_train)
   th_train_std <- t(standardise(if (c_noise) th_train_raw else th_train, ts_))
   prepare <- if (!is.null(noise) && !c_noise) function(epoch) {
-    d <- apply_noise(noise, x_train_raw, th_train_raw, f, object$prior)
+    d <- noisy(x_train_raw, th_train_raw)
     n_cut <<- n_cut + d$n_cut
     list(encode(d$x), t(standardise(d$theta, ts_)))
   } else NULL
   x_valid_std <- th_valid_std <- NULL
   if (n_valid > 0) {
-    dv <- apply_noise(noise, take_obs(x, iv), theta[iv, , drop = FALSE], f, object$prior)
+    dv <- noisy(take_obs(x, iv), theta[iv, , drop = FALSE])
     n_cut <- n_cut + dv$n_cut
     x_valid_std <- encode(dv$x)
     th_valid_std <- t(standardise(dv$theta, ts_))

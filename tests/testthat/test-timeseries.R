@@ -197,3 +197,91 @@ test_that("curves of 3 to 40 epochs: the fitted posterior has the analytic mean 
     expect_lt(abs(q$sd / p$sd - 1), 0.06)
   }
 })
+
+# a bump of width 5 at t0, values with error 0.25, on 30 to 60 epochs in [0, 100]
+bump_sim <- function(theta) {
+  n <- sample(30:60, 1)
+  t <- sort(stats::runif(n, 0, 100))
+  cbind(t = t, value = exp(-0.5 * ((t - theta[["t0"]]) / 5)^2) + 0.25 * stats::rnorm(n),
+        error = 0.25)
+}
+bump_log_lik <- function(x_obs, x_sim, theta, x_err)
+  sum(stats::dnorm(x_obs[, 2], exp(-0.5 * ((x_obs[, 1] - theta[["t0"]]) / 5)^2), x_obs[, 3],
+                   log = TRUE))
+bump_engine <- function(time_params = "t0")
+  nbi_engine(bump_sim, nbi_prior(t0 = prior_uniform(20, 80), a = prior_normal(0, 1)),
+             featurizer = featurizer_timeseries(d_model = 16, hidden = 32, queries = 2,
+                                                n_freq = 4, dim_out = 16,
+                                                time_params = time_params),
+             flow = flow_maf(blocks = 3, hidden = 32, mixture = 2),
+             log_likelihood = function(x_obs, x_sim, theta, x_err)
+               bump_log_lik(x_obs, x_sim, theta, x_err) + stats::dnorm(theta[["a"]], log = TRUE),
+             simulate_for_likelihood = FALSE)
+
+test_that("time parameters: a curve's reference epoch is its peak inside the prior's window", {
+  ref <- list(index = 1L, window = c(20, 80), peak = "max", width = 15)
+  s <- cbind(t = c(2, 5, 10, 28, 30, 31, 32, 34, 50, 85, 90, 95),
+             value = c(9, 9, 0, 0, 1, 3, 2.5, 0.5, 0, 0, 9, 9))
+  expect_equal(nbi:::ts_reference(s, ref), 31)               # the 9s lie outside
+  expect_equal(nbi:::ts_reference(s[12:1, ], ref), 31)       # row order does not matter
+  s2 <- s
+  s2[9, 2] <- 50                                             # one outlier: the running median
+  expect_equal(nbi:::ts_reference(s2, ref), 31)
+  expect_equal(nbi:::ts_reference(cbind(c(1, 2, 3), c(1, 0, 1)), ref), 1)  # none inside: all
+  expect_equal(nbi:::ts_reference(s, modifyList(ref, list(peak = "min"))), 28)
+  rel <- nbi:::ts_relative(list(s), cbind(t0 = 33, a = 1), ref)
+  expect_equal(rel$x[[1]][, 1], asinh((s[, 1] - 31) / 15))
+  expect_equal(unname(rel$theta[1, ]), c(2, 1))
+  expect_error(nbi_engine(bump_sim, nbi_prior(t0 = prior_uniform(20, 80)),
+                          featurizer = featurizer_timeseries(time_params = "tE")),
+               "`time_params`: `tE` not among the prior's parameters")
+  expect_error(featurizer_timeseries(time_params = 1), "`time_params` must be NULL")
+  expect_error(featurizer_timeseries(peak = "top"), "`peak` must be")
+  expect_output(print(featurizer_timeseries(time_params = "t0", peak = "min")),
+                "time parameters t0, read relative to each curve's peak \\(min value\\)")
+})
+
+test_that("time parameters: a shifted curve's density is the shifted density, draws agree with it", {
+  skip_on_cran()
+  eng <- fit(bump_engine(), n_sims = 300, n_epochs = 2, seed = 1, threads = 1, verbose = FALSE)
+  expect_equal(eng$model$x_scale$ref$index, 1L)
+  s <- with_seed(3, bump_sim(c(t0 = 50, a = 0)))
+  th <- cbind(t0 = c(48, 50, 52.5), a = c(-1, 0, 0.5))
+  lp <- nbi_log_prob(eng, th, s)
+  moved <- s
+  moved[, 1] <- moved[, 1] + 7.25
+  th2 <- th
+  th2[, "t0"] <- th2[, "t0"] + 7.25
+  expect_equal(nbi_log_prob(eng, th2, moved), lp, tolerance = 1e-8)
+  # without the time parameter the density does not move with the curve
+  eng0 <- fit(bump_engine(NULL), n_sims = 300, n_epochs = 2, seed = 1, threads = 1, verbose = FALSE)
+  expect_gt(max(abs(nbi_log_prob(eng0, th2, moved) - nbi_log_prob(eng0, th, s))), 1e-3)
+  # the draws' log-densities are the model's density at the draws, in the prior's frame
+  p <- predict(eng, s, n_samples = 200, importance = FALSE, seed = 4)
+  expect_equal(p$log_q, nbi_log_prob(eng, p$theta, s), tolerance = 1e-6)
+  # one call for several curves: each with its own reference
+  pl <- predict(eng, list(s, moved), n_samples = 200, importance = FALSE, seed = 4)
+  expect_equal(pl[[2]]$log_q, nbi_log_prob(eng, pl[[2]]$theta, moved), tolerance = 1e-6)
+  expect_equal(nbi_log_prob(eng, rbind(pl[[1]]$theta[1, ], pl[[2]]$theta[1, ]), list(s, moved)),
+               c(pl[[1]]$log_q[1], pl[[2]]$log_q[1]), tolerance = 1e-6)
+})
+
+test_that("time parameters: the posterior of a bump's time matches the quadrature", {
+  skip_on_cran()
+  eng <- fit(bump_engine(), n_sims = 4000, n_epochs = 30, seed = 1, threads = 2, verbose = FALSE)
+  s <- with_seed(5, bump_sim(c(t0 = 61.3, a = 0)))
+  grid <- seq(20, 80, length.out = 24001)
+  ll <- vapply(grid, function(g) bump_log_lik(s, NULL, c(t0 = g), NULL), 0)
+  w <- exp(ll - max(ll))
+  w <- w / sum(w)
+  q_mean <- sum(w * grid)
+  q_sd <- sqrt(sum(w * (grid - q_mean)^2))
+  sur <- summary(predict(eng, s, n_samples = 4000, importance = FALSE, seed = 2))
+  expect_lt(abs(sur$mean[1] - q_mean) / q_sd, 0.5)
+  expect_lt(sur$sd[1] / q_sd, 1.5)
+  post <- predict(eng, s, n_samples = 4000, seed = 2)
+  ws <- summary(post)
+  expect_gt(post$n_eff, 1000)
+  expect_lt(abs(ws$mean[1] - q_mean) / q_sd, 0.1)
+  expect_lt(abs(ws$sd[1] / q_sd - 1), 0.1)
+})
