@@ -50,14 +50,17 @@
 #' @param vectorized whether `simulator` takes a matrix of parameters.
 #' @param workdir folder where simulations are stored as they are produced (default: a new
 #'   folder under [tempdir()]).
-#' @param precision `"float64"` or `"float32"`: the precision of the networks' matrix
-#'   products in training, sampling and log-densities. Parameters, accumulated gradients
-#'   and everything outside the products stay in double precision; `"float32"` multiplies
-#'   with nbi's own packed kernel on CPUs with AVX-512, otherwise through the BLAS's
-#'   `sgemm` when it has one (checked at install time), and is two to three times as fast
-#'   on large networks, with log-densities that agree with `"float64"` to
-#'   about 1e-5. Change it on a fitted engine with `engine$precision <- "float64"`. The
-#'   default can be set for a session with `options(nbi.precision = "float32")`.
+#' @param precision `"float32"` (the default) or `"float64"`: the precision of the networks'
+#'   matrix products in training, sampling and log-densities. Parameters, accumulated
+#'   gradients and everything outside the products stay in double precision. `"float32"`
+#'   multiplies with nbi's own packed kernel on CPUs with AVX-512, otherwise through the
+#'   BLAS's `sgemm` when it has one (checked at install time); it is up
+#'   to three times as fast on large networks, with log-densities that agree with
+#'   `"float64"` to about 1e-5, and it changed no C2ST of the accuracy benchmark beyond the
+#'   spread between two seeds (`bench/RESULTS.md`). Importance weights are computed in
+#'   double precision from the exact likelihood either way. Change it on a fitted engine
+#'   with `engine$precision <- "float64"`; set the default for a session with
+#'   `options(nbi.precision = "float64")`.
 #' @return An object of class `nbi_engine`.
 #' @examples
 #' sim <- function(theta) theta[["mu"]] + stats::rnorm(5)
@@ -67,7 +70,7 @@
 #' @export
 nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flow = flow_maf(),
                        noise = NULL, log_likelihood = NULL, vectorized = FALSE,
-                       workdir = NULL, precision = getOption("nbi.precision", "float64"),
+                       workdir = NULL, precision = getOption("nbi.precision", "float32"),
                        simulate_for_likelihood = TRUE) {
   if (!is.function(simulator))
     stop("`simulator` must be a function(theta) returning one observation", call. = FALSE)
@@ -89,6 +92,7 @@ nbi_engine <- function(simulator, prior, featurizer = featurizer_identity(), flo
     stop("`simulate_for_likelihood = FALSE` needs a `log_likelihood` that works from theta alone",
          call. = FALSE)
   precision <- check_precision(precision)
+  ts_reference_spec(featurizer, prior)  # time parameters must be the prior's
   if (is.null(workdir)) workdir <- tempfile("nbi-")
   if (!is.character(workdir) || length(workdir) != 1 || is.na(workdir) || !nzchar(workdir))
     stop("`workdir` must be a single folder path", call. = FALSE)
@@ -107,7 +111,8 @@ print.nbi_engine <- function(x, ...) {
   cat("  flow       : "); print(x$flow)
   cat(sprintf("  noise      : %s\n", if (is.null(x$noise)) "none" else if (is.function(x$noise))
     "function" else paste("Gaussian, sd", paste(format(utils::head(x$noise, 3)), collapse = ", "))))
-  if (identical(x$precision, "float32")) cat("  precision  : float32 matrix products\n")
+  cat(sprintf("  precision  : %s matrix products\n",
+              if (is.null(x$precision)) "float64" else x$precision))
   if (is.null(x$model)) {
     cat("  not fitted: call fit(engine, n_sims = ...)\n")
   } else {

@@ -1,9 +1,9 @@
 library(testthat)
 library(nbi)
 
-# Run every test twice: with the networks' matrix products in float64 (the default), then
-# with options(nbi.precision = "float32") (engines created by nbi_engine() then compute in
-# float32; gradient checks and layer tests build float64 models directly, so they repeat
+# Run every test twice: with options(nbi.precision = "float64") (engines created by
+# nbi_engine() then compute their products in float64, the option), then in float32 (the
+# default since 0.3.0; gradient checks and layer tests build float64 models directly, so they repeat
 # unchanged). Keep the results even when some fail, and leave them where .ci/run reads
 # them: testthat-results.csv in this directory (nbi.Rcheck/tests/ under R CMD check).
 run <- function(precision) {
