@@ -478,6 +478,6 @@ test_that("fuzz: every registered entry point was covered", {
                "r_obs_keys", "r_model_log_prob_obs", "r_model_features", "r_model_train_work",
                "r_tmix_fit",
                "r_tmix_sample", "r_tmix_log_density",
-               "r_have_sgemm", "r_sgemm_kernel", "r_flow_block_kinds")  # no arguments to corrupt
+               "r_have_sgemm", "r_sgemm_kernel", "r_dgemm_kernel", "r_flow_block_kinds")  # no arguments to corrupt
   expect_setequal(entries, covered)
 })
