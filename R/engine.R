@@ -111,8 +111,7 @@ print.nbi_engine <- function(x, ...) {
   cat("  flow       : "); print(x$flow)
   cat(sprintf("  noise      : %s\n", if (is.null(x$noise)) "none" else if (is.function(x$noise))
     "function" else paste("Gaussian, sd", paste(format(utils::head(x$noise, 3)), collapse = ", "))))
-  cat(sprintf("  precision  : %s matrix products\n",
-              if (is.null(x$precision)) "float64" else x$precision))
+  cat(sprintf("  precision  : %s matrix products\n", engine_precision(x)))
   if (is.null(x$model)) {
     cat("  not fitted: call fit(engine, n_sims = ...)\n")
   } else {
@@ -142,9 +141,14 @@ check_precision <- function(precision) {
 # The C-level spec with the engine's compute precision (engines saved before the option
 # existed compute in float64).
 spec_with_precision <- function(spec, object) {
-  p <- object$precision
-  spec$precision <- if (is.null(p)) "float64" else check_precision(p)
+  spec$precision <- engine_precision(object)
   spec
+}
+
+# The engine's compute precision (engines saved before the option existed: float64).
+engine_precision <- function(object) {
+  p <- object$precision
+  if (is.null(p)) "float64" else check_precision(p)
 }
 
 #' Training history of an engine

@@ -235,7 +235,7 @@ void nn_gemm(const nn_ctx *cx, const char *ta, const char *tb, int M, int N, int
             float *cj = c + (size_t)j0 * M + i0;
             const float *bpn = tB ? bx + j0 : bx + (size_t)j0 * ldx;
             if (kernel) {
-                nn_sgemm_tile(apk, M, i0, tB, mb, nb, K, bpn, ldx, cj, M, pack);
+                nn_sgemm_tile(apk, M, i0, tB, mb, nb, K, bpn, ldx, cj, M, pack, 0);
             } else {
 #ifdef NBI_HAVE_SGEMM
                 const float one = 1.0f, zero = 0.0f;

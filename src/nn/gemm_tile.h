@@ -3,9 +3,10 @@
  * panels of MR = 2 VW rows and op(B) in panels of NR columns, each k-major, for blocks of
  * KC steps of k; an MR x NR block of c lives in 2 NR vector registers while k runs. Edge
  * panels are padded with zeros, so every block runs the same loop. Included by sgemm.c
- * (float) and dgemm.c (double) once per instruction set: SG_T the element type, VW elements
- * per vector, NR, SG(name) names this instance, SG_ATTR its target attribute, SG_KC the k
- * block. Each output is the same chain of multiply-adds over k in any tile. */
+ * (float) and dgemm.c (double), through gemm_kernels.h, once per instruction set: SG_T the
+ * element type, VW elements per vector, NR, SG(name) names this instance, SG_ATTR its target
+ * attribute, SG_KC the k block. Each output is the same chain of multiply-adds over k in
+ * any tile. */
 
 typedef SG_T SG(vec) __attribute__((vector_size(VW * sizeof(SG_T))));
 enum { SG(MR) = 2 * VW };

@@ -53,8 +53,8 @@ size_t nn_sgemm_a_size(int M, int K);
 size_t nn_sgemm_b_size(void);
 void nn_sgemm_pack_a(int tA, int M, int K, const float *A, int lda, float *ap, int p0, int p1);
 void nn_sgemm_tile(const float *ap, int M_all, int i0, int tB, int M, int N, int K,
-                   const float *B, int ldb, float *c, int ldc, float *bp);
-/* the same in double (nn/dgemm.c); the tile is added to what c holds when acc */
+                   const float *B, int ldb, float *c, int ldc, float *bp, int acc);
+/* the same in double (nn/dgemm.c); in both, the tile is added to what c holds when acc */
 int nn_dgemm_mr(void);
 size_t nn_dgemm_a_size(int M, int K);
 size_t nn_dgemm_b_size(void);
