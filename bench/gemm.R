@@ -24,8 +24,6 @@ cat(sprintf("nbi %s | %s | CPU: %s | vector ISA: %s%s\n", utils::packageVersion(
 cat(sprintf("BLAS: %s%s\n", extSoftVersion()[["BLAS"]],
             if (nzchar(Sys.getenv("OPENBLAS_CORETYPE")))
               sprintf(" (OPENBLAS_CORETYPE=%s)", Sys.getenv("OPENBLAS_CORETYPE")) else ""))
-cat(sprintf("default kernels here: float64 %s, float32 %s\n\n", .Call(nbi:::C_r_dgemm_kernel),
-            .Call(nbi:::C_r_sgemm_kernel)))
 shapes <- list(
   list(s = c(512, 256, 256), t = c(0L, 1L), what = "MAF hidden layer, forward"),
   list(s = c(256, 256, 512), t = c(1L, 0L), what = "MAF hidden layer, weight gradient"),
@@ -35,16 +33,20 @@ shapes <- list(
   list(s = c(1024, 1024, 1024), t = c(0L, 0L), what = "1024^3"))
 if (smoke) shapes <- shapes[c(1, 4)]
 has_sgemm <- .Call(nbi:::C_r_have_sgemm)
+default_kernels <- sprintf("float64 %s, float32 %s", .Call(nbi:::C_r_dgemm_kernel),
+                           .Call(nbi:::C_r_sgemm_kernel))
+# from here float32 mode 1 is the BLAS's sgemm (nn_ctx_make reads NBI_SGEMM at every call);
+# modes 2 and 3 force nbi's kernels, mode 4 the BLAS's dgemm
+Sys.setenv(NBI_SGEMM = "blas")
+cat(sprintf("default kernels here: %s\n\n", default_kernels))
 rows <- list()
 for (sh in shapes) for (th in 1:2) {
-  g <- function(mode, env = NULL) {
-    if (!is.null(env)) { old <- Sys.getenv("NBI_SGEMM"); Sys.setenv(NBI_SGEMM = env)
-                         on.exit(if (nzchar(old)) Sys.setenv(NBI_SGEMM = old) else Sys.unsetenv("NBI_SGEMM")) }
-    product_gflops(threads = th, reps = reps, seconds = seconds, mode = mode, shape = sh$s,
-                   trans = sh$t)
-  }
-  d_own <- g(3L); d_blas <- g(4L)
-  s_own <- g(2L); s_blas <- if (has_sgemm) g(1L, "blas") else NA
+  g <- function(mode) product_gflops(threads = th, reps = reps, seconds = seconds, mode = mode,
+                                     shape = sh$s, trans = sh$t)
+  d_own <- g(3L)
+  d_blas <- g(4L)
+  s_own <- g(2L)
+  s_blas <- if (has_sgemm) g(1L) else NA  # mode 1 with NBI_SGEMM=blas (set above)
   rows[[length(rows) + 1]] <- data.frame(
     shape = sprintf("%d x %d x %d%s", sh$s[1], sh$s[2], sh$s[3], if (sh$t[1]) " (A')" else ""),
     what = sh$what, thr = th, f64_nbi = d_own, f64_blas = d_blas, f64_ratio = d_own / d_blas,

@@ -13,20 +13,19 @@ cpu_info <- local({
   list(model = if (is.na(field("model name"))) "unknown" else field("model name"), isa = isa)
 })
 
-# GFLOP/s of n x n x n products through nbi's C core (nn_gemm, as training calls it) at
-# `threads` threads: float64 (mode 0) or float32 (mode 1); the best of `reps` timings of
-# calls repeated for at least `seconds` each
-# (mode, as r_nn_gemm takes it, overrides: 2 float32 and 3 float64 by nbi's kernel, 4 float64
-# by the BLAS); m x n x k shapes with `shape`, op(A) transposed with `trans`
+# GFLOP/s of M x N x K products (`shape`; n x n x n by default) through nbi's C core
+# (nn_gemm, as training calls it) at `threads` threads: float64 (mode 0) or float32 (mode 1),
+# or any mode r_nn_gemm takes (2 float32 and 3 float64 by nbi's kernel, 4 float64 by the
+# BLAS); op(A) and op(B) transposed as `trans` says. The best of `reps` timings of calls
+# repeated for at least `seconds` each.
 product_gflops <- function(precision = c("float64", "float32"), threads = 1L, n = 1024L,
                            reps = 3L, seconds = 0.2, mode = NULL, shape = c(n, n, n),
                            trans = c(0L, 0L)) {
   if (is.null(mode)) mode <- if (match.arg(precision) == "float32") 1L else 0L
-  a <- if (trans[1]) matrix(stats::rnorm(shape[1] * shape[3]), shape[3]) else
-    matrix(stats::rnorm(shape[1] * shape[3]), shape[1])
-  b <- if (trans[2]) matrix(stats::rnorm(shape[2] * shape[3]), shape[2]) else
-    matrix(stats::rnorm(shape[2] * shape[3]), shape[3])
-  c0 <- matrix(0, shape[1], shape[2])
+  M <- shape[1]; N <- shape[2]; K <- shape[3]
+  a <- matrix(stats::rnorm(M * K), if (trans[1]) K else M)
+  b <- matrix(stats::rnorm(K * N), if (trans[2]) N else K)
+  c0 <- matrix(0, M, N)
   # the BLAS on one thread, as nbi runs it (its tiles spread over nbi's own threads)
   old <- .Call(nbi:::C_r_blas_threads, 1L)
   if (!is.na(old)) on.exit(.Call(nbi:::C_r_blas_threads, old), add = TRUE)
