@@ -70,12 +70,12 @@
 #'   resolution at the peak. The network learns the posterior of theta - r for the time
 #'   parameters (the reference is a function of the observation, so this is the same
 #'   posterior, moved). `predict()` adds r back: draws, densities and importance weights
-#'   are in the parameters as the prior gives them. The network does not see where the
-#'   prior's window lies relative to r, and draws outside the prior are redrawn. In a pilot
-#'   on the model of `vignette("survey-light-curves")` (10,000 simulations), this halved
-#'   the surrogate's t0 width on the real event, but its t0 intervals on held-out events
-#'   covered less often than nominal (49% within 1 sd). Check it with [nbi_coverage()], or
-#'   rely on importance weights.
+#'   are in the parameters as the prior gives them. The network also reads where r lies in
+#'   the prior's window (from -1 at its start to 1 at its end), next to the pooled epochs:
+#'   for a curve whose peak is only noise, t0 may be anywhere in the window, not anywhere
+#'   around r, and without that input such curves got posteriors centred on their noise
+#'   peak, too narrow (models fitted before 0.3.0 lack it). Draws outside the prior are
+#'   redrawn. Check the calibration with [nbi_coverage()], or rely on importance weights.
 #' @return An object of class `nbi_featurizer`.
 #' @seealso `vignette("survey-light-curves", package = "nbi")`
 #' @examples
@@ -195,11 +195,15 @@ ts_freqs <- function(x, scale, n_freq) {
   exp(seq(log(1 / (2 * span)), log(1 / (2 * dt)), length.out = n_freq))
 }
 
-# The n_in x n matrix the C core reads: per curve its row count, then `rows` rows of width
-# columns (standardised; rows beyond the count are zeros and never read).
+# The n_in x n matrix the C core reads: per curve its row count, its extras (where its
+# reference epoch lies in the prior's window, with time parameters), then `rows` rows of
+# width columns (standardised; rows beyond the count are zeros and never read).
 ts_encode <- function(x, scale, featurizer, rows, width) {
   has_err <- ts_has_error(featurizer, width)
+  n_extra <- ts_n_extra(scale$ref)
   vapply(x, function(s) {
+    extra <- if (n_extra) attr(s, "ts_position") else numeric(0)
+    if (length(extra) != n_extra) stop("internal: a curve lacks its reference position", call. = FALSE)
     if (nrow(s) > rows)
       stop(sprintf("a light curve has %d epochs, more than the %d the network was sized for",
                    nrow(s), rows), call. = FALSE)
@@ -210,9 +214,13 @@ ts_encode <- function(x, scale, featurizer, rows, width) {
     if (has_err) z[, 3] <- s[, 3] / scale$sd[b]
     out <- matrix(0, rows, width)
     out[seq_len(nrow(s)), ] <- z
-    c(nrow(s), as.vector(t(out)))
-  }, numeric(1 + rows * width))
+    c(nrow(s), extra, as.vector(t(out)))
+  }, numeric(1 + n_extra + rows * width))
 }
+
+# Extras per curve: 1 (the reference epoch's position in the window) for models fitted with
+# time parameters since 0.3.0, else 0.
+ts_n_extra <- function(ref) if (isTRUE(ref$position)) 1L else 0L
 
 # Numeric noise for curves: value + noise * error * z (or noise * z without errors).
 ts_numeric_noise <- function(x, noise, featurizer) {
@@ -228,12 +236,13 @@ ts_numeric_noise <- function(x, noise, featurizer) {
 
 # The C spec of the featurizer for curves of `rows` rows and `width` columns.
 ts_spec <- function(featurizer, rows, width, freqs) {
-  list(type = 4L, n_in = as.integer(1 + rows * width), rows = as.integer(rows),
+  extra <- as.integer(!is.null(featurizer$time_params))
+  list(type = 4L, n_in = as.integer(1 + extra + rows * width), rows = as.integer(rows),
        width = as.integer(width), has_error = ts_has_error(featurizer, width),
        bands = featurizer$bands, d_model = featurizer$d_model, heads = featurizer$heads,
        layers = featurizer$layers, hidden = featurizer$hidden, queries = featurizer$queries,
        freqs = as.double(freqs), pool = as.integer(featurizer$pool == "mean"),
-       n_out = featurizer$dim_out)
+       extra = extra, n_out = featurizer$dim_out)
 }
 
 # ---- time parameters: curves read relative to their own peak epoch ----
@@ -252,7 +261,7 @@ ts_reference_spec <- function(featurizer, prior) {
   p <- prior_resolve(prior)
   window <- c(p$lower[idx[1]], p$upper[idx[1]])
   list(index = idx, window = window, peak = featurizer$peak,
-       width = if (all(is.finite(window))) diff(window) / 4 else NA_real_)
+       width = if (all(is.finite(window))) diff(window) / 4 else NA_real_, position = TRUE)
 }
 
 # A curve's reference epoch: the time of its peak value (largest or smallest, after a
@@ -272,17 +281,28 @@ ts_reference <- function(s, ref) {
 # Curves and their parameters relative to each curve's reference epoch r: time parameters
 # theta - r (theta may be NULL) and times asinh((t - r) / w), w a quarter of the window:
 # linear near the peak, where the time parameters are read, logarithmic far from it, so
-# that years of baseline do not set the resolution at the peak. Returns list(x, theta, r).
+# that years of baseline do not set the resolution at the peak. Each curve carries where r
+# lies in the window (-1 at its start, 1 at its end) as attribute "ts_position", which the
+# network reads next to the pooled rows: the posterior of theta - r depends on it (a curve
+# whose peak is noise leaves t0 anywhere in the window, not anywhere around r). Returns
+# list(x, theta, r).
 ts_relative <- function(x, theta, ref) {
   if (is.null(ref)) return(list(x = x, theta = theta, r = NULL))
   r <- vapply(x, ts_reference, 0, ref = ref)
   w <- ref$width
   x <- Map(function(s, ri) {
     s[, 1] <- if (is.finite(w)) asinh((s[, 1] - ri) / w) else s[, 1] - ri
+    if (ts_n_extra(ref)) attr(s, "ts_position") <- ts_position(ri, ref$window)
     s
   }, x, r)
   if (!is.null(theta)) theta[, ref$index] <- theta[, ref$index] - r
   list(x = x, theta = theta, r = r)
+}
+
+# Where r lies in the window, -1 to 1 (clamped to +-2 outside it; 0 for an infinite one).
+ts_position <- function(r, window) {
+  if (!all(is.finite(window))) return(0)
+  max(-2, min(2, (2 * r - window[1] - window[2]) / (window[2] - window[1])))
 }
 
 # The shifts of the observations' standardised parameters (d x n): the network's draws

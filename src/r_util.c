@@ -17,6 +17,14 @@ SEXP list_get(SEXP list, const char *name, const char *arg) {
     return R_NilValue;
 }
 
+int list_has(SEXP list, const char *name) {
+    SEXP nm = Rf_getAttrib(list, R_NamesSymbol);
+    if (TYPEOF(list) != VECSXP || TYPEOF(nm) != STRSXP) return 0;
+    for (R_xlen_t i = 0; i < XLENGTH(list); i++)
+        if (strcmp(CHAR(STRING_ELT(nm, i)), name) == 0) return 1;
+    return 0;
+}
+
 int list_int(SEXP list, const char *name, const char *arg) {
     SEXP v = list_get(list, name, arg);
     if (XLENGTH(v) != 1 || (TYPEOF(v) != INTSXP && TYPEOF(v) != REALSXP))
@@ -163,21 +171,24 @@ static void timeseries_from_spec(feat_layout *F, SEXP fs) {
     int layers = list_int(fs, "layers", a), hidden = list_int(fs, "hidden", a);
     int seeds = list_int(fs, "queries", a), pool = list_int(fs, "pool", a);
     int n_out = list_int(fs, "n_out", a);
+    int extra = list_has(fs, "extra") ? list_int(fs, "extra", a) : 0;  /* absent before 0.3.0 */
     SEXP fr = list_get(fs, "freqs", a);
     if (TYPEOF(fr) != REALSXP || XLENGTH(fr) > 1024)
         Rf_error("malformed featurizer spec: 'freqs' must be a double vector of at most 1024");
     for (R_xlen_t i = 0; i < XLENGTH(fr); i++)
         if (!R_FINITE(REAL(fr)[i])) Rf_error("malformed featurizer spec: 'freqs' must be finite");
     if (rows < 1 || rows > 1000000 || width < 2 || width > 4 || (double)rows * width > 1e8 ||
-        bands < 1 || bands > 1000)
-        Rf_error("malformed featurizer spec: need 1 <= rows <= 1e6, width in 2..4, bands in 1..1000");
-    if (list_int(fs, "n_in", a) != 1 + rows * width)
-        Rf_error("malformed featurizer spec: n_in must equal 1 + rows * width");
+        bands < 1 || bands > 1000 || extra < 0 || extra > 16)
+        Rf_error("malformed featurizer spec: need 1 <= rows <= 1e6, width in 2..4, bands in "
+                 "1..1000, extra in 0..16");
+    if (list_int(fs, "n_in", a) != 1 + extra + rows * width)
+        Rf_error("malformed featurizer spec: n_in must equal 1 + extra + rows * width");
     if (d_model < 1 || d_model > 100000 || hidden < 1 || hidden > 1000000 || layers < 0 ||
         seeds < 1 || seeds > 1024 || n_out < 1 || heads < 1 || heads > d_model)
         Rf_error("malformed featurizer spec: time-series sizes out of range");
     int rc = feat_layout_init_timeseries(F, rows, width, has_error, bands, d_model, heads, layers,
-                                         hidden, seeds, (int)XLENGTH(fr), REAL(fr), pool, n_out);
+                                         hidden, seeds, (int)XLENGTH(fr), REAL(fr), pool, extra,
+                                         n_out);
     if (rc) Rf_error("malformed featurizer spec: bad time-series sizes (code %d)", rc);
 }
 

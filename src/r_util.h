@@ -8,6 +8,7 @@
 #include "model/model.h"
 
 SEXP list_get(SEXP list, const char *name, const char *arg);
+int list_has(SEXP list, const char *name);
 int list_int(SEXP list, const char *name, const char *arg);
 double list_real(SEXP list, const char *name, const char *arg);
 double *need_real(SEXP x, R_xlen_t len, const char *arg);          /* len < 0: any length */

@@ -23,8 +23,10 @@ typedef struct {
     int set_rows, set_values, n_tokens, d_model, heads, tf_layers, ff_hidden;
     /* time series (also set_rows: rows per sample, d_model, heads, tf_layers: MLP layers,
      * ff_hidden: their width): row width, error column, bands, pooling queries, time
-     * frequencies (into the spec: the model's data), pooling (0 attention + mean, 1 mean) */
-    int ts_width, ts_has_error, ts_bands, ts_seeds, ts_nfreq, ts_pool;
+     * frequencies (into the spec: the model's data), pooling (0 attention + mean, 1 mean),
+     * per-sample scalars given next to the pooled vector (e.g. where a curve's reference
+     * epoch lies in the prior's window) */
+    int ts_width, ts_has_error, ts_bands, ts_seeds, ts_nfreq, ts_pool, ts_extra;
     const double *ts_freqs;
     /* the rows any ts_cum_n or fewer samples of the data at hand can hold: ts_cum[k] is the
      * sum of the k largest row counts (set by the glue from the data; NULL: k * rows) */
@@ -41,7 +43,7 @@ int feat_layout_init_set_transformer(feat_layout *F, int rows, int values, int n
                                      int d_model, int heads, int layers, int hidden, int n_out);
 int feat_layout_init_timeseries(feat_layout *F, int rows, int width, int has_error, int bands,
                                 int d_model, int heads, int layers, int hidden, int seeds,
-                                int n_freq, const double *freqs, int pool, int n_out);
+                                int n_freq, const double *freqs, int pool, int extra, int n_out);
 void feat_init_params(const feat_layout *F, double *params, uint64_t seed);
 size_t feat_fwd_work(const feat_layout *F, int B);
 size_t feat_bwd_work(const feat_layout *F, int B);

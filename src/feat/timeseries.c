@@ -1,7 +1,7 @@
 /* Time-series featurizer for irregularly sampled light curves: each object has its own
- * epochs, any number of them. A sample is 1 + R W doubles: the number of rows n (1..R), then R
- * rows of W values (t, value, [error], [band]), rows beyond n ignored (padding: never read,
- * never given a gradient). Only the n real rows are computed on, packed one object after the
+ * epochs, any number of them. A sample is 1 + E + R W doubles: the number of rows n (1..R),
+ * E scalars of the object (its "extras"), then R rows of W values (t, value, [error],
+ * [band]), rows beyond n ignored (padding: never read, never given a gradient). Only the n real rows are computed on, packed one object after the
  * other, so the cost is linear in the epochs actually observed.
  *
  * Row i becomes u_i = (t, sin 2 pi f_k t, cos 2 pi f_k t for the F frequencies f_k of the
@@ -9,8 +9,8 @@
  * (d_model); e_i is split by a linear map into a key and a value; Q learned queries attend
  * over the object's rows (segpool, multi-head: Lee et al. 2019's pooling by multi-head
  * attention), and with the mean of its e_i and (log n - 4) / 2 (the number of rows sets how
- * narrow a posterior is, and means and attention do not keep it) the pooled vectors go
- * through a linear map to n_out. With pool = 1 (mean only) the attention is skipped. Nothing depends on the order of
+ * narrow a posterior is, and means and attention do not keep it) and the E extras the pooled
+ * vectors go through a linear map to n_out. With pool = 1 (mean only) the attention is skipped. Nothing depends on the order of
  * the rows: permuting them permutes the packed rows and leaves every pooled sum the same
  * (up to the order of floating-point additions). */
 #include <math.h>
@@ -44,7 +44,7 @@ static void make_plan(const feat_layout *F, int B, ts_plan *P) {
     const int L = F->tf_layers, Q = F->ts_pool ? 0 : F->ts_seeds;
     size_t f = 0, p = 0;
     P->U = ts_U(F);
-    P->P = (Q + 1) * F->d_model + 1;  /* + the object's standardised log row count */
+    P->P = (Q + 1) * F->d_model + 1 + F->ts_extra;  /* + log row count and the extras */
     P->start = f; f += (size_t)B + 1;           /* B + 1 ints */
     P->u = f; f += N * P->U;
     P->h = f; f += (size_t)L * 2 * N * Hd;      /* pre and post of each hidden layer */
@@ -69,24 +69,25 @@ static void make_plan(const feat_layout *F, int B, ts_plan *P) {
 
 int feat_layout_init_timeseries(feat_layout *F, int rows, int width, int has_error, int bands,
                                 int d_model, int heads, int layers, int hidden, int seeds,
-                                int n_freq, const double *freqs, int pool, int n_out) {
+                                int n_freq, const double *freqs, int pool, int extra, int n_out) {
     memset(F, 0, sizeof(*F));
     if (rows < 1 || width != 2 + has_error + (bands > 1) || (has_error != 0 && has_error != 1) ||
         bands < 1)
         return 1;
     if (d_model < 1 || heads < 1 || d_model % heads != 0 || hidden < 1 || layers < 0 ||
         layers > FEAT_MAX_LAYERS || seeds < 1 || n_freq < 0 || (n_freq > 0 && !freqs) ||
-        (pool != 0 && pool != 1))
+        (pool != 0 && pool != 1) || extra < 0 || extra > 16)
         return 3;
     if (n_out < 1) return 4;
     F->type = FEAT_TIMESERIES;
-    F->n_in = 1 + rows * width;
+    F->n_in = 1 + extra + rows * width;
     F->n_out = n_out;
     F->act = ACT_GELU;
     F->set_rows = rows;
     F->d_model = d_model; F->heads = heads; F->tf_layers = layers; F->ff_hidden = hidden;
     F->ts_width = width; F->ts_has_error = has_error; F->ts_bands = bands;
     F->ts_seeds = seeds; F->ts_nfreq = n_freq; F->ts_freqs = freqs; F->ts_pool = pool;
+    F->ts_extra = extra;
     ts_plan P;
     make_plan(F, 1, &P);
     F->n_params = P.n_params;
@@ -142,7 +143,7 @@ static int pack_rows(const feat_layout *F, const ts_plan *P, const double *x, in
         /* the glue refuses counts outside 1..R; clamped here all the same */
         const int n = xb[0] >= 1.0 ? (xb[0] <= R ? (int)xb[0] : R) : 1;
         for (int i = 0; i < n; i++) {
-            const double *row = xb + 1 + (size_t)i * W;
+            const double *row = xb + 1 + F->ts_extra + (size_t)i * W;
             double *ui = u + (size_t)(N + i) * U;
             const double t = row[0];
             int c = 0;
@@ -203,8 +204,11 @@ static const double *ts_forward(const feat_layout *F, const double *params, cons
     for (int b = 0; b < B; b++)
         memcpy(pooled + (size_t)b * P.P + (size_t)Qp * D, mean + (size_t)b * D, (size_t)D * sizeof(double));
     /* means and attention forget how many rows there were, which sets a posterior's width */
-    for (int b = 0; b < B; b++)
-        pooled[(size_t)b * P.P + (size_t)(Qp + 1) * D] = ts_log_count(start[b + 1] - start[b]);
+    for (int b = 0; b < B; b++) {
+        double *pb = pooled + (size_t)b * P.P + (size_t)(Qp + 1) * D;
+        pb[0] = ts_log_count(start[b + 1] - start[b]);
+        memcpy(pb + 1, x + (size_t)b * F->n_in + 1, (size_t)F->ts_extra * sizeof(double));
+    }
     double *out = work + P.out;
     linear_forward(cx, out, pooled, params + P.wout, params + P.bout, B, P.P, F->n_out);
     return out;

@@ -2,15 +2,17 @@
 # flow loss), invariance to the order of the rows and to the padding, curves of 3 and 5,000
 # epochs in one batch, float32, and clear errors.
 
-ts_feat <- function(pool = "attention", bands = 1L, layers = 2L, heads = 2L) {
+ts_feat <- function(pool = "attention", bands = 1L, layers = 2L, heads = 2L,
+                    time_params = NULL) {
   featurizer_timeseries(d_model = 8, heads = heads, layers = layers, hidden = 6, queries = 3,
-                        n_freq = 2, pool = pool, bands = bands, dim_out = 3)
+                        n_freq = 2, pool = pool, bands = bands, dim_out = 3,
+                        time_params = time_params)
 }
 
 ts_spec_of <- function(f, R, width, freqs = c(0.3, 1.7)) {
   feat <- nbi:::ts_spec(f, R, width, freqs[seq_len(f$n_freq)])
   model_spec(f, flow_maf(blocks = 2, hidden = 6, mixture = 2, activation = "tanh"),
-             n_in = 1 + R * width, d = 2, feat = feat)
+             n_in = feat$n_in, d = 2, feat = feat)
 }
 
 # curves as matrices (t, value, [error], [band]) with the given numbers of rows
@@ -23,13 +25,16 @@ random_curves <- function(sizes, width, bands = 1, seed = 1) {
   }))
 }
 
-# the C core's layout: row count, then R rows (padding rows filled with `fill`)
-pad_curves <- function(curves, R, width, fill = 0) {
-  vapply(curves, function(s) {
+# the C core's layout: row count, the curve's extras (a column of `extra` per curve), then R
+# rows (padding rows filled with `fill`)
+pad_curves <- function(curves, R, width, fill = 0, extra = NULL) {
+  ne <- NROW(extra)
+  vapply(seq_along(curves), function(i) {
+    s <- curves[[i]]
     m <- matrix(fill, R, width)
     m[seq_len(nrow(s)), ] <- s
-    c(nrow(s), as.vector(t(m)))
-  }, numeric(1 + R * width))
+    c(nrow(s), if (ne) as.matrix(extra)[, i], as.vector(t(m)))
+  }, numeric(1 + ne + R * width))
 }
 
 n_ts_feat_params <- function(spec) {
@@ -74,22 +79,29 @@ test_that("segment pooling: forward matches R, gradients match finite difference
 test_that("featurizer + flow loss gradient matches finite differences", {
   cfgs <- list(list(pool = "attention", bands = 1L, width = 3L, layers = 2L),
                list(pool = "mean", bands = 1L, width = 2L, layers = 1L),
-               list(pool = "attention", bands = 3L, width = 4L, layers = 0L))
+               list(pool = "attention", bands = 3L, width = 4L, layers = 0L),
+               list(pool = "attention", bands = 1L, width = 3L, layers = 1L, tp = "a"))
   for (cfg in cfgs) {
-    f <- ts_feat(cfg$pool, cfg$bands, cfg$layers)
+    f <- ts_feat(cfg$pool, cfg$bands, cfg$layers, time_params = cfg$tp)
     R <- 5
     spec <- ts_spec_of(f, R, cfg$width)
+    expect_equal(spec$feat$extra, length(cfg$tp))
     nf <- n_ts_feat_params(spec)
     p <- random_params(spec, scale = 0.3)
     p[seq_len(nf)] <- p[seq_len(nf)] + with_seed(2, 0.1 * stats::rnorm(nf))  # nonzero biases
-    x <- pad_curves(random_curves(c(5, 2, 1, 4), cfg$width, cfg$bands, seed = 3), R,
-                    cfg$width, fill = 7)
+    curves <- random_curves(c(5, 2, 1, 4), cfg$width, cfg$bands, seed = 3)
+    extra <- if (length(cfg$tp)) rbind(c(-0.9, 0.1, 0.7, 1.6)) else NULL
+    x <- pad_curves(curves, R, cfg$width, fill = 7, extra = extra)
     th <- with_seed(4, matrix(stats::rnorm(2 * ncol(x)), 2))
     r <- .Call(C_r_model_nll_grad, spec, p, x, th, 1L)
     fd <- fd_grad(function(v) .Call(C_r_model_nll_grad, spec, v, x, th, 1L)[[1]], p)
     expect_lt(max_rel_err(r[[2]], fd), 1e-6)
     expect_gt(sum(abs(r[[2]][seq_len(nf)])), 0)   # the featurizer is trained
     expect_equal(.Call(C_r_model_nll_grad, spec, p, x, th, 2L), r, tolerance = 1e-12)
+    if (length(cfg$tp)) {  # the extras are read: another position, another loss
+      x2 <- pad_curves(curves, R, cfg$width, fill = 7, extra = -extra)
+      expect_gt(abs(.Call(C_r_model_nll_grad, spec, p, x2, th, 1L)[[1]] - r[[1]]), 1e-6)
+    }
   }
 })
 
@@ -148,6 +160,11 @@ test_that("malformed row counts and curves are refused with clear errors", {
     xb <- x; xb[1, 2] <- bad
     expect_error(.Call(C_r_model_log_prob, spec, p, xb, th, 1, 1L), "row count")
   }
+  bad_spec <- spec
+  bad_spec$feat$extra <- 17L
+  expect_error(.Call(C_r_model_log_prob, bad_spec, p, x, th, 1, 1L), "extra in 0..16")
+  bad_spec$feat$extra <- 1L   # n_in no longer matches
+  expect_error(.Call(C_r_model_log_prob, bad_spec, p, x, th, 1, 1L), "1 \\+ extra \\+ rows")
   expect_error(featurizer_timeseries(d_model = 10, heads = 4), "multiple of `heads`")
   expect_error(featurizer_timeseries(pool = "max"), "`pool`")
   expect_error(nbi:::check_curve(matrix(1, 3, 5), f, "x_obs"), "2 or 3 columns")
@@ -208,8 +225,8 @@ bump_sim <- function(theta) {
 bump_log_lik <- function(x_obs, x_sim, theta, x_err)
   sum(stats::dnorm(x_obs[, 2], exp(-0.5 * ((x_obs[, 1] - theta[["t0"]]) / 5)^2), x_obs[, 3],
                    log = TRUE))
-bump_engine <- function(time_params = "t0")
-  nbi_engine(bump_sim, nbi_prior(t0 = prior_uniform(20, 80), a = prior_normal(0, 1)),
+bump_engine <- function(time_params = "t0", t0_prior = prior_uniform(20, 80))
+  nbi_engine(bump_sim, nbi_prior(t0 = t0_prior, a = prior_normal(0, 1)),
              featurizer = featurizer_timeseries(d_model = 16, hidden = 32, queries = 2,
                                                 n_freq = 4, dim_out = 16,
                                                 time_params = time_params),
@@ -230,8 +247,14 @@ test_that("time parameters: a curve's reference epoch is its peak inside the pri
   expect_equal(nbi:::ts_reference(cbind(c(1, 2, 3), c(1, 0, 1)), ref), 1)  # none inside: all
   expect_equal(nbi:::ts_reference(s, modifyList(ref, list(peak = "min"))), 28)
   rel <- nbi:::ts_relative(list(s), cbind(t0 = 33, a = 1), ref)
-  expect_equal(rel$x[[1]][, 1], asinh((s[, 1] - 31) / 15))
+  expect_equal(as.vector(rel$x[[1]][, 1]), asinh((s[, 1] - 31) / 15))
   expect_equal(unname(rel$theta[1, ]), c(2, 1))
+  expect_null(attr(rel$x[[1]], "ts_position"))
+  # models since 0.3.0 also read where the reference lies in the window: -1 to 1
+  ref$position <- TRUE
+  expect_equal(attr(nbi:::ts_relative(list(s), NULL, ref)$x[[1]], "ts_position"), (31 - 50) / 30)
+  expect_equal(nbi:::ts_position(c(200), c(20, 80)), 2)
+  expect_equal(nbi:::ts_position(33, c(-Inf, Inf)), 0)
   expect_error(nbi_engine(bump_sim, nbi_prior(t0 = prior_uniform(20, 80)),
                           featurizer = featurizer_timeseries(time_params = "tE")),
                "`time_params`: `tE` not among the prior's parameters")
@@ -243,7 +266,9 @@ test_that("time parameters: a curve's reference epoch is its peak inside the pri
 
 test_that("time parameters: a shifted curve's density is the shifted density, draws agree with it", {
   skip_on_cran()
-  eng <- fit(bump_engine(), n_sims = 300, n_epochs = 2, seed = 1, threads = 1, verbose = FALSE)
+  # an unbounded prior: no window, so nothing but the curve sets the density
+  eng <- fit(bump_engine(t0_prior = prior_normal(50, 15)), n_sims = 300, n_epochs = 2, seed = 1,
+             threads = 1, verbose = FALSE)
   expect_equal(eng$model$x_scale$ref$index, 1L)
   s <- with_seed(3, bump_sim(c(t0 = 50, a = 0)))
   th <- cbind(t0 = c(48, 50, 52.5), a = c(-1, 0, 0.5))
@@ -254,8 +279,13 @@ test_that("time parameters: a shifted curve's density is the shifted density, dr
   th2[, "t0"] <- th2[, "t0"] + 7.25
   expect_equal(nbi_log_prob(eng, th2, moved), lp, tolerance = 1e-8)
   # without the time parameter the density does not move with the curve
-  eng0 <- fit(bump_engine(NULL), n_sims = 300, n_epochs = 2, seed = 1, threads = 1, verbose = FALSE)
+  eng0 <- fit(bump_engine(NULL, prior_normal(50, 15)), n_sims = 300, n_epochs = 2, seed = 1,
+              threads = 1, verbose = FALSE)
   expect_gt(max(abs(nbi_log_prob(eng0, th2, moved) - nbi_log_prob(eng0, th, s))), 1e-3)
+  # inside a bounded window the network also reads where the peak lies, so a shift moves
+  # the density and changes it
+  engw <- fit(bump_engine(), n_sims = 300, n_epochs = 2, seed = 1, threads = 1, verbose = FALSE)
+  expect_gt(max(abs(nbi_log_prob(engw, th2, moved) - nbi_log_prob(engw, th, s))), 1e-4)
   # the draws' log-densities are the model's density at the draws, in the prior's frame
   p <- predict(eng, s, n_samples = 200, importance = FALSE, seed = 4)
   expect_equal(p$log_q, nbi_log_prob(eng, p$theta, s), tolerance = 1e-6)
@@ -268,7 +298,7 @@ test_that("time parameters: a shifted curve's density is the shifted density, dr
 
 test_that("time parameters: the posterior of a bump's time matches the quadrature", {
   skip_on_cran()
-  eng <- fit(bump_engine(), n_sims = 4000, n_epochs = 30, seed = 1, threads = 2, verbose = FALSE)
+  eng <- fit(bump_engine(), n_sims = 8000, n_epochs = 30, seed = 1, threads = 2, verbose = FALSE)
   s <- with_seed(5, bump_sim(c(t0 = 61.3, a = 0)))
   grid <- seq(20, 80, length.out = 24001)
   ll <- vapply(grid, function(g) bump_log_lik(s, NULL, c(t0 = g), NULL), 0)
@@ -284,4 +314,29 @@ test_that("time parameters: the posterior of a bump's time matches the quadratur
   expect_gt(post$n_eff, 1000)
   expect_lt(abs(ws$mean[1] - q_mean) / q_sd, 0.1)
   expect_lt(abs(ws$sd[1] / q_sd - 1), 0.1)
+})
+
+test_that("time parameters: a curve without signal gives the prior's window, wherever its peak falls", {
+  skip_on_cran()
+  # pure noise: the posterior of t0 is its prior, uniform on [20, 80] (mean 50, sd 17.3),
+  # while each curve's noise peak (its reference epoch) falls anywhere in the window. A
+  # network that did not know where would centre t0 on that peak.
+  flat_sim <- function(theta) {
+    t <- sort(stats::runif(40, 0, 100))
+    cbind(t = t, value = stats::rnorm(40), error = 1)
+  }
+  eng <- nbi_engine(flat_sim, nbi_prior(t0 = prior_uniform(20, 80), a = prior_normal(0, 1)),
+                    featurizer = featurizer_timeseries(d_model = 16, hidden = 32, queries = 2,
+                                                       n_freq = 4, dim_out = 16,
+                                                       time_params = "t0"),
+                    flow = flow_maf(blocks = 3, hidden = 32, mixture = 4))
+  eng <- fit(eng, n_sims = 3000, n_epochs = 25, seed = 1, threads = 2, verbose = FALSE)
+  ref <- eng$model$x_scale$ref
+  curves <- with_seed(7, replicate(40, flat_sim(NULL), simplify = FALSE))
+  r <- vapply(curves, nbi:::ts_reference, 0, ref = ref)
+  edge <- curves[order(abs(r - 50), decreasing = TRUE)[1:6]]   # peaks near the window's ends
+  ps <- predict(eng, edge, n_samples = 4000, importance = FALSE, seed = 3)
+  s <- vapply(ps, function(p) { q <- summary(p); c(q$mean[1], q$sd[1]) }, numeric(2))
+  expect_lt(max(abs(s[1, ] - 50)), 3)
+  expect_lt(max(abs(s[2, ] / sqrt(60^2 / 12) - 1)), 0.08)
 })
