@@ -375,7 +375,9 @@ static void run_density(const flow_layout *L, const tile_block *blocks, double *
         double *mine = scratch + (size_t)me * scratch_doubles(L);
         tile_scratch s = scratch_at(L, mine);
         if (!local) s.cloc = s.oloc = NULL;
-        #pragma omp for schedule(static)
+        /* dynamic: a group's numbers do not depend on its thread, and a thread slowed by
+         * another process on its core then takes fewer groups */
+        #pragma omp for schedule(dynamic)
         for (int g = 0; g < ngroup; g++) {
             const int k0 = g * GROUP, nk = ntile - k0 < GROUP ? ntile - k0 : GROUP;
             tile_state ts[GROUP];
