@@ -70,7 +70,7 @@ SEXP r_model_log_prob(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP temper, S
     if (nx != 1 && nx != n) Rf_error("'x' must have 1 column or as many as 'theta' (%d)", n);
     model_bind_rows(&M, REAL(x), nx, NULL, 0, "x");
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
-    double *work = (double *)R_alloc(model_eval_work(&M, B, nt), sizeof(double));
+    double *work = alloc_work(model_eval_work(&M, B, nt));
     const model_eval E = model_eval_prepare(&M, p, B, work, &cx);
     SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
     for (int i0 = 0; i0 < n; i0 += B) {
@@ -99,7 +99,7 @@ SEXP r_model_log_prob_obs(SEXP spec, SEXP params, SEXP x, SEXP theta, SEXP count
     const R_xlen_t *off = need_counts(counts, nobs, n, "counts");
     const double *feat = features_of(&M, p, REAL(x), nobs, &cx);
     int B = n < CHUNK ? (n > 0 ? n : 1) : CHUNK;
-    double *work = (double *)R_alloc(flow_sample_work(&M.L, B, nt), sizeof(double));
+    double *work = alloc_work(flow_sample_work(&M.L, B, nt));
     flow_sample_prepare(&M.L, p + M.F.n_params, work, &cx);
     SEXP out = PROTECT(Rf_allocVector(REALSXP, n));
     for (int o = 0; o < nobs; o++) {
@@ -141,7 +141,7 @@ SEXP r_model_sample(SEXP spec, SEXP params, SEXP x, SEXP n_samples, SEXP seed, S
     SEXP out = PROTECT(Rf_allocMatrix(REALSXP, d, (int)N));
     SEXP lq = PROTECT(Rf_allocVector(REALSXP, N));
     int B = N < CHUNK ? (N > 0 ? (int)N : 1) : CHUNK;
-    double *work = (double *)R_alloc(flow_sample_work(&M.L, B, nt), sizeof(double));
+    double *work = alloc_work(flow_sample_work(&M.L, B, nt));
     flow_sample_prepare(&M.L, p + M.F.n_params, work, &cx);
     /* chunks of whole observations (or of one observation's draws when n > CHUNK): each
      * observation's context then enters the flow once per chunk, not once per draw */

@@ -318,7 +318,9 @@ SEXP dup_real(SEXP x, const char *arg) {
 const double *masked_params(const model_layout *M, SEXP params, int threads) {
     const double *src = need_real(params, (R_xlen_t)M->n_params, "params");
     int bad = 0;  /* isfinite is inlined and the loop vectorises (R_FINITE is a call) */
-    for (size_t i = 0; i < M->n_params; i++) bad |= !isfinite(src[i]);
+    const size_t n = M->n_params;
+    #pragma omp parallel for simd num_threads(threads) if (threads > 1 && n > 1000000) reduction(|:bad)
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(src[i]);
     if (bad) Rf_error("'params' has non-finite values");
     if (flow_is_masked(&M->L, src + M->F.n_params, threads)) return src;
     double *p = (double *)R_alloc(M->n_params > 0 ? M->n_params : 1, sizeof(double));

@@ -88,28 +88,33 @@ static inline int out_coord(const flow_layout *L, int b, int o) {
     return flow_kind(L, b)->out_coord(L, o);
 }
 
-/* Visits every entry of block b the MADE masks forbid: returns 0 at the first nonzero one,
- * 1 otherwise */
+/* 1 when every entry of block b the MADE masks forbid is zero, else 0: every entry is
+ * visited (no early exit, so the loops over a row vectorise; a masked block, the usual
+ * case, is read whole either way) */
 static int block_masked(const flow_layout *L, const double *v, int b) {
     const int d = L->d, H = L->hidden;
-#define MASKED(x) do { if ((x) != 0.0) return 0; } while (0)
     made_params p = flow_block_params(L, (double *)v, b);
     const int *rk = L->rank + (size_t)b * d;
+    int deg[H], bad = 0;
+    for (int h = 0; h < H; h++) deg[h] = hdeg(h, d);
     for (int h = 0; h < H; h++)
         for (int j = 0; j < d; j++)
-            if (hdeg(h, d) < rk[j] + 1) MASKED(p.Win[(size_t)h * d + j]);
+            bad |= (deg[h] < rk[j] + 1) & (p.Win[(size_t)h * d + j] != 0.0);
     for (int l = 1; l < L->layers; l++)
-        for (int h2 = 0; h2 < H; h2++)
-            for (int h1 = 0; h1 < H; h1++)
-                if (hdeg(h2, d) < hdeg(h1, d)) MASKED(p.Wh[l][(size_t)h2 * H + h1]);
+        for (int h2 = 0; h2 < H; h2++) {
+            const double *row = p.Wh[l] + (size_t)h2 * H;
+            const int d2 = deg[h2];
+            #pragma omp simd reduction(|:bad)
+            for (int h1 = 0; h1 < H; h1++) bad |= (d2 < deg[h1]) & (row[h1] != 0.0);
+        }
     const int OD = flow_out_dim(L, b);
     for (int o = 0; o < OD; o++) {
-        int j = out_coord(L, b, o);
-        for (int h = 0; h < H; h++)
-            if (hdeg(h, d) > rk[j]) MASKED(p.Wout[(size_t)o * H + h]);
+        const double *row = p.Wout + (size_t)o * H;
+        const int r = rk[out_coord(L, b, o)];
+        #pragma omp simd reduction(|:bad)
+        for (int h = 0; h < H; h++) bad |= (deg[h] > r) & (row[h] != 0.0);
     }
-#undef MASKED
-    return 1;
+    return !bad;
 }
 
 /* zeroes every entry block_masked checks: each row is multiplied by 0 or 1

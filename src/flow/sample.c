@@ -61,6 +61,15 @@ TILE_ENTRY(tile_flow_f64_base, tile_flow_f64, )
 TILE_ENTRY(tile_flow_f32_base, tile_flow_f32, )
 TILE_ENTRY(tile_density_f64_base, tile_density_f64, )
 TILE_ENTRY(tile_density_f32_base, tile_density_f32, )
+typedef void (*block_fn)(const tile_block *, const tile_draws *, double *, double *, double *,
+                         tile_scratch *);
+#define BLOCK_ENTRY(NAME, BODY, ATTR)                                                       \
+    ATTR static void NAME(const tile_block *w, const tile_draws *td, double *z, double *y,  \
+                          double *lq, tile_scratch *s) {                                    \
+        BODY(w, td, z, y, lq, s);                                                           \
+    }
+BLOCK_ENTRY(block_density_f64_base, tile_density_block_f64, )
+BLOCK_ENTRY(block_density_f32_base, tile_density_block_f32, )
 #define PARTS_ENTRY(NAME, BODY, ATTR)                                                       \
     ATTR static void NAME(const tile_block *b, int nb, int r0, int n, tile_scratch *s) {    \
         BODY(b, nb, r0, n, s);                                                              \
@@ -80,6 +89,10 @@ TILE_ENTRY(tile_flow_f64_avx512, tile_flow_f64z, VM_AVX512)
 TILE_ENTRY(tile_flow_f32_avx512, tile_flow_f32z, VM_AVX512)
 TILE_ENTRY(tile_density_f64_avx512, tile_density_f64z, VM_AVX512)
 TILE_ENTRY(tile_density_f32_avx512, tile_density_f32z, VM_AVX512)
+BLOCK_ENTRY(block_density_f64_avx2, tile_density_block_f64, VM_AVX2)
+BLOCK_ENTRY(block_density_f32_avx2, tile_density_block_f32, VM_AVX2)
+BLOCK_ENTRY(block_density_f64_avx512, tile_density_block_f64z, VM_AVX512)
+BLOCK_ENTRY(block_density_f32_avx512, tile_density_block_f32z, VM_AVX512)
 #endif
 
 /* the tile function for sampling or density, in the product precision, for this CPU */
@@ -95,6 +108,18 @@ static tile_fn tile_function(int density, int single) {
         {{tile_flow_f64_base, tile_flow_f32_base}, {tile_density_f64_base, tile_density_f32_base}}};
 #endif
     return fns[vm_isa()][density][single];
+}
+
+/* the one-block density function in the product precision, for this CPU */
+static block_fn block_function(int single) {
+#ifdef VM_DISPATCH
+    static const block_fn fns[3][2] = {{block_density_f64_base, block_density_f32_base},
+                                       {block_density_f64_avx2, block_density_f32_avx2},
+                                       {block_density_f64_avx512, block_density_f32_avx512}};
+#else
+    static const block_fn fns[1][2] = {{block_density_f64_base, block_density_f32_base}};
+#endif
+    return fns[vm_isa()][single];
 }
 
 /* the context parts' function in the product precision, for this CPU */
@@ -114,12 +139,39 @@ static parts_fn parts_function(int single) {
 /* the outputs one step of a tile reads, at most (flow_block_kind.tile_rows) */
 static int step_rows(const flow_layout *L) { return (L->max_out + L->d - 1) / L->d; }
 
+/* The density runs GROUP tiles of a thread block by block (each block's weights then stay
+ * in cache while they serve GROUP tiles); each tile of a group keeps its inputs z, outputs
+ * y (d x TILE), log-density (TILE), context rows (TILE ints) and contexts (nc x TILE) */
+#define GROUP 4
+static size_t group_doubles(const flow_layout *L) {
+    return 2 * LINE((size_t)L->d * TILE) + 2 * LINE(TILE) + LINE((size_t)L->nc * TILE);
+}
+
 static size_t scratch_doubles(const flow_layout *L) {
     const int H = L->hidden, R = step_rows(L), wide = H > R ? H : R;
     return 3 * LINE((size_t)L->d * TILE) + 9 * LINE(TILE) + LINE((size_t)R * TILE) +
            2 * LINE((size_t)L->K * TILE) + LINE((size_t)L->layers * H * TILE) +
            LINE((size_t)L->nc * TILE) + LINE((size_t)H * TILE) +
-           LINE((size_t)L->max_out * TILE) + LINE((size_t)wide * TILE);
+           LINE((size_t)L->max_out * TILE) + LINE((size_t)wide * TILE) +
+           GROUP * group_doubles(L);
+}
+
+typedef struct {
+    double *z, *y, *lq;
+    int *crow;
+    void *ctxt;
+} tile_state;
+
+/* tile g of the group state after a thread's scratch s (scratch_at) */
+static tile_state group_at(const flow_layout *L, double *scratch, int g) {
+    double *p = scratch + scratch_doubles(L) - (size_t)(GROUP - g) * group_doubles(L);
+    tile_state t;
+    t.z = p;   p += LINE((size_t)L->d * TILE);
+    t.y = p;   p += LINE((size_t)L->d * TILE);
+    t.lq = p;  p += LINE(TILE);
+    t.crow = (int *)p;  p += LINE(TILE);
+    t.ctxt = p;
+    return t;
 }
 
 static tile_scratch scratch_at(const flow_layout *L, double *p) {
@@ -262,7 +314,7 @@ static void blocks_for_call(const flow_layout *L, int ctx_rows, int parts, doubl
         blocks[b].cbase = parts ? part : NULL;
         blocks[b].cout = parts ? part + (size_t)H * ctx_rows : NULL;
         blocks[b].rows = ctx_rows;
-        part += (size_t)(H + flow_out_dim(L, b)) * ctx_rows;
+        if (parts) part += (size_t)(H + flow_out_dim(L, b)) * ctx_rows;
     }
     *scratch = part + 8;
 }
@@ -302,6 +354,61 @@ static void call_parts(const flow_layout *L, const tile_block *blocks, double *s
     }
 }
 
+/* the log-densities of points i0 .. i0 + n - 1 of x (B x d, row-major), as run_chunk: each
+ * thread takes groups of GROUP consecutive tiles and runs every block over the group's tiles
+ * before the next block. A tile's numbers are those of tile_density: the same steps on the
+ * same lanes, only interleaved with other tiles'. */
+static void run_density(const flow_layout *L, const tile_block *blocks, double *scratch,
+                        const double *ctx, int i0, int n, int c0, int per, double lt,
+                        const double *x, double *logq, const nn_ctx *cx) {
+    const int threads = cx->threads;
+    const int d = L->d, nb = L->blocks, ntile = (n + TILE - 1) / TILE;
+    const int ngroup = (ntile + GROUP - 1) / GROUP;
+    const int single = cx->precision != 0, local = blocks[0].cbase == NULL;
+    const block_fn run = block_function(single);
+    #pragma omp parallel num_threads(threads) if (ngroup > 1)
+    {
+        int me = 0;
+#ifdef _OPENMP
+        me = omp_get_thread_num();
+#endif
+        double *mine = scratch + (size_t)me * scratch_doubles(L);
+        tile_scratch s = scratch_at(L, mine);
+        if (!local) s.cloc = s.oloc = NULL;
+        /* dynamic: a group's numbers do not depend on its thread, and a thread slowed by
+         * another process on its core then takes fewer groups */
+        #pragma omp for schedule(dynamic)
+        for (int g = 0; g < ngroup; g++) {
+            const int k0 = g * GROUP, nk = ntile - k0 < GROUP ? ntile - k0 : GROUP;
+            tile_state ts[GROUP];
+            for (int k = 0; k < nk; k++) {
+                tile_state *t = &ts[k];
+                *t = group_at(L, mine, k);
+                const int a = i0 + (k0 + k) * TILE, nt = i0 + n - a < TILE ? i0 + n - a : TILE;
+                for (int i = 0; i < TILE; i++) t->crow[i] = (a + (i < nt ? i : nt - 1)) / per - c0;
+                if (local) tile_contexts(t->ctxt, single, ctx, L->nc, t->crow);
+                for (int j = 0; j < d; j++)
+                    for (int i = 0; i < TILE; i++)
+                        t->z[(size_t)j * TILE + i] = i < nt ? x[(size_t)(a + i) * d + j] : 0.0;
+                for (int i = 0; i < TILE; i++) t->lq[i] = 0.0;
+            }
+            for (int b = 0; b < nb; b++)
+                for (int k = 0; k < nk; k++) {
+                    tile_state *t = &ts[k];
+                    const int a = i0 + (k0 + k) * TILE, nt = i0 + n - a < TILE ? i0 + n - a : TILE;
+                    tile_draws td = {t->crow, 0, (uint64_t)a, nt, lt, vm_isa()};
+                    s.ctxt = t->ctxt;
+                    run(blocks + b, &td, t->z, t->y, t->lq, &s);
+                    double *tmp = t->z; t->z = t->y; t->y = tmp;  /* the next block's input */
+                }
+            for (int k = 0; k < nk; k++) {
+                const int a = i0 + (k0 + k) * TILE, nt = i0 + n - a < TILE ? i0 + n - a : TILE;
+                for (int i = 0; i < nt; i++) logq[a + i] = ts[k].lq[i];
+            }
+        }
+    }
+}
+
 /* B points through the tiles: x (B x d, row-major) in for the density, out for sampling;
  * draws i0 .. i0 + n - 1 of the call, whose contexts are rows c0 .. of ctx (per draws each) */
 static void run_chunk(const flow_layout *L, const tile_block *blocks, double *scratch,
@@ -312,6 +419,10 @@ static void run_chunk(const flow_layout *L, const tile_block *blocks, double *sc
     const int d = L->d, nb = L->blocks, ntile = (n + TILE - 1) / TILE;
     const int single = cx->precision != 0, local = blocks[0].cbase == NULL;
     const tile_fn run = tile_function(density, single);
+    if (density) {
+        run_density(L, blocks, scratch, ctx, i0, n, c0, per, lt, x, logq, cx);
+        return;
+    }
     #pragma omp parallel num_threads(threads)
     {
         int me = 0;
@@ -353,8 +464,9 @@ static void run_tiles(const flow_layout *L, const double *ctx, int ctx_rows, int
     /* one context per draw: each tile computes its contexts' parts block by block, in cache
      * (the call's parts would be read once each from memory) */
     const int parts = !(per == 1 && ctx_rows > 1);
-    for (int c0 = 0; c0 < ctx_rows; c0 += CTX_CHUNK) {
-        const int n_ctx = ctx_rows - c0 < CTX_CHUNK ? ctx_rows - c0 : CTX_CHUNK;
+    const int chunk = parts ? CTX_CHUNK : ctx_rows;  /* no call parts: no memory per context */
+    for (int c0 = 0; c0 < ctx_rows; c0 += chunk) {
+        const int n_ctx = ctx_rows - c0 < chunk ? ctx_rows - c0 : chunk;
         const double *cc = ctx + (size_t)c0 * L->nc;
         blocks_for_call(L, n_ctx, parts, work, blocks, &scratch);
         if (parts) call_parts(L, blocks, scratch, cc, n_ctx, cx);

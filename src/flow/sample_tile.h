@@ -9,63 +9,87 @@
 /* out (n x TILE) = the first K columns of w (n rows, row stride ldw) times in (K x TILE):
  * six (long products) or four output units by 2 vectors of draws held in 12 or 8 vector
  * registers, so each load of `in` feeds six or four multiply-adds (GCC vector extensions;
- * split into halves without AVX; TILE_VBYTES bytes a vector: 32, or 64 for AVX-512). Every output is the same chain of multiply-adds over k
- * whichever way the units are grouped. */
+ * split into halves without AVX; TILE_VBYTES bytes a vector: 32, or 64 for AVX-512). Every
+ * output is the same chain of multiply-adds over k whichever way the units are grouped and
+ * whichever order the groups run in. */
 typedef REAL TS(vec) __attribute__((vector_size(TILE_VBYTES)));
+
+/* units j .. j + 5 of out at draws t0 .. t0 + 2 VL - 1 */
+static inline __attribute__((always_inline))
+void TS(dense6)(REAL *restrict out, const REAL *restrict w, int ldw, const REAL *restrict in,
+                int j, int t0, int K) {
+    enum { VL = TILE_VBYTES / sizeof(REAL) };  /* draws per vector */
+    const REAL *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw,
+               *w4 = w3 + ldw, *w5 = w4 + ldw;
+    TS(vec) a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0},
+            a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0}, x0, x1;
+    for (int k = 0; k < K; k++) {
+        memcpy(&x0, in + (size_t)k * TILE + t0, sizeof x0);
+        memcpy(&x1, in + (size_t)k * TILE + t0 + VL, sizeof x1);
+        a00 += w0[k] * x0; a01 += w0[k] * x1;
+        a10 += w1[k] * x0; a11 += w1[k] * x1;
+        a20 += w2[k] * x0; a21 += w2[k] * x1;
+        a30 += w3[k] * x0; a31 += w3[k] * x1;
+        a40 += w4[k] * x0; a41 += w4[k] * x1;
+        a50 += w5[k] * x0; a51 += w5[k] * x1;
+    }
+    REAL *o = out + (size_t)j * TILE + t0;
+    memcpy(o, &a00, sizeof a00); memcpy(o + VL, &a01, sizeof a01);
+    memcpy(o + TILE, &a10, sizeof a10); memcpy(o + TILE + VL, &a11, sizeof a11);
+    memcpy(o + 2 * TILE, &a20, sizeof a20); memcpy(o + 2 * TILE + VL, &a21, sizeof a21);
+    memcpy(o + 3 * TILE, &a30, sizeof a30); memcpy(o + 3 * TILE + VL, &a31, sizeof a31);
+    memcpy(o + 4 * TILE, &a40, sizeof a40); memcpy(o + 4 * TILE + VL, &a41, sizeof a41);
+    memcpy(o + 5 * TILE, &a50, sizeof a50); memcpy(o + 5 * TILE + VL, &a51, sizeof a51);
+}
+
+/* units j .. j + 3 of out at draws t0 .. t0 + 2 VL - 1 */
+static inline __attribute__((always_inline))
+void TS(dense4)(REAL *restrict out, const REAL *restrict w, int ldw, const REAL *restrict in,
+                int j, int t0, int K) {
+    enum { VL = TILE_VBYTES / sizeof(REAL) };
+    const REAL *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+    TS(vec) a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0},
+            a30 = {0}, a31 = {0}, x0, x1;
+    for (int k = 0; k < K; k++) {
+        memcpy(&x0, in + (size_t)k * TILE + t0, sizeof x0);
+        memcpy(&x1, in + (size_t)k * TILE + t0 + VL, sizeof x1);
+        a00 += w0[k] * x0; a01 += w0[k] * x1;
+        a10 += w1[k] * x0; a11 += w1[k] * x1;
+        a20 += w2[k] * x0; a21 += w2[k] * x1;
+        a30 += w3[k] * x0; a31 += w3[k] * x1;
+    }
+    REAL *o = out + (size_t)j * TILE + t0;
+    memcpy(o, &a00, sizeof a00); memcpy(o + VL, &a01, sizeof a01);
+    memcpy(o + TILE, &a10, sizeof a10); memcpy(o + TILE + VL, &a11, sizeof a11);
+    memcpy(o + 2 * TILE, &a20, sizeof a20); memcpy(o + 2 * TILE + VL, &a21, sizeof a21);
+    memcpy(o + 3 * TILE, &a30, sizeof a30); memcpy(o + 3 * TILE + VL, &a31, sizeof a31);
+}
+
 static inline __attribute__((always_inline))
 void TS(dense)(REAL *restrict out, const REAL *restrict w, int ldw, const REAL *restrict in,
                int n, int K) {
-    enum { VL = TILE_VBYTES / sizeof(REAL) };  /* draws per vector */
-    int j = 0;
+    enum { VL = TILE_VBYTES / sizeof(REAL) };
     /* twelve accumulators hide the multiply-adds' latency better once K is long enough to
-     * pay for the extra loads of the weights (about 10% faster at K = 256, slower at 64) */
-    if (K >= 128)
-        for (; j + 6 <= n; j += 6) {
-            const REAL *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw,
-                       *w4 = w3 + ldw, *w5 = w4 + ldw;
-            for (int t0 = 0; t0 < TILE; t0 += 2 * VL) {
-                TS(vec) a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0},
-                        a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0}, x0, x1;
-                for (int k = 0; k < K; k++) {
-                    memcpy(&x0, in + (size_t)k * TILE + t0, sizeof x0);
-                    memcpy(&x1, in + (size_t)k * TILE + t0 + VL, sizeof x1);
-                    a00 += w0[k] * x0; a01 += w0[k] * x1;
-                    a10 += w1[k] * x0; a11 += w1[k] * x1;
-                    a20 += w2[k] * x0; a21 += w2[k] * x1;
-                    a30 += w3[k] * x0; a31 += w3[k] * x1;
-                    a40 += w4[k] * x0; a41 += w4[k] * x1;
-                    a50 += w5[k] * x0; a51 += w5[k] * x1;
-                }
-                REAL *o = out + (size_t)j * TILE + t0;
-                memcpy(o, &a00, sizeof a00); memcpy(o + VL, &a01, sizeof a01);
-                memcpy(o + TILE, &a10, sizeof a10); memcpy(o + TILE + VL, &a11, sizeof a11);
-                memcpy(o + 2 * TILE, &a20, sizeof a20); memcpy(o + 2 * TILE + VL, &a21, sizeof a21);
-                memcpy(o + 3 * TILE, &a30, sizeof a30); memcpy(o + 3 * TILE + VL, &a31, sizeof a31);
-                memcpy(o + 4 * TILE, &a40, sizeof a40); memcpy(o + 4 * TILE + VL, &a41, sizeof a41);
-                memcpy(o + 5 * TILE, &a50, sizeof a50); memcpy(o + 5 * TILE + VL, &a51, sizeof a51);
-            }
-        }
-    for (; j + 4 <= n; j += 4) {
-        const REAL *w0 = w + (size_t)j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+     * pay for the extra loads of the weights (about 10% faster at K = 256, slower at 64);
+     * one group of six fewer when that leaves groups of four, not single units, after them
+     * (32 units: 4 x 6 + 2 x 4, not 5 x 6 + 2 x 1) */
+    int n6 = K >= 128 ? n / 6 : 0;
+    if (n6 > 0 && (n - 6 * n6) % 4 >= 2) n6--;
+    const int n4 = (n - 6 * n6) / 4, j1 = 6 * n6 + 4 * n4;
+    if ((size_t)K * TILE * sizeof(REAL) > 32768)
+        /* `in` larger than the level-1 cache: a strip of 2 VL draws (K x 2 VL) at a time
+         * stays there while every unit's weights pass */
         for (int t0 = 0; t0 < TILE; t0 += 2 * VL) {
-            TS(vec) a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0},
-                    a30 = {0}, a31 = {0}, x0, x1;
-            for (int k = 0; k < K; k++) {
-                memcpy(&x0, in + (size_t)k * TILE + t0, sizeof x0);
-                memcpy(&x1, in + (size_t)k * TILE + t0 + VL, sizeof x1);
-                a00 += w0[k] * x0; a01 += w0[k] * x1;
-                a10 += w1[k] * x0; a11 += w1[k] * x1;
-                a20 += w2[k] * x0; a21 += w2[k] * x1;
-                a30 += w3[k] * x0; a31 += w3[k] * x1;
-            }
-            REAL *o = out + (size_t)j * TILE + t0;
-            memcpy(o, &a00, sizeof a00); memcpy(o + VL, &a01, sizeof a01);
-            memcpy(o + TILE, &a10, sizeof a10); memcpy(o + TILE + VL, &a11, sizeof a11);
-            memcpy(o + 2 * TILE, &a20, sizeof a20); memcpy(o + 2 * TILE + VL, &a21, sizeof a21);
-            memcpy(o + 3 * TILE, &a30, sizeof a30); memcpy(o + 3 * TILE + VL, &a31, sizeof a31);
+            for (int j = 0; j < 6 * n6; j += 6) TS(dense6)(out, w, ldw, in, j, t0, K);
+            for (int j = 6 * n6; j < j1; j += 4) TS(dense4)(out, w, ldw, in, j, t0, K);
         }
+    else {
+        for (int j = 0; j < 6 * n6; j += 6)
+            for (int t0 = 0; t0 < TILE; t0 += 2 * VL) TS(dense6)(out, w, ldw, in, j, t0, K);
+        for (int j = 6 * n6; j < j1; j += 4)
+            for (int t0 = 0; t0 < TILE; t0 += 2 * VL) TS(dense4)(out, w, ldw, in, j, t0, K);
     }
-    for (; j < n; j++) {  /* the last units one at a time, 4 vectors of draws */
+    for (int j = j1; j < n; j++) {  /* the last units one at a time, 4 vectors of draws */
         const REAL *wj = w + (size_t)j * ldw;
         for (int t0 = 0; t0 < TILE; t0 += 4 * VL) {
             TS(vec) a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, x0, x1, x2, x3;
@@ -264,6 +288,14 @@ void TS(tile_flow)(const tile_block *blocks, int nb, const tile_draws *td, tile_
         TS(block_steps)(blocks + b, td, z, y, s->lq, s, 0);
     }
     if (z != s->zt) memcpy(s->zt, z, (size_t)blocks[0].d * TILE * sizeof(double));
+}
+
+/* block w of the density on one tile: its input z (d x TILE) to its output y; lq (TILE)
+ * accumulates the log-density */
+static inline __attribute__((always_inline))
+void TS(tile_density_block)(const tile_block *w, const tile_draws *td, double *z, double *y,
+                            double *lq, tile_scratch *s) {
+    TS(block_steps)(w, td, z, y, lq, s, 1);
 }
 
 /* log q of the tile's points (s->zt on entry) into s->lq: blocks 0, 1, ... in order */
