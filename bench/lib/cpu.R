@@ -10,6 +10,11 @@ cpu_info <- local({
   flags <- strsplit(field("flags"), "[[:space:]]+")[[1]]
   isa <- if ("avx512f" %in% flags) "avx512f" else if ("avx2" %in% flags) "avx2" else
     if (all(is.na(flags))) "unknown (no /proc/cpuinfo flags)" else "none (no avx2)"
+  # NBI_ISA=base|avx2 holds nbi's dispatched code below what the CPU has (a proxy run)
+  held <- Sys.getenv("NBI_ISA")
+  rank <- c(base = 0, avx2 = 1, avx512f = 2)
+  if (held %in% c("base", "avx2") && isa %in% names(rank) && rank[[held]] < rank[[isa]])
+    isa <- sprintf("%s, nbi's code held to %s by NBI_ISA", isa, held)
   list(model = if (is.na(field("model name"))) "unknown" else field("model name"), isa = isa)
 })
 
