@@ -74,8 +74,8 @@ encode_input <- function(x, scale, featurizer, rows = NULL) {
 # on it).
 spec_for_rows <- function(spec, rows) {
   spec$feat$rows <- as.integer(rows)
-  spec$feat$n_in <- if (spec$feat$type == 4L)
-    as.integer(1L + (if (is.null(spec$feat$extra)) 0L else spec$feat$extra) + rows * spec$feat$width) else
+  extra <- if (is.null(spec$feat$extra)) 0L else spec$feat$extra  # absent before 0.3.0
+  spec$feat$n_in <- if (spec$feat$type == 4L) ts_n_in(rows, spec$feat$width, extra) else
     as.integer(rows * (spec$feat$values + 1L))
   spec
 }

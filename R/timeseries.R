@@ -222,6 +222,10 @@ ts_encode <- function(x, scale, featurizer, rows, width) {
 # time parameters since 0.3.0, else 0.
 ts_n_extra <- function(ref) if (isTRUE(ref$position)) 1L else 0L
 
+# The length of a curve's column in the matrix ts_encode() makes: its row count, its extras,
+# then `rows` rows of `width`.
+ts_n_in <- function(rows, width, extra) as.integer(1L + extra + rows * width)
+
 # Numeric noise for curves: value + noise * error * z (or noise * z without errors).
 ts_numeric_noise <- function(x, noise, featurizer) {
   if (length(noise) != 1)
@@ -237,7 +241,7 @@ ts_numeric_noise <- function(x, noise, featurizer) {
 # The C spec of the featurizer for curves of `rows` rows and `width` columns.
 ts_spec <- function(featurizer, rows, width, freqs) {
   extra <- as.integer(!is.null(featurizer$time_params))
-  list(type = 4L, n_in = as.integer(1 + extra + rows * width), rows = as.integer(rows),
+  list(type = 4L, n_in = ts_n_in(rows, width, extra), rows = as.integer(rows),
        width = as.integer(width), has_error = ts_has_error(featurizer, width),
        bands = featurizer$bands, d_model = featurizer$d_model, heads = featurizer$heads,
        layers = featurizer$layers, hidden = featurizer$hidden, queries = featurizer$queries,

@@ -136,7 +136,8 @@ train_engine <- function(object, theta, x, n_epochs, batch_size, lr, valid_fract
   xs <- if (rescale) fit_input_scale(xn_train, f) else m$x_scale
   if (rescale && !is.null(ref)) xs$ref <- ref
   width <- if (ts) xs$width else NULL
-  n_in <- if (ts) 1L + ts_n_extra(xs$ref) + rows * width else if (lists) rows * (f$n_values + 1L) else ncol(xn_train)
+  n_in <- if (ts) ts_n_in(rows, width, ts_n_extra(xs$ref)) else
+    if (lists) rows * (f$n_values + 1L) else ncol(xn_train)
   if (warm) {
     spec <- if (lists) spec_for_rows(m$spec, rows) else m$spec
     params <- m$params

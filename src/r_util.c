@@ -7,23 +7,25 @@
 #include "r_util.h"
 #include "nn/nn.h"
 
-SEXP list_get(SEXP list, const char *name, const char *arg) {
-    if (TYPEOF(list) != VECSXP) Rf_error("'%s' must be a list", arg);
+/* the index of element `name` of a named list, -1 when it has none (or is not one) */
+static R_xlen_t list_index(SEXP list, const char *name) {
     SEXP nm = Rf_getAttrib(list, R_NamesSymbol);
-    if (TYPEOF(nm) != STRSXP) Rf_error("'%s' must be a named list", arg);
+    if (TYPEOF(list) != VECSXP || TYPEOF(nm) != STRSXP) return -1;
     for (R_xlen_t i = 0; i < XLENGTH(list); i++)
-        if (strcmp(CHAR(STRING_ELT(nm, i)), name) == 0) return VECTOR_ELT(list, i);
-    Rf_error("'%s' has no element '%s'", arg, name);
-    return R_NilValue;
+        if (strcmp(CHAR(STRING_ELT(nm, i)), name) == 0) return i;
+    return -1;
 }
 
-int list_has(SEXP list, const char *name) {
-    SEXP nm = Rf_getAttrib(list, R_NamesSymbol);
-    if (TYPEOF(list) != VECSXP || TYPEOF(nm) != STRSXP) return 0;
-    for (R_xlen_t i = 0; i < XLENGTH(list); i++)
-        if (strcmp(CHAR(STRING_ELT(nm, i)), name) == 0) return 1;
-    return 0;
+SEXP list_get(SEXP list, const char *name, const char *arg) {
+    if (TYPEOF(list) != VECSXP) Rf_error("'%s' must be a list", arg);
+    if (TYPEOF(Rf_getAttrib(list, R_NamesSymbol)) != STRSXP)
+        Rf_error("'%s' must be a named list", arg);
+    R_xlen_t i = list_index(list, name);
+    if (i < 0) Rf_error("'%s' has no element '%s'", arg, name);
+    return VECTOR_ELT(list, i);
 }
+
+int list_has(SEXP list, const char *name) { return list_index(list, name) >= 0; }
 
 int list_int(SEXP list, const char *name, const char *arg) {
     SEXP v = list_get(list, name, arg);

@@ -1,8 +1,9 @@
 /* Time-series featurizer for irregularly sampled light curves: each object has its own
  * epochs, any number of them. A sample is 1 + E + R W doubles: the number of rows n (1..R),
  * E scalars of the object (its "extras"), then R rows of W values (t, value, [error],
- * [band]), rows beyond n ignored (padding: never read, never given a gradient). Only the n real rows are computed on, packed one object after the
- * other, so the cost is linear in the epochs actually observed.
+ * [band]), rows beyond n ignored (padding: never read, never given a gradient). Only the n
+ * real rows are computed on, packed one object after the other, so the cost is linear in
+ * the epochs actually observed.
  *
  * Row i becomes u_i = (t, sin 2 pi f_k t, cos 2 pi f_k t for the F frequencies f_k of the
  * spec, value, [error], [one-hot band]); an MLP (layers x hidden, GELU) maps it to e_i
@@ -10,9 +11,9 @@
  * over the object's rows (segpool, multi-head: Lee et al. 2019's pooling by multi-head
  * attention), and with the mean of its e_i and (log n - 4) / 2 (the number of rows sets how
  * narrow a posterior is, and means and attention do not keep it) and the E extras the pooled
- * vectors go through a linear map to n_out. With pool = 1 (mean only) the attention is skipped. Nothing depends on the order of
- * the rows: permuting them permutes the packed rows and leaves every pooled sum the same
- * (up to the order of floating-point additions). */
+ * vectors go through a linear map to n_out. With pool = 1 (mean only) the attention is
+ * skipped. Nothing depends on the order of the rows: permuting them permutes the packed rows
+ * and leaves every pooled sum the same (up to the order of floating-point additions). */
 #include <math.h>
 #include <string.h>
 #include "nn/nn.h"
