@@ -23,7 +23,8 @@
 adapt_settings <- list(components = 8L, df = 5, alpha = 0.1, shrink = 1, inflate = 1.2,
                        floor = 1e-3, em_iters = 30L, kmeans_iters = 20L, em_rows = 5000L,
                        laplace_share = 0.3, laplace_below = 100, laplace_step = 4,
-                       min_round = 200L)
+                       min_round = 200L, widen_above = 0.7, widen_step = 1.5,
+                       widen_max = 4)
 tmix_c_settings <- c("components", "em_iters", "kmeans_iters", "em_rows", "df", "shrink",
                      "inflate", "floor", "laplace_share", "laplace_below", "laplace_step")
 
@@ -180,10 +181,28 @@ meets_target <- function(p, target) {
   is.finite(p$pareto_k) && p$pareto_k <= 0.7 && p$n_eff >= target
 }
 
+# The surrogate's log densities (in parameter units) at the rows of `thetas` (a list, one
+# matrix per observation `obs`), with its base widened by `temper`; batched in one C call.
+surrogate_log_prob <- function(object, enc, obs, thetas, temper, threads) {
+  m <- object$model
+  counts <- vapply(thetas, nrow, integer(1))
+  if (sum(counts) == 0) return(lapply(counts, function(n) numeric(0)))
+  z <- t((t(do.call(rbind, thetas)) - m$theta_mean) / m$theta_sd)
+  z <- shift_z(t(z), enc, rep(obs, counts), -1)
+  lp <- with_blas_threads(1L, .Call(C_r_model_log_prob_obs, enc$spec, m$params,
+                                    enc$x[, obs, drop = FALSE], z, counts, as.numeric(temper),
+                                    threads)) - sum(log(m$theta_sd))
+  end <- cumsum(counts)
+  lapply(seq_along(counts), function(j) lp[(end[j] - counts[j]) + seq_len(counts[j])])
+}
+
 # The proposals of one adaptive round for the observations `obs` (indices into `state`):
 # mixtures fitted in C to each one's draws of every round (fit_pool()), `sizes` draws inside the support wanted
-# for each. Returns per observation list(theta, log_m, log_q, n_div) (only draws inside the
-# support), or NULL where the fit failed.
+# for each. The defensive component is the surrogate with its base widened by `temper`
+# times the observation's `widen` (grown after rounds whose weights had a heavy tail: a
+# surrogate narrower than the posterior leaves tails that no fit to the draws can reach).
+# Returns per observation list(theta, log_m, log_q, n_div) (only draws inside the support;
+# log_q the surrogate's density at `temper`), or NULL where the fit failed.
 adaptive_proposals <- function(object, items, enc, state, obs, sizes, round, threads, temper,
                                s = adapt_settings) {
   m <- object$model
@@ -216,20 +235,24 @@ adaptive_proposals <- function(object, items, enc, state, obs, sizes, round, thr
   zg <- .Call(C_r_tmix_sample, sub, as.integer(n_g), derive_seed(keys[f], round, 3), threads)
   theta_g <- t(zg * m$theta_sd + m$theta_mean)
   lg_g <- attr(zg, "log_density") - log_jac
-  # surrogate draws, grouped by their number (each observation's own stream)
+  # defensive draws from the widened surrogate, grouped by their number and widening (each
+  # observation's own stream)
+  wid <- vapply(obs[f], function(i) state[[i]]$widen, 0)
+  group <- paste(n_q, wid)
   qd <- vector("list", length(f))
-  for (nq in unique(n_q)) {
-    sel <- which(n_q == nq)
+  for (g in unique(group)) {
+    sel <- which(group == g)
+    nq <- n_q[sel[1]]
     z <- with_blas_threads(1L, .Call(C_r_model_sample, enc$spec, m$params,
                                      enc$x[, obs[f][sel], drop = FALSE], as.integer(nq),
-                                     derive_seed(keys[f][sel], round, 1), as.numeric(temper),
-                                     threads))
+                                     derive_seed(keys[f][sel], round, 1),
+                                     as.numeric(temper * wid[sel[1]]), threads))
     z <- shift_z(z, enc, rep(obs[f][sel], each = nq))
     th <- t(z * m$theta_sd + m$theta_mean)
     lq <- attr(z, "log_prob") - log_jac
     for (j in seq_along(sel)) {
       rows <- (j - 1) * nq + seq_len(nq)
-      qd[[sel[j]]] <- list(theta = th[rows, , drop = FALSE], log_q = lq[rows])
+      qd[[sel[j]]] <- list(theta = th[rows, , drop = FALSE], log_d = lq[rows])
     }
   }
   g_end <- cumsum(n_g)
@@ -239,36 +262,49 @@ adaptive_proposals <- function(object, items, enc, state, obs, sizes, round, thr
     colnames(theta) <- m$names
     inside <- in_support(object$prior, theta)
     list(theta = theta[inside, , drop = FALSE], inside = inside,
-         log_q = c(qd[[j]]$log_q, rep(NA_real_, n_g[j]))[inside],
+         log_d = c(qd[[j]]$log_d, rep(NA_real_, n_g[j]))[inside],
          log_g = c(rep(NA_real_, n_q[j]), lg_g[rows])[inside], from_q = seq_len(N[j]) <= n_q[j])
   })
-  # the missing densities: q at the mixture's draws, g at the surrogate's, batched
-  need_q <- lapply(parts, function(p) p$theta[!p$from_q[p$inside], , drop = FALSE])
-  nq_counts <- vapply(need_q, nrow, integer(1))
-  if (sum(nq_counts) > 0) {
-    zq <- shift_z(t(to_z(do.call(rbind, need_q))), enc, rep(obs[f], nq_counts), -1)
-    lq_all <- with_blas_threads(1L, .Call(C_r_model_log_prob_obs, enc$spec, m$params,
-                                          enc$x[, obs[f], drop = FALSE], zq, nq_counts,
-                                          as.numeric(temper), threads)) - log_jac
+  # the missing densities: the defensive component at the mixture's draws (batched per
+  # widening), g at the surrogate's
+  for (w in unique(wid)) {
+    sel <- which(wid == w)
+    ld <- surrogate_log_prob(object, enc, obs[f][sel], lapply(parts[sel], function(p)
+      p$theta[!p$from_q[p$inside], , drop = FALSE]), temper * w, threads)
+    for (j in seq_along(sel)) {
+      p <- parts[[sel[j]]]
+      parts[[sel[j]]]$log_d[!p$from_q[p$inside]] <- ld[[j]]
+    }
   }
+  # the surrogate's own density (at `temper`) where it was widened: the draws' log_q
+  wide <- which(wid != 1)
+  lq_wide <- surrogate_log_prob(object, enc, obs[f][wide], lapply(parts[wide], `[[`, "theta"),
+                                temper, threads)
+  for (j in seq_along(wide)) parts[[wide[j]]]$log_q <- lq_wide[[j]]
   need_g <- lapply(parts, function(p) p$theta[p$from_q[p$inside], , drop = FALSE])
   ng_counts <- vapply(need_g, nrow, integer(1))
   if (sum(ng_counts) > 0)
     lg_all <- .Call(C_r_tmix_log_density, sub, t(to_z(do.call(rbind, need_g))), ng_counts,
                     threads) - log_jac
-  q_end <- cumsum(nq_counts)
   gq_end <- cumsum(ng_counts)
   for (j in seq_along(f)) {
     p <- parts[[j]]
     fq <- p$from_q[p$inside]
-    if (nq_counts[j] > 0) p$log_q[!fq] <- lq_all[(q_end[j] - nq_counts[j]) + seq_len(nq_counts[j])]
     if (ng_counts[j] > 0) p$log_g[fq] <- lg_all[(gq_end[j] - ng_counts[j]) + seq_len(ng_counts[j])]
     a <- n_q[j] / N[j]
-    log_m <- log_add_exp(log(a) + p$log_q, log1p(-a) + p$log_g)
-    out[[f[j]]] <- list(theta = p$theta, log_m = log_m, log_q = p$log_q, n_div = N[j],
+    log_m <- log_add_exp(log(a) + p$log_d, log1p(-a) + p$log_g)
+    log_q <- if (is.null(p$log_q)) p$log_d else p$log_q
+    out[[f[j]]] <- list(theta = p$theta, log_m = log_m, log_q = log_q, n_div = N[j],
                         acceptance = mean(p$inside), n_drawn = N[j])
   }
   out
+}
+
+# The widening of the defensive surrogate after an adaptive round whose weights had Pareto k
+# `k`: a heavy tail (k > widen_above) the mixture fitted to the draws did not remove grows it.
+next_widen <- function(widen, k, s = adapt_settings) {
+  if (is.finite(k) && k <= s$widen_above) return(widen)
+  min(widen * s$widen_step, s$widen_max)
 }
 
 # log(exp(a) + exp(b)), elementwise and stable (-Inf allowed).
@@ -331,7 +367,7 @@ escalate_posteriors <- function(object, items, enc, x_err, n_samples, threads, t
         inherits(try(chol(as.matrix(S0)), silent = TRUE), "try-error")) S0 <- diag(d) / 4
     list(key = keys[i], rounds = list(r0), pool = pool_rounds(list(r0)), S0 = as.matrix(S0),
          acceptance = max(draws$acceptance[i], 1e-3), n_sims = nrow(th),
-         n_proposals = draws$drawn[i], fit_failed = FALSE)
+         n_proposals = draws$drawn[i], fit_failed = FALSE, widen = 1)
   })
   charge(seq_len(n_obs), t0)
   fixed <- is.null(target)
@@ -369,11 +405,13 @@ escalate_posteriors <- function(object, items, enc, x_err, n_samples, threads, t
         p <- props[[ok[j]]]
         r <- weigh_round(object, items[[i]], x_err, p$theta, p$log_m, p$log_q, p$n_div, sims[[j]])
         st <- state[[i]]
+        r$widen <- st$widen
         st$rounds[[length(st$rounds) + 1L]] <- r
         st$pool <- pool_rounds(st$rounds)
         st$n_sims <- st$n_sims + nrow(p$theta)
         st$n_proposals <- st$n_proposals + p$n_drawn
         st$acceptance <- max(p$acceptance, 1e-3)
+        st$widen <- next_widen(st$widen, r$pareto_k)
         state[[i]] <- st
       }
     }
@@ -403,6 +441,7 @@ escalate_posteriors <- function(object, items, enc, x_err, n_samples, threads, t
       n_eff = vapply(rs, `[[`, 0, "n_eff"),
       pareto_k = vapply(rs, `[[`, 0, "pareto_k"),
       log_evidence = vapply(rs, `[[`, 0, "log_z"),
+      widen = vapply(rs, function(r) if (is.null(r$widen)) 1 else r$widen, 0),
       pooled = (seq_along(rs) - 1L) %in% p$used)
     post
   })

@@ -16,7 +16,10 @@
 #' importance sampling (population Monte Carlo) fit a mixture of 8 Student-t components (5
 #' degrees of freedom) to all its weighted draws so far and draw new proposals from the
 #' defensive mixture 0.1 q + 0.9 g, weighed against that mixture's exact density, so the
-#' weights stay exact and only their variance changes. The rounds are pooled (each with a
+#' weights stay exact and only their variance changes. After a round whose weights still
+#' have a heavy tail (Pareto k > 0.7), the surrogate q in that mixture is widened (its base
+#' sds times 1.5 more, up to 4): a surrogate narrower than the posterior leaves tails that a
+#' mixture fitted to the draws cannot reach. The rounds are pooled (each with a
 #' share proportional to its effective sample size; rounds with Pareto k > 0.7 are left out
 #' while others are usable), so their n_eff add up. Each round is sized to close the
 #' remaining deficit at the last round's efficiency (at most `n_samples` simulations). The
@@ -29,7 +32,8 @@
 #' `"out_of_distribution"` (see below; such observations are not escalated), and `n_sims`
 #' (simulator calls), `n_proposals` (draws, those outside the support included), `seconds`
 #' (its share of the batched work), and `rounds` (n_sims, n_eff, Pareto k and evidence per
-#' round, round 0 being the surrogate's, and which rounds were pooled). Without `n_eff` the
+#' round, round 0 being the surrogate's, the widening of q in each round's mixture, and
+#' which rounds were pooled). Without `n_eff` the
 #' status says whether the weights can be trusted (Pareto k <= 0.7); unweighted draws have
 #' status `NA` unless out of distribution.
 #'

@@ -206,6 +206,35 @@ test_that("escalation reaches the target n_eff with exact weights (conjugate Gau
   expect_identical(again$weights, post$weights)
 })
 
+test_that("a round with a heavy tail widens the next round's surrogate, and weights stay exact", {
+  expect_identical(nbi:::next_widen(1, 0.5), 1)
+  expect_identical(nbi:::next_widen(1, 0.9), 1.5)
+  expect_identical(nbi:::next_widen(1.5, NA_real_), 2.25)
+  expect_identical(nbi:::next_widen(3, 1.2), 4)
+  # widen after every round (as if every round's tail were heavy): q is then ever wider in
+  # the defensive mixture (half of each round's draws, so that its density matters), and
+  # the weights must still give the exact posterior
+  s <- nbi:::adapt_settings
+  on.exit(utils::assignInNamespace("adapt_settings", s, "nbi"))
+  utils::assignInNamespace("adapt_settings",
+                           utils::modifyList(s, list(widen_above = -Inf, alpha = 0.5)), "nbi")
+  post <- suppressWarnings(predict(poor, x_obs, n_samples = 1000, seed = 3, adapt = 5))
+  expect_equal(post$rounds$widen, c(1, 1, 1.5, 2.25, 3.375, 4))
+  S <- post_cov(); mu <- post_mean(x_obs)
+  m <- colSums(post$weights * post$theta)
+  expect_true(all(abs(m - mu) < 3 * sqrt(diag(S) / post$n_eff)))
+  sdw <- sqrt(colSums(post$weights * t(t(post$theta) - m)^2))
+  expect_true(all(abs(sdw / sqrt(diag(S)) - 1) < 0.06))
+  expect_lt(abs(post$log_evidence - log_evidence(x_obs)), 3 * post$log_evidence_se)
+  # log_q stays the surrogate's own density, whatever the widening of the proposals
+  expect_equal(post$log_q, nbi_log_prob(poor, post$theta, x_obs), tolerance = 1e-9)
+  # and the widening did change the proposals
+  utils::assignInNamespace("adapt_settings", s, "nbi")
+  plain <- suppressWarnings(predict(poor, x_obs, n_samples = 1000, seed = 3, adapt = 5))
+  expect_equal(plain$rounds$widen, rep(1, 6))
+  expect_false(identical(plain$theta[-(1:3000), ], post$theta[-(1:3000), ]))
+})
+
 test_that("fixed rounds (adapt = ) pool exact weights too, and a tiny budget ends short", {
   post <- suppressWarnings(predict(poor, x_obs, n_samples = 2000, seed = 5, adapt = 2))
   expect_equal(nrow(post$rounds), 3)
