@@ -4,7 +4,8 @@
 # (about 35 minutes on 2 cores, most of it training). Writes vignettes/survey-results.rds,
 # which the vignette loads. NBI_SURVEY_SIMS and NBI_SURVEY_EPOCHS shrink the run for a
 # quick look. The model (real event, cadence, simulator, noise, likelihood) is in
-# vignettes/survey-model.R; vignettes/pilot-survey.R runs shorter trials of variants.
+# vignettes/survey-model.R, the twins of the real event in vignettes/survey-twins.R;
+# vignettes/pilot-survey.R runs shorter trials of variants.
 library(nbi)
 now <- function() proc.time()[["elapsed"]]
 t_start <- now()
@@ -75,6 +76,10 @@ held_table <- data.frame(
     s <- summary(held_post[[i]]); (s$mean[1] - held$theta[i, 1]) / s$sd[1]
   }, 0))
 
+# ---- the real event against the point-lens model, and simulated twins of it ----
+source(if (file.exists("vignettes/survey-twins.R")) "vignettes/survey-twins.R" else
+  system.file("doc", "survey-twins.R", package = "nbi"))
+
 summ <- function(p) { s <- summary(p); data.frame(mean = s$mean, sd = s$sd) }
 res <- list(made_with = as.character(utils::packageVersion("nbi")), cores = 2L,
             n_sims = n_sims, epochs = epochs, fit_seconds = fit_seconds,
@@ -89,6 +94,7 @@ res <- list(made_with = as.character(utils::packageVersion("nbi")), cores = 2L,
             quad = quad, emcee = emcee,
             coverage = coverage, coverage_seconds = coverage_seconds,
             held = held_table, held_seconds = held_seconds, held_width = held_width,
+            misfit = misfit, twins = twins,
             example_curves = held_x[1:3], real = real_mag, log_z_shift = log_z_shift,
             total_minutes = (now() - t_start) / 60)
 saveRDS(res, Sys.getenv("NBI_SURVEY_OUT", "vignettes/survey-results.rds"), compress = "xz")
