@@ -9,10 +9,16 @@
 #   wide         d_model 64, hidden 128, 8 pooling queries (default 32, 64, 4)
 #   fresh        the noise function draws new parameters from the prior for every batch and
 #                recomputes the magnification at the stored cadence (every batch new events)
+#   sharp        200 to 1,000 epochs per curve (not 50) and baselines of 15 to 17 mag (not
+#                18.5): the nuisances the curve shows, drawn to make sharp posteriors common
 # and NBI_PILOT_SIMS, NBI_PILOT_EPOCHS, NBI_PILOT_BATCH, NBI_PILOT_LR, NBI_PILOT_SEED.
 library(nbi)
 env <- function(k, default) { v <- Sys.getenv(k, ""); if (nzchar(v)) as.numeric(v) else default }
 variants <- strsplit(Sys.getenv("NBI_PILOT", ""), ",")[[1]]
+if ("sharp" %in% variants) {   # more epochs, brighter baselines: more sharp posteriors
+  survey_epochs <- c(200, 1000)
+  survey_base <- c(15, 17)
+}
 source("vignettes/survey-model.R")
 
 # every batch new events: parameters from the prior, the magnification at the stored epochs
@@ -55,5 +61,10 @@ z <- t(vapply(seq_along(ps), function(i) {
   s <- summary(ps[[i]])
   c((s$mean - held$theta[i, ]) / s$sd, s$sd)
 }, numeric(6)))
+Sys.setenv(NBI_SURVEY_TWINS = Sys.getenv("NBI_SURVEY_TWINS", "10"))
+source("vignettes/survey-twins.R")
+tc <- twins$catalogued
+cat("twins (catalogued noise): median |offset|", signif(apply(abs(tc[, 2:4]), 2, stats::median), 3),
+    "; median width", signif(apply(tc[, 5:7], 2, stats::median), 3), "\n")
 cat("held-out: median surrogate sd", signif(apply(z[, 4:6], 2, stats::median, na.rm = TRUE), 3),
     "; rms z", signif(sqrt(colMeans(z[, 1:3]^2, na.rm = TRUE)), 3), "\n")

@@ -15,13 +15,16 @@ real_mag <- as.matrix(phot)
 # (the real event's last epochs), its own season edges (weather, +-10 days), its own share
 # of epochs per season (fields were observed more or less often from year to year) and 50
 # to 1,000 epochs in all.
+# (pilot-survey.R may set other ranges of epochs per curve and baseline magnitudes first)
+if (!exists("survey_epochs")) survey_epochs <- c(50, 1000)
+if (!exists("survey_base")) survey_base <- c(15, 18.5)
 cadence <- function() {
   first <- sample(-3:-1, 1)
   k <- first:5
   start <- 3060 + 365.25 * k + stats::rnorm(length(k), 0, 10)
   len <- stats::runif(length(k), 200, 250)
   len[k == 5] <- 4955 - start[k == 5]   # OGLE-III ended in May 2009
-  n <- round(exp(stats::runif(1, log(50), log(1000))))
+  n <- round(exp(stats::runif(1, log(survey_epochs[1]), log(survey_epochs[2]))))
   share <- stats::rgamma(length(k), 1.5)
   season <- sample(seq_along(k), n, replace = TRUE, prob = share)
   sort(start[season] + len[season] * stats::runif(n))
@@ -44,7 +47,7 @@ simulate_event <- function(theta) {
 # a per-object factor), and a small offset per observing season
 err_model <- function(mag) sqrt(0.002^2 + (0.0085 * 10^(0.2 * (mag - 16.3)))^2)
 observe_one <- function(s) {
-  base <- stats::runif(1, 15, 18.5)
+  base <- stats::runif(1, survey_base[1], survey_base[2])
   fs <- stats::runif(1, 0.2, 1)
   mag <- base - 2.5 * log10(fs * s[, 2] + 1 - fs)
   err <- err_model(mag) * stats::runif(1, 0.8, 1.25) * exp(stats::rnorm(nrow(s), 0, 0.15))
