@@ -26,10 +26,10 @@ dt <- real[, 1] - theta_best[["t0"]]
 fits <- rbind(all = best,
               rise_and_baseline = ml_fit(real, dt < 0 | abs(dt) > 300, theta_best),
               fall_and_baseline = ml_fit(real, dt > 0 | abs(dt) > 300, theta_best))
-fb <- fluxes_at(real, theta_best)
-model_mag <- 22 - 2.5 * log10(fb[1] * magnification(real[, 1], theta_best[1], theta_best[2],
-                                                     theta_best[3]) + fb[2])
-resid <- real[, 2] - model_mag
+fluxes <- fluxes_at(real, theta_best)
+model_flux <- fluxes[1] * magnification(real[, 1], theta_best[1], theta_best[2],
+                                        theta_best[3]) + fluxes[2]
+resid <- real[, 2] - (22 - 2.5 * log10(model_flux))
 region <- cut(dt, c(-Inf, -300, -150, -40, 40, 150, 300, Inf), dig.lab = 4)
 misfit <- list(
   fits = as.data.frame(fits),
@@ -37,13 +37,12 @@ misfit <- list(
                          epochs = as.vector(table(region)),
                          mean_residual_mmag = as.vector(tapply(resid, region, mean)) * 1000,
                          chi2_per_epoch = as.vector(tapply((resid / real[, 3])^2, region, mean))),
-  chi2 = sum((resid / real[, 3])^2), theta_best = theta_best, fluxes = fb)
+  chi2 = sum((resid / real[, 3])^2), theta_best = theta_best, fluxes = fluxes)
 
 # ---- twins: the real epochs and errors, the best-fit event, noise as catalogued ----
 # (err_scale 1.46: noise as large as the real curve's scatter about the best fit)
 twin <- function(err_scale) {
-  f <- fb[1] * magnification(real[, 1], theta_best[1], theta_best[2], theta_best[3]) + fb[2]
-  f <- f + f * 0.4 * log(10) * real[, 3] * err_scale * stats::rnorm(nrow(real))
+  f <- model_flux + model_flux * 0.4 * log(10) * real[, 3] * err_scale * stats::rnorm(nrow(real))
   relative(cbind(real[, 1], 22 - 2.5 * log10(f), real[, 3]))
 }
 n_twins <- as.integer(Sys.getenv("NBI_SURVEY_TWINS", "20"))
@@ -56,7 +55,7 @@ twin_table <- function(err_scale, seed) {
     su <- summary(predict(engine, x, n_samples = 4000, importance = FALSE, seed = 5,
                           threads = 2))
     se <- summary(ex)
-    c(status = ex$status == "ok", (su$mean - se$mean) / se$sd, su$sd / se$sd,
+    c(ex$status == "ok", (su$mean - se$mean) / se$sd, su$sd / se$sd,
       (se$mean - theta_best) / se$sd)
   })
   out <- as.data.frame(do.call(rbind, rows))
